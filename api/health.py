@@ -1,0 +1,58 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import SettingsDep
+from models.db import get_engine
+from models.settings import Settings
+
+router = APIRouter(tags=["health"])
+
+
+def database_ok() -> str | None:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return f"database unreachable: {type(exc).__name__}"
+
+
+def broker_ok(settings: Settings) -> str | None:
+    url = settings.broker_url
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        elif url.startswith("filesystem://"):
+            folder = settings.broker_dir / "queue"
+            if not folder.is_dir():
+                return f"broker unreachable: {folder} is missing"
+        else:
+            from worker.celery_app import app
+
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"broker unreachable: {type(exc).__name__}"
+
+
+@router.get("/livez")
+def livez() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(settings: SettingsDep) -> JSONResponse:
+    """The database and the broker answer; 503 naming whichever does not."""
+    problems = {name: p for name, p in (("database", database_ok()), ("broker", broker_ok(settings))) if p}
+    if problems:
+        return JSONResponse(status_code=503, content={"status": "unavailable", "failing": problems})
+    return JSONResponse(content={"status": "ok"})

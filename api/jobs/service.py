@@ -1,0 +1,138 @@
+"""Job logic behind the routes: create, list, read, cancel."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from api.errors import Conflict, InvalidField, NotFound, field_error
+from models import lifecycle
+from models.paths import PathEscape, resolve_under
+from models.settings import Settings
+from models.spec import JobSpec
+from models.tables import EpochMetric, Job, JobEvent
+from worker.queue import enqueue
+
+
+def spec_hash(spec: JobSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
+    """What the schema alone cannot know: paths stay inside the data root and exist; limits of this service."""
+    errors = []
+    for loc, user_path in spec.path_fields().items():
+        try:
+            target = resolve_under(settings.data_root, user_path)
+        except PathEscape as exc:
+            errors.append(field_error(loc, f"{user_path!r} {exc}", "path_escape"))
+            continue
+        if not target.exists():
+            errors.append(field_error(loc, f"{user_path!r} does not exist under the data root", "path_missing"))
+    if spec.epochs > settings.max_epochs:
+        errors.append(field_error(("epochs",), f"{spec.epochs} is above this service's limit of {settings.max_epochs}",
+                                  "limit"))
+    if errors:
+        raise InvalidField(errors)
+
+
+def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: str = "default",
+               idempotency_key: str | None = None, parent_id: uuid.UUID | None = None) -> tuple[Job, bool]:
+    """Commit a queued job, then enqueue it. Returns (job, created); a repeated idempotency key returns the first job."""
+    check_spec_in_context(spec=spec, settings=settings)
+    digest = spec_hash(spec)
+    if idempotency_key is not None:
+        existing = _by_key(session, owner, idempotency_key)
+        if existing is not None:
+            return _replay(existing, digest), False
+    job = Job(owner=owner, name=spec.name, spec=spec.model_dump(mode="json"), spec_hash=digest,
+              idempotency_key=idempotency_key, parent_id=parent_id)
+    session.add(job)
+    lifecycle.record_event(session, job.id, "state", to_status="queued", reason="submitted",
+                           data={"parent_id": str(parent_id)} if parent_id else None)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent request with the same key won
+        session.rollback()
+        existing = _by_key(session, owner, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, digest), False
+    enqueue(session, job.id)
+    session.refresh(job)
+    return job, True
+
+
+def _by_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.exec(select(Job).where(Job.owner == owner, Job.idempotency_key == key)).first()
+
+
+def _replay(existing: Job, digest: str) -> Job:
+    if existing.spec_hash != digest:
+        raise Conflict("Idempotency-Key was already used with a different spec")
+    return existing
+
+
+def get_job(*, session: Session, job_id: uuid.UUID, owner: str | None = None) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or (owner is not None and job.owner != owner):
+        raise NotFound(f"job {job_id}")
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except Exception as exc:  # noqa: BLE001 - any malformed cursor is the client's error
+        raise InvalidField([{"loc": ["query", "cursor"], "msg": "not a cursor this service issued",
+                             "type": "value_error"}]) from exc
+
+
+def list_jobs(*, session: Session, status: str | None, limit: int, cursor: str | None,
+              owner: str | None = None) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(Job)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    if cursor is not None:
+        created, ident = decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < ident)))
+    rows = list(session.exec(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+
+def list_metrics(*, session: Session, job: Job, after_epoch: int | None, limit: int) -> tuple[list[EpochMetric], int | None]:
+    query = select(EpochMetric).where(EpochMetric.job_id == job.id)
+    if after_epoch is not None:
+        query = query.where(EpochMetric.epoch > after_epoch)
+    rows = list(session.exec(query.order_by(EpochMetric.epoch).limit(limit)).all())
+    return rows, (rows[-1].epoch if rows else after_epoch)
+
+
+def job_events(*, session: Session, job: Job) -> list[JobEvent]:
+    return list(session.exec(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)).all())
+
+
+def job_children(*, session: Session, job: Job) -> list[uuid.UUID]:
+    return list(session.exec(select(Job.id).where(Job.parent_id == job.id).order_by(Job.created_at)).all())
+
+
+def cancel_job(*, session: Session, job: Job) -> Job:
+    return lifecycle.request_cancel(session, job)

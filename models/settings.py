@@ -1,0 +1,39 @@
+"""Service configuration, read from PLATEAU_* environment variables (or a .env file)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLATEAU_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///var/plateau.db",
+        description="SQLAlchemy URL. Embedded default: a SQLite file; production: postgresql+psycopg://…",
+    )
+    broker_url: str = Field(
+        "filesystem://",
+        description="Celery broker. Embedded default: kombu's filesystem transport; production: redis://…",
+    )
+    broker_dir: Path = Field(Path("var/broker"), description="Folder used by the filesystem broker.")
+    data_root: Path = Field(Path("var/data"), description="Every dataset and weights path in a spec is relative to this folder.")
+    artifacts_dir: Path = Field(Path("var/artifacts"), description="Per-job checkpoints and final models.")
+    queue: str = Field("gpu", description="Celery queue the training task is routed to.")
+    visibility_timeout: int = Field(
+        172_800, description="Seconds before Redis redelivers an unacknowledged task; keep above the longest job."
+    )
+    max_attempts: int = Field(3, ge=1, description="A job redelivered more often than this fails.")
+    lease_seconds: float = Field(60.0, gt=0, description="A running job's lease; a worker renews it while it trains.")
+    reconcile_interval: float = Field(30.0, gt=0, description="Seconds between the worker's reconciler passes.")
+    cancel_poll_seconds: float = Field(1.0, gt=0, description="How often a training worker looks for a cancel request.")
+    max_epochs: int = Field(1000, ge=1, description="Upper bound on a spec's epochs.")
+    page_size_max: int = Field(1000, ge=1, description="Largest page served by list endpoints.")
+    migrate_on_start: bool = Field(True, description="Upgrade the schema to the newest revision when a process starts.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

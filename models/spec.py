@@ -1,0 +1,137 @@
+"""The job spec: what a user asks Plateau to train. Keras names and Keras defaults where they exist."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Metric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
+INCEPTION_BLOCK = re.compile(r"^mixed(10|[0-9])$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    train_dir: str = Field(min_length=1, description="Class-subfolder image directory, relative to the data root.")
+    val_dir: str | None = Field(None, min_length=1, description="Validation directory; exclusive with validation_split.")
+    validation_split: float | None = Field(None, gt=0, lt=1, description="Fraction of train_dir held out for validation.")
+    image_size: int = Field(299, ge=75, le=512, description="Square input size; Inception-V3 needs at least 75.")
+    seed: int | None = Field(None, description="Seed of the train/validation split and shuffling.")
+
+    @model_validator(mode="after")
+    def _one_validation_source(self) -> DatasetSpec:
+        if (self.val_dir is None) == (self.validation_split is None):
+            raise ValueError("give exactly one of val_dir or validation_split")
+        return self
+
+
+Trainable = Annotated[
+    Literal["head", "all"] | Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=INCEPTION_BLOCK.pattern)],
+    Field(description='"head" (base frozen), "all", N (the top N base layers), or "mixedK" (from Inception block K on).'),
+]
+
+
+class ModelSpec(_Strict):
+    weights: str | None = Field(
+        "imagenet", description='"imagenet", null (random init), or a .h5 weights file of the base under the data root.'
+    )
+    trainable: Trainable = "head"
+    dense_units: int = Field(1024, ge=1, le=16384)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, v: str | None) -> str | None:
+        if v is not None and v != "imagenet" and not (v.endswith(".h5") or v.endswith(".keras")):
+            raise ValueError('must be "imagenet", null, or a path ending in .weights.h5 / .h5')
+        return v
+
+
+class AugmentationSpec(_Strict):
+    """ImageDataGenerator's options, applied by Keras preprocessing layers to training batches only."""
+
+    rotation_range: float = Field(0.0, ge=0, le=360, description="Degrees.")
+    width_shift_range: float = Field(0.0, ge=0, lt=1)
+    height_shift_range: float = Field(0.0, ge=0, lt=1)
+    shear_range: float = Field(0.0, ge=0, lt=1, description="Shear intensity as a fraction of the image size.")
+    zoom_range: float = Field(0.0, ge=0, lt=1, description="Zoom in [1 - z, 1 + z].")
+    horizontal_flip: bool = False
+    fill_mode: Literal["constant", "nearest", "reflect", "wrap"] = "nearest"
+
+
+class RegularizationSpec(_Strict):
+    dropout: float = Field(0.0, ge=0, lt=1, description="Rate of both head dropout layers.")
+    dense_dropout: float | None = Field(None, ge=0, lt=1, description="Rate of the second dropout layer, if different.")
+    l2: float = Field(0.0, ge=0, le=1, description="L2 kernel regularizer on the head's Dense layers.")
+    l2_base: bool = Field(False, description="Also apply l2 to the unfrozen base layers.")
+    augmentation: AugmentationSpec | None = None
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class OptimizerSpec(_Strict):
+    name: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop only.")
+    weight_decay: float | None = Field(None, ge=0, le=1)
+
+
+class ReduceLROnPlateauSpec(_Strict):
+    monitor: Metric = "val_loss"
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(1e-4, ge=0)
+    cooldown: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+
+
+class EarlyStoppingSpec(_Strict):
+    monitor: Metric = "val_loss"
+    patience: int = Field(0, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best_weights: bool = False
+
+
+class CallbacksSpec(_Strict):
+    reduce_lr_on_plateau: ReduceLROnPlateauSpec | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+
+
+class OnStagnationSpec(_Strict):
+    action: Literal["stop", "none"] = "none"
+    rules: list[str] | None = Field(None, description="Rule ids that may stop the job; all when null.")
+    after_epochs: int = Field(3, ge=1, description="Run the analysis from this many finished epochs on.")
+
+
+class JobSpec(_Strict):
+    name: str | None = Field(None, max_length=200)
+    dataset: DatasetSpec
+    model: ModelSpec = ModelSpec()
+    regularization: RegularizationSpec = RegularizationSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    callbacks: CallbacksSpec = CallbacksSpec()
+    on_stagnation: OnStagnationSpec | None = None
+    batch_size: int = Field(32, ge=1, le=4096)
+    epochs: int = Field(10, ge=1, le=100_000)
+    seed: int | None = None
+    class_weight: Literal["none", "balanced"] = "none"
+
+    @model_validator(mode="after")
+    def _optimizer_options(self) -> JobSpec:
+        opt = self.optimizer
+        if opt.momentum and opt.name not in ("sgd", "rmsprop"):
+            raise ValueError(f"optimizer.momentum applies to sgd and rmsprop, not {opt.name}")
+        if opt.weight_decay is not None and opt.name not in ("adamw", "sgd", "adam", "rmsprop"):
+            raise ValueError(f"optimizer.weight_decay is not supported by {opt.name}")
+        return self
+
+    def path_fields(self) -> dict[tuple[str, ...], str]:
+        """Every user-given path, by its location in the spec."""
+        paths = {("dataset", "train_dir"): self.dataset.train_dir}
+        if self.dataset.val_dir is not None:
+            paths[("dataset", "val_dir")] = self.dataset.val_dir
+        if self.model.weights not in (None, "imagenet"):
+            paths[("model", "weights")] = self.model.weights
+        return paths

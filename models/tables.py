@@ -1,0 +1,104 @@
+"""SQL tables: the database is the source of truth for jobs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status", "status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner: str = Field(default="default", max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    status: str = Field(default=JobStatus.queued.value, max_length=20)
+    spec: dict = Field(sa_column=Column(JSON, nullable=False))
+    spec_hash: str = Field(max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    parent_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    enqueued_at: datetime | None = _ts(nullable=True)
+    started_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+    lease_until: datetime | None = _ts(nullable=True)
+    attempts: int = 0
+    worker_host: str | None = Field(default=None, max_length=255)
+    cancel_requested: bool = False
+    error: str | None = None
+    stop_reason: str | None = None
+    artifacts_dir: str | None = None
+    model_path: str | None = None
+    class_counts: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class EpochMetric(SQLModel, table=True):
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (UniqueConstraint("job_id", "epoch", name="uq_epoch_metrics_job_epoch"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    epoch: int
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    learning_rate: float | None = None
+    epoch_seconds: float | None = None
+    images_per_second: float | None = None
+    train_eval_loss: float | None = None
+    train_eval_accuracy: float | None = None
+    batch_loss_mean: float | None = None
+    batch_loss_std: float | None = None
+    batch_loss_max: float | None = None
+    nonfinite_batches: int | None = None
+    grad_norm: float | None = None
+    update_ratio_head: float | None = None
+    update_ratio_base: float | None = None
+    val_recall: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    val_support: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    confusion: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class JobEvent(SQLModel, table=True):
+    __tablename__ = "job_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    kind: str = Field(max_length=40, description="state, lr_reduced, early_stopped, finding, enqueued, …")
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str | None = Field(default=None, max_length=20)
+    reason: str | None = None
+    data: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))

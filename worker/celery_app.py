@@ -1,0 +1,49 @@
+"""The Celery app, configured for long GPU tasks (late acks, one task at a time, a solo pool)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from models.settings import Settings, get_settings
+
+TRAIN_TASK = "plateau.train"
+
+
+def broker_options(settings: Settings) -> dict:
+    if settings.broker_url.startswith("filesystem://"):
+        folder = settings.broker_dir.resolve()
+        (folder / "queue").mkdir(parents=True, exist_ok=True)
+        (folder / "processed").mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    # Redis redelivers a task nobody acknowledged within this window: keep it above the longest job.
+    return {"visibility_timeout": settings.visibility_timeout}
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("plateau", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,  # the database, not a result backend, holds outcomes
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,  # a killed worker's task goes back; the DB attempt counter stops loops
+        worker_prefetch_multiplier=1,
+        worker_pool="solo",  # TensorFlow is not fork-safe
+        worker_concurrency=1,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_routes={TRAIN_TASK: {"queue": settings.queue}},
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_celery()

@@ -1,0 +1,117 @@
+"""Train one job spec: data → model → Keras fit with checkpoints, reporting every epoch to a sink."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.paths import resolve_under
+from models.spec import JobSpec
+from worker.training.errors import DataError
+from worker.training.sink import Sink
+
+TRAIN_EVAL_IMAGES = 256  # fixed training subset measured in inference mode each epoch
+
+
+@dataclass
+class TrainResult:
+    status: str  # succeeded | cancelled | released
+    stop_reason: str | None
+    model_path: str | None
+    epochs_done: int
+
+
+def configure_devices() -> list:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # share the card politely: allocate as needed, not all at once
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised in this process
+    return gpus
+
+
+def class_weights(counts: dict[str, int], classes: list[str]) -> dict[int, float]:
+    total, k = sum(counts.values()), len(classes)
+    return {i: total / (k * counts[c]) for i, c in enumerate(classes)}
+
+
+def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: threading.Event,
+          release: threading.Event | None = None) -> TrainResult:
+    """Runs `spec` to the end, to an early stop, or until `stop` is set. Resumes from `workdir` if a backup exists."""
+    import keras
+
+    from worker.training import callbacks as cb
+    from worker.training.model import build_model, make_optimizer
+    from worker.training.pipeline import augmenter, make_dataset
+    from worker.training.scan import scan, split
+
+    configure_devices()
+    ds_spec = spec.dataset
+    seed = spec.seed if spec.seed is not None else ds_spec.seed
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    train_set = scan(resolve_under(data_root, ds_spec.train_dir), field_name="train_dir")
+    if ds_spec.val_dir is not None:
+        val_set = scan(resolve_under(data_root, ds_spec.val_dir), field_name="val_dir", classes=train_set.classes)
+    else:
+        train_set, val_set = split(train_set, ds_spec.validation_split, ds_spec.seed)
+    if len(train_set) < spec.batch_size:
+        sink.event("warning", f"train set has {len(train_set)} images, fewer than batch_size {spec.batch_size}")
+    counts = {"train": train_set.counts(), "val": val_set.counts()}
+    sink.class_counts(counts)
+
+    weights_file = resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
+    if weights_file is not None and not weights_file.is_file():
+        raise DataError(f"weights file {spec.model.weights!r} does not exist under the data root")
+    model = build_model(spec, len(train_set.classes), weights_file)
+    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=spec.regularization.label_smoothing)
+    model.compile(optimizer=make_optimizer(spec), loss=loss_fn, metrics=["accuracy"])
+
+    size, bs = ds_spec.image_size, spec.batch_size
+    train_ds = make_dataset(train_set, image_size=size, batch_size=bs, training=True, seed=seed,
+                            augmentation=augmenter(spec.regularization.augmentation, seed))
+    val_ds = make_dataset(val_set, image_size=size, batch_size=bs, training=False, seed=seed)
+    subset = type(train_set)(train_set.classes, train_set.paths[:: max(1, len(train_set) // TRAIN_EVAL_IMAGES)],
+                             train_set.labels[:: max(1, len(train_set) // TRAIN_EVAL_IMAGES)])
+    subset_ds = make_dataset(subset, image_size=size, batch_size=bs, training=False, seed=seed)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    stats = cb.BatchLossStats()
+    probe = cb.EvalProbe(model, loss_fn, subset_ds, val_ds, train_set.classes, ("dense", "predictions"),
+                         model.get_layer("inception_v3"))
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch", delete_checkpoint=False),
+        stats,
+    ]
+    early = None
+    cbs = spec.callbacks
+    if cbs.reduce_lr_on_plateau is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(**cbs.reduce_lr_on_plateau.model_dump()))
+    if cbs.early_stopping is not None:
+        early = keras.callbacks.EarlyStopping(**cbs.early_stopping.model_dump())
+        callbacks.append(early)
+    callbacks += [cb.EpochRecorder(sink, len(train_set), stats, probe), cb.StopOnEvent(stop)]
+
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
+        class_weight=class_weights(counts["train"], train_set.classes) if spec.class_weight == "balanced" else None,
+    )
+    epochs_done = max((e + 1 for e in history.epoch), default=0)
+    if release is not None and release.is_set():
+        return TrainResult("released", "worker shutting down", None, epochs_done)
+    if stop.is_set():
+        return TrainResult("cancelled", "cancelled by request", None, epochs_done)
+    reason = None
+    if early is not None and early.stopped_epoch > 0:
+        reason = (f"early_stopping: {early.monitor} did not improve by more than {early.min_delta} "
+                  f"for {early.patience} epochs; stopped after epoch {early.stopped_epoch + 1}")
+        sink.event("early_stopped", reason, {"epoch": early.stopped_epoch + 1, "monitor": early.monitor})
+    model_path = workdir / "model.keras"
+    model.save(model_path)
+    shutil.rmtree(workdir / "backup", ignore_errors=True)  # the saved model supersedes the resume point
+    return TrainResult("succeeded", reason, str(model_path), epochs_done)

@@ -1,0 +1,92 @@
+"""Inception-V3 with the classification head practitioners use, frozen as the spec asks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from models.spec import JobSpec
+from worker.training.errors import ModelError
+
+
+def _weights_arg(spec: JobSpec, weights_file: Path | None) -> str | None:
+    if spec.model.weights == "imagenet":
+        return "imagenet"
+    if weights_file is not None:
+        return None  # loaded below, after the base is built
+    return None
+
+
+def build_base(spec: JobSpec, weights_file: Path | None) -> keras.Model:
+    size = spec.dataset.image_size
+    try:
+        base = keras.applications.InceptionV3(include_top=False, weights=_weights_arg(spec, weights_file),
+                                              input_shape=(size, size, 3))
+    except Exception as exc:  # noqa: BLE001 - download or shape problems become a readable reason
+        if spec.model.weights == "imagenet":
+            raise ModelError(f"could not load ImageNet weights ({exc}); use a local weights file or weights null") from exc
+        raise ModelError(f"could not build Inception-V3 at image_size {size}: {exc}") from exc
+    if weights_file is not None:
+        try:
+            base.load_weights(str(weights_file))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"weights file {weights_file.name!r} does not fit Inception-V3 without its top: {exc}") from exc
+    return base
+
+
+def set_trainable(base: keras.Model, trainable: str | int) -> int:
+    """Freeze the base as asked; returns how many base layers train."""
+    if trainable == "head":
+        base.trainable = False
+        return 0
+    base.trainable = True
+    if trainable == "all":
+        return len(base.layers)
+    if isinstance(trainable, int):
+        start = max(0, len(base.layers) - trainable)
+    else:
+        names = [layer.name for layer in base.layers]
+        if trainable not in names:
+            raise ModelError(f"model.trainable {trainable!r} is not a block of Inception-V3")
+        start = names.index(trainable)
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= start
+    return len(base.layers) - start
+
+
+def build_model(spec: JobSpec, n_classes: int, weights_file: Path | None = None) -> keras.Model:
+    reg = spec.regularization
+    l2 = keras.regularizers.L2(reg.l2) if reg.l2 else None
+    base = build_base(spec, weights_file)
+    set_trainable(base, spec.model.trainable)
+    if l2 is not None and reg.l2_base:
+        for layer in base.layers:
+            if layer.trainable and hasattr(layer, "kernel_regularizer"):
+                layer.kernel_regularizer = l2
+    size = spec.dataset.image_size
+    inputs = keras.Input((size, size, 3), name="image")
+    # BatchNorm stays in inference mode even when the base trains (Keras transfer-learning guide)
+    x = base(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(reg.dropout, name="dropout_pool")(x)
+    x = keras.layers.Dense(spec.model.dense_units, activation="relu", kernel_regularizer=l2, name="dense")(x)
+    dense_rate = reg.dense_dropout if reg.dense_dropout is not None else reg.dropout
+    x = keras.layers.Dropout(dense_rate, name="dropout_dense")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=l2, dtype="float32",
+                                 name="predictions")(x)
+    return keras.Model(inputs, outputs, name="plateau_inception_v3")
+
+
+def make_optimizer(spec: JobSpec) -> keras.optimizers.Optimizer:
+    opt = spec.optimizer
+    kw = {"learning_rate": opt.learning_rate}
+    if opt.weight_decay is not None:
+        kw["weight_decay"] = opt.weight_decay
+    if opt.name == "adam":
+        return keras.optimizers.Adam(**kw)
+    if opt.name == "adamw":
+        return keras.optimizers.AdamW(**kw)
+    if opt.name == "sgd":
+        return keras.optimizers.SGD(momentum=opt.momentum, **kw)
+    return keras.optimizers.RMSprop(momentum=opt.momentum, **kw)
