@@ -84,10 +84,7 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     stats = cb.BatchLossStats()
     probe = cb.EvalProbe(model, loss_fn, subset_ds, val_ds, train_set.classes, ("dense", "predictions"),
                          model.get_layer("inception_v3"))
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch", delete_checkpoint=False),
-        stats,
-    ]
+    callbacks: list[keras.callbacks.Callback] = [stats]
     early = None
     cbs = spec.callbacks
     if cbs.reduce_lr_on_plateau is not None:
@@ -95,7 +92,13 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     if cbs.early_stopping is not None:
         early = keras.callbacks.EarlyStopping(**cbs.early_stopping.model_dump())
         callbacks.append(early)
-    callbacks += [cb.EpochRecorder(sink, len(train_set), stats, probe), cb.StopOnEvent(stop)]
+    callbacks += [
+        cb.EpochRecorder(sink, len(train_set), stats, probe),
+        cb.StopOnEvent(stop),
+        # Last, so an epoch's row is written before its checkpoint: a crash in between re-runs the
+        # epoch and the upsert replaces the row, never leaving an epoch unrecorded.
+        keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch", delete_checkpoint=False),
+    ]
 
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,

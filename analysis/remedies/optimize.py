@@ -1,0 +1,58 @@
+"""Remedies that change the optimiser, learning rate schedule or batch size."""
+
+from __future__ import annotations
+
+from analysis.findings import Remedy
+from analysis.spec import SpecView, round_sig
+
+SPEC_MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def lower_learning_rate(spec: SpecView, factor: float = 0.1) -> Remedy:
+    new = round_sig(spec.lr * factor)
+    return Remedy(id="lower_learning_rate", patch={"optimizer": {"learning_rate": new}},
+                  text=f"Lower the learning rate from {spec.lr:g} to {new:g}.")
+
+
+def increase_learning_rate(spec: SpecView, factor: float = 10.0) -> Remedy | None:
+    cap = 0.1 if spec.optimizer == "sgd" else 1e-2  # adaptive optimisers diverge well below SGD's range
+    new = round_sig(min(cap, spec.lr * factor))
+    if new <= spec.lr:
+        return None
+    return Remedy(id="increase_learning_rate", patch={"optimizer": {"learning_rate": new}},
+                  text=f"Raise the learning rate from {spec.lr:g} to {new:g}.")
+
+
+def add_reduce_lr_on_plateau(spec: SpecView, monitor: str = "val_loss", patience: int = 3) -> Remedy | None:
+    if spec.reduce_lr is not None:
+        return None
+    monitor = monitor if monitor in SPEC_MONITORS else "val_loss"
+    min_lr = round_sig(spec.lr * 1e-3)
+    return Remedy(id="add_reduce_lr_on_plateau",
+                  patch={"callbacks": {"reduce_lr_on_plateau": {"monitor": monitor, "factor": 0.1, "patience": patience, "min_lr": min_lr}}},
+                  text=f"Cut the learning rate ×0.1 when {monitor} stalls for {patience} epochs (down to {min_lr:g}).")
+
+
+def raise_min_lr(spec: SpecView) -> Remedy | None:
+    target = round_sig(spec.lr * 0.01)
+    if spec.min_lr >= target:
+        return None
+    return Remedy(id="raise_min_lr", patch={"callbacks": {"reduce_lr_on_plateau": {"min_lr": target}}},
+                  text=f"Keep the learning rate from falling below {target:g} (1% of the initial rate); further cuts stopped helping.")
+
+
+def increase_batch_size(spec: SpecView) -> Remedy | None:
+    bs = spec.batch_size
+    new = 32 if bs < 32 else min(256, bs * 2)
+    if new <= bs:
+        return None
+    return Remedy(id="increase_batch_size", patch={"batch_size": new},
+                  text=f"Raise the batch size from {bs} to {new} for less noisy gradients and BatchNorm statistics.")
+
+
+def switch_to_adam(spec: SpecView) -> Remedy | None:
+    if spec.optimizer in ("adam", "adamw"):
+        return None
+    lr = round_sig(min(spec.lr, 1e-3))
+    return Remedy(id="switch_to_adam", patch={"optimizer": {"name": "adam", "learning_rate": lr, "momentum": None}},
+                  text=f"Switch from {spec.optimizer} to Adam at learning rate {lr:g}.")

@@ -1,0 +1,68 @@
+"""Test setup: a fresh PostgreSQL database and Redis database per run, and generated image sets.
+
+The environment is set before any project module is imported, so in-process apps and the
+subprocesses the tests start all read the same configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+PG_ADMIN = os.environ.get("PLATEAU_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PLATEAU_TEST_REDIS", "redis://127.0.0.1:6379/11")
+DB_NAME = f"plateau_test_{uuid.uuid4().hex[:10]}"
+WORKDIR = Path(tempfile.mkdtemp(prefix="plateau-tests-"))
+DATA_ROOT = WORKDIR / "data"
+
+os.environ.update({
+    "PLATEAU_DATABASE_URL": PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{DB_NAME}",
+    "PLATEAU_BROKER_URL": REDIS_URL,
+    "PLATEAU_DATA_ROOT": str(DATA_ROOT),
+    "PLATEAU_ARTIFACTS_DIR": str(WORKDIR / "artifacts"),
+    # In-process apps enqueue to a queue no test worker consumes; worker tests pass their own.
+    "PLATEAU_QUEUE": "inprocess",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    from worker.sample_data import generate
+
+    generate(DATA_ROOT / "shapes", classes=3, train=8, val=4, size=80, seed=1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    try:
+        from models.db import get_engine
+
+        get_engine().dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    finally:
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def client():
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+
+    with TestClient(app) as c:
+        yield c

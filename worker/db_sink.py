@@ -1,0 +1,49 @@
+"""The worker's sink: every report goes to SQL at once, retried with backoff while the database is away."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from models.db import session_scope
+from models.lifecycle import record_event, upsert_epoch
+from models.tables import Job
+
+log = structlog.get_logger()
+
+# A database outage shorter than this loses no epoch: the training thread waits for it.
+db_retry = retry(
+    retry=retry_if_exception_type((OperationalError, DBAPIError)),
+    wait=wait_exponential(multiplier=0.5, max=15),
+    stop=stop_after_delay(600),
+    reraise=True,
+)
+
+
+class DbSink:
+    def __init__(self, job_id: uuid.UUID):
+        self.job_id = job_id
+
+    @db_retry
+    def class_counts(self, counts: dict[str, dict[str, int]]) -> None:
+        with session_scope() as s:
+            s.execute(update(Job).where(Job.id == self.job_id).values(class_counts=counts))
+            s.commit()
+
+    @db_retry
+    def epoch(self, row: dict[str, Any]) -> None:
+        with session_scope() as s:
+            upsert_epoch(s, self.job_id, row)
+        log.info("epoch recorded", job_id=str(self.job_id), epoch=row["epoch"],
+                 val_accuracy=row.get("val_accuracy"), val_loss=row.get("val_loss"))
+
+    @db_retry
+    def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None:
+        with session_scope() as s:
+            record_event(s, self.job_id, kind, reason=reason, data=data)
+            s.commit()
