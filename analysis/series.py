@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from operator import sub
 from dataclasses import dataclass, field
+
+from analysis.compare import ge
 
 
 def is_finite(x: float | None) -> bool:
@@ -38,22 +41,16 @@ class Series:
 
 def max_gain(values: list[float]) -> float:
     """Largest epoch-to-epoch increase, never below 0 (AutoTrainer `max_delta_acc`)."""
-    best = 0.0
-    for a, b in zip(values, values[1:]):
-        best = max(best, b - a)
-    return best
+    return max(0.0, max(map(sub, values[1:], values), default=0.0))
 
 
 def count_swings(values: list[float], amplitude: float) -> int:
     """AutoTrainer `ol_judge`: pair the i-th local maximum with the i-th local minimum (ties count as both)
     and count the pairs whose difference is at least `amplitude`."""
-    maxima, minima = [], []
-    for prev, cur, nxt in zip(values, values[1:], values[2:]):
-        if cur >= prev and cur >= nxt:
-            maxima.append(cur)
-        if cur <= prev and cur <= nxt:
-            minima.append(cur)
-    return sum(1 for hi, lo in zip(maxima, minima) if hi - lo >= amplitude)
+    # zip straight into comprehensions: no list of tuples, which would make the collector walk the whole history
+    maxima = [cur for prev, cur, nxt in zip(values, values[1:], values[2:]) if cur >= prev and cur >= nxt]
+    minima = [cur for prev, cur, nxt in zip(values, values[1:], values[2:]) if cur <= prev and cur <= nxt]
+    return sum(1 for hi, lo in zip(maxima, minima) if ge(hi - lo, amplitude))
 
 
 def trailing_streak(flags: list[bool]) -> int:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from api import errors, health
 from api.jobs.routes import router as jobs_router
 from models.db import prepare_database
+from models.logs import configure_logging
 
 
 @asynccontextmanager
@@ -18,6 +19,7 @@ async def lifespan(_: FastAPI):
 
 
 def create_app() -> FastAPI:
+    configure_logging()
     app = FastAPI(title="Plateau", version="0.1.0", lifespan=lifespan,
                   description="Inception-V3 training jobs with explainable stagnation diagnoses.")
     errors.install(app)

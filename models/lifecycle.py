@@ -70,7 +70,7 @@ def claim(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_second
         )
         session.commit()
         return Claim(None, "attempt limit reached")
-    reason = "resumed after the previous worker was lost" if previous == "running" else "started"
+    reason = "started" if job.attempts == 1 else f"resumed from the last checkpoint (attempt {job.attempts})"
     record_event(session, job_id, "state", from_status=previous, to_status="running", reason=reason,
                  data={"attempt": job.attempts, "worker_host": worker_host})
     session.commit()

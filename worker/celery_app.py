@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from models.logs import configure_logging
 from models.settings import Settings, get_settings
 
 TRAIN_TASK = "plateau.train"
@@ -42,8 +43,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
     )
     return app
 
 
+configure_logging()
 app = make_celery()

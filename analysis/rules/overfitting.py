@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from analysis import remedies as R
+from analysis.compare import ge, gt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
-from analysis.series import trailing_streak
 from analysis.view import View
 
 KERAS_BIAS = ("Keras' training loss/accuracy are training-mode running averages (dropout, augmentation on), "
@@ -21,7 +21,7 @@ class OverfittingParams(Params):
     val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum while training loss still falls.")
     acc_gap: float = Field(0.10, gt=0, description="AutoTrainer: train - val accuracy at least this…")
     acc_gap_high: float = Field(0.07, gt=0, description="…or at least this when training accuracy is above high_train_acc.")
-    high_train_acc: float = Field(0.9, gt=0, le=1)
+    high_train_acc: float = Field(0.9, gt=0, le=1, description="AutoTrainer: above this training accuracy the smaller gap applies.")
 
 
 class Overfitting(Rule):
@@ -55,14 +55,12 @@ class Overfitting(Rule):
         epochs: set[int] = set()
         if has_loss:
             ep, tl, vl = view.paired(train_loss, val_loss)
-            keep = [i for i, e in enumerate(ep) if e >= p.start_epoch and tl[i] > 0]
-            ratios = [(vl[i] - tl[i]) / tl[i] for i in keep]
-            streak = trailing_streak([r > p.ratio_threshold for r in ratios])
-            fired["loss_ratio"] = streak >= p.patience
-            if ratios:
-                observed.update(loss_ratio=round(ratios[-1], 4), loss_ratio_streak=streak)
+            streak, last_ratio = self._ratio_streak(ep, tl, vl, p)
+            fired["loss_ratio"] = len(streak) >= p.patience
+            if last_ratio is not None:
+                observed.update(loss_ratio=round(last_ratio, 4), loss_ratio_streak=len(streak))
             if fired["loss_ratio"]:
-                epochs.update(ep[i] for i in keep[len(keep) - streak:])
+                epochs.update(streak)
             rise = self._val_rise(ep, tl, vl, p.val_rise_factor)
             fired["val_loss_rising"] = rise is not None
             if rise:
@@ -72,8 +70,8 @@ class Overfitting(Rule):
             ep, ta, va = view.paired(train_acc, val_acc)
             if ep:
                 gap = ta[-1] - va[-1]
-                limit = p.acc_gap_high if ta[-1] > p.high_train_acc else p.acc_gap
-                fired["accuracy_gap"] = gap >= limit
+                limit = p.acc_gap_high if gt(ta[-1], p.high_train_acc) else p.acc_gap
+                fired["accuracy_gap"] = ge(gap, limit)
                 observed.update(accuracy_gap=round(gap, 4), accuracy_gap_limit=limit, train_accuracy=ta[-1], val_accuracy=va[-1])
                 if fired["accuracy_gap"]:
                     epochs.add(ep[-1])
@@ -101,12 +99,28 @@ class Overfitting(Rule):
         )]
 
     @staticmethod
+    def _ratio_streak(epochs: list[int], train: list[float], val: list[float], p: OverfittingParams) -> tuple[list[int], float | None]:
+        """Epochs of the run, ending at the latest epoch, whose (val - train) / train exceeds the threshold;
+        walked from the end so only the run itself is visited."""
+        streak: list[int] = []
+        last = None
+        for e, t, v in zip(reversed(epochs), reversed(train), reversed(val)):
+            if e < p.start_epoch or t <= 0:
+                break
+            ratio = (v - t) / t
+            last = ratio if last is None else last
+            if not gt(ratio, p.ratio_threshold):
+                break
+            streak.append(e)
+        return streak[::-1], last
+
+    @staticmethod
     def _val_rise(epochs: list[int], train: list[float], val: list[float], factor: float) -> dict | None:
         """val_loss now at least `factor` × its minimum while the training loss is still below its value then."""
         if len(val) < 2:
             return None
         i = min(range(len(val)), key=val.__getitem__)
-        if i == len(val) - 1 or val[i] <= 0 or val[-1] < factor * val[i] or train[-1] >= train[i]:
+        if i == len(val) - 1 or val[i] <= 0 or not ge(val[-1], factor * val[i]) or train[-1] >= train[i]:
             return None
         return {"val_loss_min": val[i], "val_loss_min_epoch": epochs[i], "val_loss_last": val[-1],
                 "val_loss_rise": round(val[-1] / val[i], 4), "train_loss_change_since": round(train[-1] - train[i], 4)}

@@ -41,25 +41,25 @@ def replay_early_stopping(epochs: list[int], values: list[float], mode: str, min
                           baseline: float | None = None, start_from_epoch: int = 0) -> Replay:
     """Keras `EarlyStopping.on_epoch_end`, epoch by epoch: min mode improves when current + min_delta < best,
     max mode when current - min_delta > best; a stop happens when wait >= patience on a non-improving epoch."""
-    sign = -1.0 if mode == "min" else 1.0
-    better = (lambda cur, ref: cur + min_delta < ref) if mode == "min" else (lambda cur, ref: cur - min_delta > ref)
-    r = Replay(best=sign * -math.inf)
+    lower = mode == "min"
+    best, best_epoch, wait, stop_now, first_stop, improvements = (math.inf if lower else -math.inf), None, 0, False, None, []
+    # plain locals in the loop: this runs once per epoch of histories up to 10,000 epochs long
     for i, (epoch, current) in enumerate(zip(epochs, values)):
-        r.stop_now = False
+        stop_now = False
         if epoch < start_from_epoch:
             continue
-        r.wait += 1
-        if better(current, r.best):
-            r.best, r.best_epoch = current, epoch
-            r.improvements.append(epoch)
-            if baseline is None or better(current, baseline):
-                r.wait = 0
+        wait += 1
+        if (current + min_delta < best) if lower else (current - min_delta > best):
+            best, best_epoch = current, epoch
+            improvements.append(epoch)
+            if baseline is None or ((current + min_delta < baseline) if lower else (current - min_delta > baseline)):
+                wait = 0
             continue
-        if r.wait >= patience and i > 0:  # Keras' `epoch > 0`, by position so 1-based histories behave too
-            r.stop_now = True
-            if r.first_stop is None:
-                r.first_stop = epoch
-    return r
+        if wait >= patience and i > 0:  # Keras' `epoch > 0`, by position so 1-based histories behave too
+            stop_now = True
+            if first_stop is None:
+                first_stop = epoch
+    return Replay(best, best_epoch, wait, stop_now, first_stop, improvements)
 
 
 class Plateau(Rule):
@@ -97,8 +97,8 @@ class Plateau(Rule):
         cuts_after_best = [c for c in cuts if c > r.best_epoch]
         since = s.last_epoch - r.best_epoch
         lr_now = view.series("learning_rate").values[-1] if view.has("learning_rate") else None
-        # A symptom, not a cause: kept below the causal rules so they name the primary cause when they fire.
-        confidence = clamp(0.45 + min(0.15, 0.02 * (r.wait - p.patience)) + (0.1 if cuts_after_best else 0.0), hi=0.7)
+        # A symptom, not a cause: kept at or below 0.5 so a causal rule that fires names the primary cause.
+        confidence = clamp(0.4 + min(0.05, 0.01 * (r.wait - p.patience)) + (0.05 if cuts_after_best else 0.0), hi=0.5)
         cut_text = f"; {len(cuts)} learning-rate cut(s) so far" + (f", {len(cuts_after_best)} since the best epoch" if cuts else "")
         spec = view.spec
         return [Finding(

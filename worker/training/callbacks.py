@@ -149,3 +149,25 @@ class EpochRecorder(keras.callbacks.Callback):
             row.update(self.probe.measure(self._lr))
         self._last_lr = self._lr
         self.sink.epoch(row)
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore with two checkpoints kept, so a kill during a save falls back to the one before.
+
+    If even that cannot be read (a kill during the very first save), training starts over instead of failing.
+    """
+
+    def __init__(self, backup_dir: str, on_discard=None):
+        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
+        self.on_discard = on_discard
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        try:
+            super().on_train_begin(logs)
+        except OSError as exc:
+            import shutil
+
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            self.model._initial_epoch = 0
+            if self.on_discard is not None:
+                self.on_discard(f"checkpoint unreadable ({exc}); training restarts from epoch 1")

@@ -97,7 +97,7 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
         cb.StopOnEvent(stop),
         # Last, so an epoch's row is written before its checkpoint: a crash in between re-runs the
         # epoch and the upsert replaces the row, never leaving an epoch unrecorded.
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch", delete_checkpoint=False),
+        cb.ResumableBackup(str(workdir / "backup"), on_discard=lambda why: sink.event("warning", why)),
     ]
 
     history = model.fit(

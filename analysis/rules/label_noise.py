@@ -1,0 +1,104 @@
+"""Label noise (suspected only): training accuracy capped below 1, then memorisation."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from analysis import remedies as R
+from analysis.compare import ge, le, lt, tol
+from analysis.findings import Abstention, Finding, clamp
+from analysis.rule import Params, Rule
+from analysis.series import Series, max_gain
+from analysis.view import View
+
+
+class LabelNoiseParams(Params):
+    train_cap: float = Field(0.9, gt=0, le=1, description="Inference-mode training accuracy stalled below this looks capped.")
+    window: int = Field(5, ge=1, description="Epochs that make a stall.")
+    min_gain: float = Field(0.01, gt=0, description="AutoTrainer slow convergence: gains below this are a stall.")
+    max_gap: float = Field(0.05, ge=0, description="Train - val accuracy at or below this is 'no gap'.")
+    memorise_gain: float = Field(0.05, gt=0, description="Training accuracy rise above an earlier capped stall that counts as memorising.")
+    val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum.")
+
+
+def last_stall(values: list[float], window: int, min_gain: float, end: int) -> int | None:
+    """Index where the latest run of `window` consecutive gains below `min_gain` ends, looking only before `end`. O(n)."""
+    limit = min_gain - tol(min_gain)
+    run, found = 0, None
+    for i in range(1, min(end, len(values))):
+        run = run + 1 if values[i] - values[i - 1] < limit else 0
+        if run >= window:
+            found = i
+    return found
+
+
+class LabelNoise(Rule):
+    """Never more than a suspicion: a learning curve cannot tell noisy labels from a hard task.
+
+    References: cleanlab (find_label_issues needs out-of-sample predicted probabilities; a loss curve
+    cannot confirm label noise); AutoTrainer slow-convergence gain (0.01) for the stall.
+    """
+
+    id = "label_noise"
+    reference = "cleanlab find_label_issues (confirmation); AutoTrainer slow convergence (stall)"
+    causes = ("label_noise_suspected",)
+    Params = LabelNoiseParams
+
+    def min_epochs(self, p: LabelNoiseParams) -> int:
+        return p.window + 1
+
+    def check(self, view: View, p: LabelNoiseParams) -> list[Finding] | Abstention:
+        val_acc, val_loss = view.series("val_accuracy"), view.series("val_loss")
+        honest = view.series("train_eval_accuracy")
+        train = view.pick("train_eval_accuracy", "accuracy")
+        if not val_acc or not train:
+            return self.abstain_missing(*(["val_accuracy"] if not val_acc else []),
+                                        *(["train_eval_accuracy"] if not train else []))
+        capped = self._capped(view, honest, val_acc, p) if honest else None
+        memorised = self._memorised(train, val_acc, val_loss, p) if val_loss else None
+        if not (capped or memorised):
+            return []
+        spec = view.spec
+        # A frozen base caps accuracy by itself, which makes noisy labels a weaker explanation.
+        confidence = (0.4 if capped else 0.0) + (0.35 if memorised else 0.0) - (0.1 if spec.base_frozen else 0.0)
+        observed = {**(capped or {}), **(memorised or {})}
+        epochs = observed.pop("_epochs")
+        what = ([f"inference-mode training accuracy capped at {capped['train_eval_accuracy']:.2f}"] if capped else []) \
+            + (["training accuracy climbing past its earlier cap while val_loss rises"] if memorised else [])
+        return [Finding(
+            rule=self.id, cause="label_noise_suspected", confidence=clamp(max(confidence, 0.2), hi=0.6),
+            summary=f"Noisy labels suspected: {' and '.join(what)}; confirm with cleanlab before relabelling.",
+            thresholds=p.model_dump(), observed=observed, epochs=epochs,
+            remedies=R.ranked(R.confirm_with_cleanlab(), R.add_label_smoothing(spec),
+                              R.add_early_stopping(spec) if memorised else None),
+        )]
+
+    def _capped(self, view: View, honest: Series, val_acc: Series, p: LabelNoiseParams) -> dict | None:
+        k = p.window + 1
+        level = honest.last
+        stalled = lt(max_gain(honest.tail(k)), p.min_gain) and lt(max_gain(val_acc.tail(k)), p.min_gain)
+        _, ta, va = view.paired(honest, val_acc)
+        gap = (ta[-1] - va[-1]) if ta else 1.0
+        if not (stalled and lt(level, p.train_cap) and le(gap, p.max_gap)):
+            return None
+        # If a fraction f of labels is wrong, a model that does not memorise them tops out near 1 - f.
+        return {"train_eval_accuracy": level, "val_accuracy": val_acc.last, "accuracy_gap": round(gap, 4),
+                "implied_noisy_fraction": round(1 - level, 3), "_epochs": honest.epochs[-k:]}
+
+    def _memorised(self, train: Series, val_acc: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:
+        end = len(train) - p.window  # the cap must come before the latest window
+        stall = last_stall(train.values, p.window, p.min_gain, end)
+        if stall is None or not lt(train.values[stall], p.train_cap):
+            return None
+        level = train.values[stall]
+        i_min = val_loss.argmin()
+        rose = ge(train.last, level + p.memorise_gain)
+        val_up = i_min < len(val_loss) - 1 and ge(val_loss.last, p.val_rise_factor * val_loss.values[i_min])
+        if not (rose and val_up):
+            return None
+        return {"capped_train_accuracy": level, "capped_until_epoch": train.epochs[stall], "train_accuracy": train.last,
+                "val_loss_min": val_loss.values[i_min], "val_loss_last": val_loss.last,
+                "_epochs": [e for e in train.epochs if e >= train.epochs[stall]]}
+
+
+RULE = LabelNoise()

@@ -1,0 +1,123 @@
+"""Learning rate too high: non-finite or exploding loss, oscillating accuracy, or oversized updates."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from analysis import remedies as R
+from analysis.compare import ge, gt
+from analysis.findings import Abstention, Finding, clamp
+from analysis.rule import Params, Rule
+from analysis.series import count_swings, is_finite
+from analysis.view import View
+
+LOSSES = ("loss", "val_loss", "train_eval_loss")
+SIGNALS = LOSSES + ("accuracy", "val_accuracy", "update_ratio_head", "update_ratio_base", "nonfinite_batches")
+
+
+class LrTooHighParams(Params):
+    explode_loss: float = Field(1e5, gt=0, description="AutoTrainer: loss or val_loss at or above this has exploded.")
+    rise_factor: float = Field(2.0, gt=1, description="Training loss at or above this multiple of its minimum is diverging…")
+    rise_min_abs: float = Field(0.1, ge=0, description="…and at least this much above it, so noise near zero loss does not count.")
+    osc_amplitude: float = Field(0.03, gt=0, description="AutoTrainer: a local max/min pair this far apart is a swing.")
+    osc_rate: float = Field(0.2, gt=0, description="AutoTrainer: oscillating when swings >= osc_rate × epochs.")
+    min_osc_epochs: int = Field(5, ge=3, description="Fewer accuracy values than this are not judged for oscillation.")
+    update_ratio_high: float = Field(0.1, gt=0, description="DeepDiagnosis: lr·‖ΔW‖/‖W‖ above this means the learning rate is too high.")
+
+
+class LrTooHigh(Rule):
+    """References: AutoTrainer (utils/monitor.py) nan_loss (NaN/inf or ≥ 1e5) and ol_judge oscillation
+    (amplitude 0.03, rate 0.2) with its repairs (lower LR, Adam, ReduceLR, batch size);
+    DeepDiagnosis update-ratio upper bound 0.1.
+    """
+
+    id = "lr_too_high"
+    reference = "AutoTrainer nan_loss/unstable (utils/monitor.py, utils/repair.py); DeepDiagnosis update ratio"
+    causes = ("learning_rate_too_high",)
+    Params = LrTooHighParams
+
+    def min_epochs(self, p: LrTooHighParams) -> int:
+        return 1
+
+    def check(self, view: View, p: LrTooHighParams) -> list[Finding] | Abstention:
+        if not any(view.has(n) or view.series(n, finite=False) for n in SIGNALS):
+            return self.abstain_missing("loss or val_loss", "accuracy or val_accuracy", "update_ratio_head")
+        signals: dict[str, float] = {}  # signal → confidence it alone gives
+        observed: dict = {}
+        epochs: set[int] = set()
+        diverged = self._nonfinite(view, signals, observed, epochs)
+        diverged |= self._explosion(view, p, signals, observed, epochs)
+        self._oscillation(view, p, signals, observed, epochs)
+        self._update_ratio(view, p, signals, observed, epochs)
+        if not signals:
+            return []
+        confidence = max(signals.values()) + 0.05 * (len(signals) - 1)
+        spec = view.spec
+        oscillating = any(k.startswith("oscillation") for k in signals)
+        observed["signals"] = sorted(signals)
+        return [Finding(
+            rule=self.id, cause="learning_rate_too_high", confidence=clamp(confidence), diverging=diverged,
+            summary=f"Learning rate {spec.lr:g} looks too high: {', '.join(s.replace('_', ' ') for s in sorted(signals))}.",
+            thresholds=p.model_dump(), observed=observed, epochs=sorted(epochs),
+            remedies=R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec),
+                              R.add_reduce_lr_on_plateau(spec) if oscillating else None,
+                              R.increase_batch_size(spec) if oscillating else None),
+        )]
+
+    def _nonfinite(self, view: View, signals: dict, observed: dict, epochs: set) -> bool:
+        bad = []
+        for name in LOSSES:
+            raw = view.series(name, finite=False)
+            if len(raw) != len(view.series(name)):  # cheap test first: most histories are all finite
+                bad += [e for e, v in zip(raw.epochs, raw.values) if not is_finite(v)]
+        nb = view.series("nonfinite_batches")
+        bad += [e for e, v in zip(nb.epochs, nb.values) if v > 0]
+        if not bad:
+            return False
+        signals["non_finite_loss"] = 0.9
+        observed["first_non_finite_epoch"] = min(bad)
+        epochs.update(bad)
+        return True
+
+    def _explosion(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> bool:
+        diverged = False
+        for name in ("loss", "val_loss"):
+            s = view.series(name)
+            if s and ge(s.last, p.explode_loss):
+                # val_loss alone exploding while training is fine points at BatchNorm as much as at the LR
+                signals[f"{name}_exploded"] = 0.85 if name == "loss" else 0.6
+                observed[f"{name}_last"] = s.last
+                epochs.add(s.last_epoch)
+                diverged = True
+        s = view.pick("loss", "train_eval_loss")
+        if s and len(s) >= 2:
+            i = s.argmin()
+            lo = s.values[i]
+            if i < len(s) - 1 and ge(s.last, p.rise_factor * lo) and ge(s.last - lo, p.rise_min_abs):
+                signals["training_loss_rising"] = 0.7
+                observed.update(train_loss_min=lo, train_loss_min_epoch=s.epochs[i], train_loss_last=s.last)
+                epochs.update(e for e in s.epochs if e > s.epochs[i])
+                diverged = True
+        return diverged
+
+    def _oscillation(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
+        for name in ("accuracy", "val_accuracy"):
+            s = view.series(name)
+            if len(s) < p.min_osc_epochs:
+                continue
+            swings = count_swings(s.values, p.osc_amplitude)
+            observed[f"{name}_swings"] = swings
+            if ge(swings, p.osc_rate * len(s)):
+                signals[f"oscillation_{name}"] = 0.55
+                epochs.update(s.epochs)
+
+    def _update_ratio(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
+        for name in ("update_ratio_head", "update_ratio_base"):
+            s = view.series(name)
+            if s and gt(s.last, p.update_ratio_high):
+                signals["large_update_ratio"] = 0.6
+                observed[name] = s.last
+                epochs.add(s.last_epoch)
+
+
+RULE = LrTooHigh()

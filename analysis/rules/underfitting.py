@@ -1,0 +1,156 @@
+"""Underfitting: accuracy is low and has stopped rising; each sub-cause is its own finding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from analysis import remedies as R
+from analysis.compare import ge, le, lt
+from analysis.findings import Abstention, Finding, clamp
+from analysis.rule import Params, Rule
+from analysis.series import Series, max_gain, median
+from analysis.view import View
+
+
+class UnderfittingParams(Params):
+    low_accuracy: float = Field(0.7, gt=0, le=1, description="AutoTrainer not_converge: best accuracy below this is low.")
+    min_gain: float = Field(0.01, gt=0, description="AutoTrainer slow convergence: largest epoch-to-epoch accuracy gain below this.")
+    window: int = Field(5, ge=1, description="Recent epochs over which a stall (gains below min_gain) is judged.")
+    update_ratio_low: float = Field(1e-5, gt=0, description="DeepDiagnosis: lr·‖ΔW‖/‖W‖ below this means the learning rate is too low.")
+    strong_dropout: float = Field(0.5, gt=0, lt=1, description="Dropout at or above this counts as strong.")
+    strong_l2: float = Field(1e-3, gt=0, description="L2 at or above this counts as strong.")
+    max_gap: float = Field(0.05, ge=0, description="Train - val accuracy at or below this is 'almost no gap'.")
+    tiny_lr: float = Field(1e-7, gt=0, description="LR floor assumed when ReduceLROnPlateau's min_lr is 0.")
+
+
+@dataclass
+class Curves:
+    train: Series
+    val: Series
+    best_train: float
+    best_val: float
+    gap: float
+    stalled: bool      # no gain of min_gain over the last `window` epochs, train and val
+    slow_whole: bool   # AutoTrainer sc_accuracy: never a gain of min_gain, train and val
+    epochs: list[int]
+
+
+class Underfitting(Rule):
+    """Sub-causes: learning_rate_too_low, base_too_frozen, regularization_too_strong, lr_floor_reached.
+
+    References: AutoTrainer (utils/monitor.py) not_converge (0.7) and slow convergence (largest gain < 0.01);
+    DeepDiagnosis (callback/callbacks.py) update ratio range [1e-5, 0.1]; Keras ReduceLROnPlateau min_lr;
+    Keras transfer-learning guide (unfreeze top blocks at ~1e-5).
+    """
+
+    id = "underfitting"
+    reference = "AutoTrainer not_converge/slow convergence; DeepDiagnosis update ratio; Keras ReduceLROnPlateau"
+    causes = ("learning_rate_too_low", "base_too_frozen", "regularization_too_strong", "lr_floor_reached")
+    Params = UnderfittingParams
+
+    def min_epochs(self, p: UnderfittingParams) -> int:
+        return p.window + 1
+
+    def check(self, view: View, p: UnderfittingParams) -> list[Finding] | Abstention:
+        train, val = view.pick("train_eval_accuracy", "accuracy"), view.series("val_accuracy")
+        if not train or not val:
+            return self.abstain_missing(*(["train_eval_accuracy or accuracy"] if not train else []),
+                                        *(["val_accuracy"] if not val else []))
+        c = self._curves(view, train, val, p)
+        if not c.stalled:
+            return []
+        floor = self._lr_floor(view, p, c)
+        found = [floor, self._base_frozen(view, p, c), self._regularization(view, p, c)]
+        if floor is None:  # at the floor, the floor is the better explanation of a too-small LR
+            found.append(self._lr_too_low(view, p, c))
+        return [f for f in found if f is not None]
+
+    def _curves(self, view: View, train: Series, val: Series, p: UnderfittingParams) -> Curves:
+        ep, ta, va = view.paired(train, val)
+        k = p.window + 1
+        return Curves(
+            train=train, val=val, best_train=max(train.values), best_val=max(val.values),
+            gap=(ta[-1] - va[-1]) if ep else 0.0,
+            stalled=lt(max_gain(train.tail(k)), p.min_gain) and lt(max_gain(val.tail(k)), p.min_gain),
+            slow_whole=lt(max_gain(train.values), p.min_gain) and lt(max_gain(val.values), p.min_gain),
+            epochs=val.epochs[-k:],
+        )
+
+    def _finding(self, cause: str, confidence: float, summary: str, p: UnderfittingParams, c: Curves,
+                 observed: dict, remedies: list) -> Finding:
+        base = {"best_train_accuracy": c.best_train, "best_val_accuracy": c.best_val, "accuracy_gap": round(c.gap, 4),
+                "train_source": c.train.name, "stalled_over_window": c.stalled}
+        return Finding(rule=self.id, cause=cause, confidence=clamp(confidence), summary=summary,
+                       thresholds=p.model_dump(), observed={**base, **observed}, epochs=c.epochs, remedies=remedies)
+
+    def _update_ratio(self, view: View, p: UnderfittingParams) -> float | None:
+        """Largest recent median update ratio over the parts that train (the head, and the base when unfrozen)."""
+        names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])
+        medians = [median(view.series(n).tail(p.window)) for n in names if view.has(n)]
+        return max(medians) if medians else None
+
+    def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+        if not (lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)):
+            return None
+        ratio = self._update_ratio(view, p)
+        tiny = ratio is not None and lt(ratio, p.update_ratio_low)
+        if not (tiny or c.slow_whole):
+            return None
+        spec = view.spec
+        why = [f"update ratio {ratio:.2g} < {p.update_ratio_low:g}"] if tiny else []
+        why += [f"no epoch ever gained {p.min_gain:g} accuracy"] if c.slow_whole else []
+        return self._finding(
+            "learning_rate_too_low", (0.7 + (0.1 if c.slow_whole else 0.0)) if tiny else 0.45,
+            f"Learning rate {spec.lr:g} looks too low: {' and '.join(why)}, best accuracy {max(c.best_train, c.best_val):.2f}.",
+            p, c, {"update_ratio": ratio, "slow_whole_run": c.slow_whole, "learning_rate": spec.lr},
+            R.ranked(R.increase_learning_rate(spec), R.switch_to_adam(spec) if spec.momentum == 0 else None),
+        )
+
+    def _base_frozen(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+        spec = view.spec
+        if not (spec.base_frozen and lt(c.best_train, p.low_accuracy) and lt(c.best_val, p.low_accuracy)):
+            return None
+        random_base = spec.weights is None
+        confidence = 0.6 + (0.15 if random_base else 0.0) + (0.05 if le(abs(c.gap), p.max_gap) else 0.0)
+        return self._finding(
+            "base_too_frozen", confidence,
+            f"Only the head trains and both accuracies stay low (train {c.best_train:.2f}, val {c.best_val:.2f})"
+            + (" on a randomly initialised base." if random_base else "; the frozen features do not separate these classes."),
+            p, c, {"trainable": spec.trainable, "weights": spec.weights},
+            R.ranked(R.use_imagenet_weights(spec), R.unfreeze_top_blocks(spec)),
+        )
+
+    def _regularization(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+        spec = view.spec
+        strong_dropout, strong_l2 = ge(spec.dropout, p.strong_dropout), ge(spec.l2, p.strong_l2)
+        if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and le(c.gap, p.max_gap)):
+            return None
+        confidence = 0.55 + (0.1 if strong_dropout and strong_l2 else 0.0) + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
+        return self._finding(
+            "regularization_too_strong", confidence,
+            f"Regularisation (dropout {spec.dropout:g}, L2 {spec.l2:g}) keeps training accuracy at {c.best_train:.2f} "
+            f"with almost no train/val gap ({c.gap:+.2f}).",
+            p, c, {"dropout": spec.dropout, "l2": spec.l2},
+            R.ranked(R.reduce_dropout(spec) if strong_dropout else None, R.reduce_l2(spec) if strong_l2 else None),
+        )
+
+    def _lr_floor(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+        lr, cuts = view.series("learning_rate"), view.lr_cuts()
+        if not lr or not cuts:
+            return None
+        spec = view.spec
+        floor = max(spec.min_lr, p.tiny_lr)
+        if lr.last > floor * (1 + 1e-4):  # float32 round-trip tolerance
+            return None
+        low = lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)
+        return self._finding(
+            "lr_floor_reached", 0.55 + (0.1 if low else 0.0),
+            f"The learning rate reached its floor ({lr.last:.3g}) after {len(cuts)} cut(s) and accuracy is still flat.",
+            p, c, {"learning_rate": lr.last, "floor": floor, "lr_cuts": cuts},
+            R.ranked(R.unfreeze_top_blocks(spec) if low else None, R.raise_min_lr(spec), R.add_early_stopping(spec)),
+        )
+
+
+RULE = Underfitting()

@@ -1,0 +1,79 @@
+"""Start the embedded service, submit a job on a generated image set, and print each epoch as it arrives."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    data = ROOT / "var" / "data" / "shapes"
+    if not data.exists():
+        subprocess.run([sys.executable, "-m", "worker.sample_data", str(data), "--train", "24", "--val", "8"],
+                       cwd=ROOT, check=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = open(ROOT / "var" / "embedded.log", "ab")
+    service = subprocess.Popen([sys.executable, "-m", "api.embedded", "--port", str(args.port)], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as api:
+            _wait_ready(api)
+            spec = json.loads((ROOT / "docs" / "examples" / "shapes.json").read_text())
+            spec["epochs"] = args.epochs
+            job = api.post("/jobs", json=spec).json()
+            print(f"submitted job {job['id']} ({base}/jobs/{job['id']}); logs: var/embedded.log")
+            return _follow(api, job["id"])
+    finally:
+        os.killpg(service.pid, signal.SIGTERM)
+        service.wait(120)
+
+
+def _wait_ready(api: httpx.Client) -> None:
+    for _ in range(120):
+        try:
+            if api.get("/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the service did not become ready; see var/embedded.log")
+
+
+def _follow(api: httpx.Client, job_id: str) -> int:
+    after, status = 0, "queued"
+    print(f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'val_loss':>9} {'val_acc':>8} {'lr':>9} {'sec':>6}")
+    while True:
+        page = api.get(f"/jobs/{job_id}/metrics", params={"after_epoch": after}).json()
+        for r in page["items"]:
+            print(f"{r['epoch']:>5} {r['loss']:>8.4f} {r['accuracy']:>9.4f} {r['val_loss']:>9.4f} "
+                  f"{r['val_accuracy']:>8.4f} {r['learning_rate']:>9.2e} {r['epoch_seconds']:>6.1f}", flush=True)
+        after = page["next_after_epoch"] or after
+        job = api.get(f"/jobs/{job_id}").json()
+        if job["status"] != status:
+            status = job["status"]
+            print(f"status: {status}", flush=True)
+        if status in TERMINAL and not page["items"]:
+            if job.get("error"):
+                print(f"error: {job['error']}")
+            return 0 if status == "succeeded" else 1
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

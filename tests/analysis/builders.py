@@ -1,0 +1,37 @@
+"""Hand-built histories for the analysis tests."""
+
+from __future__ import annotations
+
+from analysis import EpochRecord, JobContext
+
+
+def history(**columns: list) -> list[EpochRecord]:
+    """Records from equal-length columns, e.g. history(loss=[...], val_loss=[...]); epochs count from 0."""
+    n = max(len(v) for v in columns.values())
+    return [EpochRecord(epoch=i, **{k: v[i] for k, v in columns.items() if i < len(v)}) for i in range(n)]
+
+
+def ctx(spec: dict | None = None, **kw) -> JobContext:
+    return JobContext(spec=spec or {}, **kw)
+
+
+def ramp(start: float, step: float, n: int) -> list[float]:
+    return [round(start + step * i, 6) for i in range(n)]
+
+
+def flat(value: float, n: int) -> list[float]:
+    return [value] * n
+
+
+def healthy(n: int = 12) -> dict[str, list]:
+    """Both accuracies rising, losses falling together, inference-mode train close to validation."""
+    return dict(
+        loss=ramp(1.2, -0.06, n), accuracy=ramp(0.45, 0.04, n),
+        train_eval_loss=ramp(1.0, -0.05, n), train_eval_accuracy=ramp(0.5, 0.04, n),
+        val_loss=ramp(1.02, -0.05, n), val_accuracy=ramp(0.49, 0.04, n),
+        learning_rate=flat(1e-3, n), update_ratio_head=flat(1e-3, n), nonfinite_batches=flat(0, n),
+    )
+
+
+def causes(diagnosis) -> set[str]:
+    return {f.cause for f in diagnosis.findings}
