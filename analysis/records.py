@@ -23,7 +23,7 @@ class EpochRecord(BaseModel):
     # Extra keys (timings, throughput) are ignored so a worker row can be passed as is.
     model_config = ConfigDict(extra="ignore")
 
-    epoch: int = Field(ge=0, description="0-based epoch index.")
+    epoch: int = Field(ge=0, description="Epoch number as recorded (Plateau counts from 1).")
     loss: float | None = None
     accuracy: float | None = None
     val_loss: float | None = None

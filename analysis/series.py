@@ -33,7 +33,7 @@ class Series:
         return self.epochs[-1]
 
     def argmin(self) -> int:
-        return min(range(len(self.values)), key=self.values.__getitem__)
+        return self.values.index(min(self.values))  # first minimum, at C speed
 
     def tail(self, n: int) -> list[float]:
         return self.values[-n:] if n > 0 else []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from math import isfinite
-from operator import attrgetter, le
+from operator import attrgetter, itemgetter, le
 
 from analysis.records import EpochRecord, JobContext
 from analysis.series import Series
@@ -13,10 +13,10 @@ from analysis.spec import SpecView
 class View:
     def __init__(self, history: list[EpochRecord], context: JobContext):
         records = list(history)
-        epochs = [r.epoch for r in records]
+        epochs = list(map(attrgetter("epoch"), records))
         if not all(map(le, epochs, epochs[1:])):
             records.sort(key=attrgetter("epoch"))
-            epochs = [r.epoch for r in records]
+            epochs = list(map(attrgetter("epoch"), records))
         self.records = records
         self.epochs = epochs
         self.context = context
@@ -24,28 +24,28 @@ class View:
         self.n = len(records)
         self._cache: dict[tuple[str, bool], Series] = {}
         self._cuts: list[int] | None = None
+        self._dicts: list[dict] | None = None
 
     def series(self, name: str, finite: bool = True) -> Series:
         """Recorded values of `name`; with finite=True NaN/inf are dropped as well. Cached; do not mutate."""
-        key = (name, finite)
-        if key not in self._cache:
-            self._cache[key] = self._finite(name) if finite else self._recorded(name)
-        return self._cache[key]
+        if (name, finite) not in self._cache:
+            self._load(name)
+        return self._cache[(name, finite)]
 
-    def _recorded(self, name: str) -> Series:
-        # C-level loops (map/zip/comprehensions): a 10,000-epoch history is read in well under a millisecond per column
-        column = list(map(attrgetter(name), self.records))
-        if None not in column:
-            return Series(name, self.epochs, column)
-        kept = [(e, v) for e, v in zip(self.epochs, column) if v is not None]
-        return Series(name, [e for e, _ in kept], [v for _, v in kept])
-
-    def _finite(self, name: str) -> Series:
-        raw = self.series(name, finite=False)
-        if isfinite(sum(raw.values)):  # a C-speed test that holds for nearly every history: no NaN/inf anywhere
-            return raw
-        kept = [(e, v) for e, v in zip(raw.epochs, raw.values) if isfinite(v)]
-        return Series(name, [e for e, _ in kept], [v for _, v in kept])
+    def _load(self, name: str) -> None:
+        # Everything here runs at C speed (map/sum/comprehensions): histories can be 10,000 epochs long.
+        if self._dicts is None:
+            self._dicts = [vars(r) for r in self.records]  # pydantic keeps field values in __dict__
+        column = list(map(itemgetter(name), self._dicts))
+        try:
+            total = sum(column)  # one pass that detects both None (TypeError) and NaN/inf (non-finite total)
+            raw = Series(name, self.epochs, column)
+        except TypeError:
+            missing = column.count(None)
+            raw = Series(name) if missing == len(column) else _keep(name, self.epochs, column, lambda v: v is not None)
+            total = sum(raw.values)
+        self._cache[(name, False)] = raw
+        self._cache[(name, True)] = raw if isfinite(total) else _keep(name, raw.epochs, raw.values, isfinite)
 
     def has(self, name: str) -> bool:
         return len(self.series(name)) > 0
@@ -92,3 +92,8 @@ class View:
             if found and found[1]:
                 return len(found[1])
         return None
+
+
+def _keep(name: str, epochs: list[int], values: list, ok) -> Series:
+    kept = [(e, v) for e, v in zip(epochs, values) if ok(v)]
+    return Series(name, [e for e, _ in kept], [v for _, v in kept])

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors, health
+from api.analysis.routes import router as analysis_router
 from api.jobs.routes import router as jobs_router
 from models.db import prepare_database
 from models.logs import configure_logging
@@ -25,6 +26,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs_router)
+    app.include_router(analysis_router)
     return app
 
 

@@ -175,3 +175,8 @@ def expired_running(session: Session, now: datetime | None = None) -> list[Job]:
 
 def unenqueued_queued(session: Session) -> list[Job]:
     return list(session.exec(select(Job).where(Job.status == JobStatus.queued.value, Job.enqueued_at.is_(None))).all())
+
+
+def stale_queued(session: Session, older_than: datetime) -> list[Job]:
+    return list(session.exec(select(Job).where(Job.status == JobStatus.queued.value,
+                                               Job.enqueued_at < older_than)).all())

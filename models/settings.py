@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="A job redelivered more often than this fails.")
     lease_seconds: float = Field(60.0, gt=0, description="A running job's lease; a worker renews it while it trains.")
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between the worker's reconciler passes.")
+    requeue_after: float = Field(
+        300.0, gt=0, description="A job queued this long whose message is not waiting on the broker is sent again."
+    )
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often a training worker looks for a cancel request.")
     max_epochs: int = Field(1000, ge=1, description="Upper bound on a spec's epochs.")
     page_size_max: int = Field(1000, ge=1, description="Largest page served by list endpoints.")

@@ -18,7 +18,8 @@ import redis
 
 PG_ADMIN = os.environ.get("PLATEAU_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PLATEAU_TEST_REDIS", "redis://127.0.0.1:6379/11")
-DB_NAME = f"plateau_test_{uuid.uuid4().hex[:10]}"
+RUN_ID = uuid.uuid4().hex[:10]
+DB_NAME = f"plateau_test_{RUN_ID}"
 WORKDIR = Path(tempfile.mkdtemp(prefix="plateau-tests-"))
 DATA_ROOT = WORKDIR / "data"
 
@@ -28,7 +29,9 @@ os.environ.update({
     "PLATEAU_DATA_ROOT": str(DATA_ROOT),
     "PLATEAU_ARTIFACTS_DIR": str(WORKDIR / "artifacts"),
     # In-process apps enqueue to a queue no test worker consumes; worker tests pass their own.
-    "PLATEAU_QUEUE": "inprocess",
+    # Queue names carry the run id, so concurrent test runs sharing one Redis never touch each other's work.
+    "PLATEAU_QUEUE": f"inprocess-{RUN_ID}",
+    "PLATEAU_TEST_WORKER_QUEUE": f"gpu-{RUN_ID}",
     "TF_CPP_MIN_LOG_LEVEL": "2",
 })
 
@@ -36,7 +39,6 @@ os.environ.update({
 def pytest_configure(config: pytest.Config) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    redis.Redis.from_url(REDIS_URL).flushdb()
     from worker.sample_data import generate
 
     generate(DATA_ROOT / "shapes", classes=3, train=8, val=4, size=80, seed=1)
@@ -44,6 +46,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     try:
+        client = redis.Redis.from_url(REDIS_URL)
+        for queue in (os.environ["PLATEAU_QUEUE"], os.environ["PLATEAU_TEST_WORKER_QUEUE"]):
+            client.delete(queue)
         from models.db import get_engine
 
         get_engine().dispose()

@@ -31,9 +31,10 @@ def test_submit_returns_202_queued_with_location(client):
 
 
 def test_submit_puts_the_job_on_the_broker(client):
-    before = redis.Redis.from_url(get_settings().broker_url).llen("inprocess")
+    queue = get_settings().queue
+    before = redis.Redis.from_url(get_settings().broker_url).llen(queue)
     submit(client)
-    assert redis.Redis.from_url(get_settings().broker_url).llen("inprocess") == before + 1
+    assert redis.Redis.from_url(get_settings().broker_url).llen(queue) == before + 1
 
 
 def test_idempotency_key_returns_the_same_job(client):

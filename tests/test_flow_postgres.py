@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 def env(tmp_path_factory) -> dict[str, str]:
     logs = tmp_path_factory.mktemp("logs")
     return {
-        "PLATEAU_QUEUE": "gpu",
+        "PLATEAU_QUEUE": os.environ["PLATEAU_TEST_WORKER_QUEUE"],
         "PLATEAU_LEASE_SECONDS": "6",
         "PLATEAU_RECONCILE_INTERVAL": "2",
         "PLATEAU_CANCEL_POLL_SECONDS": "0.5",
+        "PLATEAU_REQUEUE_AFTER": "30",
         "LOGS": str(logs),
     }
 
@@ -76,6 +77,28 @@ def test_cancel_running_job_stops_at_a_batch_boundary(api, worker):
     n = len(api.get(f"/jobs/{job['id']}/metrics").json()["items"])
     assert 1 <= n < 200
     assert api.post(f"/jobs/{job['id']}/cancel").status_code == 409
+
+
+def test_forked_job_runs_and_on_stagnation_stops_it(api, worker):
+    logs = lambda: worker["proc"].tail()  # noqa: E731
+    parent = api.post("/jobs", json=small_spec(epochs=1, name="parent")).json()
+    api.post(f"/jobs/{parent['id']}/cancel")
+    patch = {"epochs": 12, "on_stagnation": {"action": "stop", "after_epochs": 3}}
+    r = api.post(f"/jobs/{parent['id']}/fork", json={"patch": patch})
+    assert r.status_code == 202, r.text
+    child = r.json()
+    assert child["parent_id"] == parent["id"]
+    # a frozen random-init base leaves validation at chance: the analysis stops the job once it can tell
+    done = wait_status(api, child["id"], TERMINAL, 400, logs)
+    assert done["status"] == "succeeded", done
+    assert done["stop_reason"] and done["stop_reason"].startswith("on_stagnation:"), done["stop_reason"]
+    findings = [e for e in done["events"] if e["kind"] == "finding"]
+    assert findings and findings[-1]["data"]["rule"] in done["stop_reason"]
+    n = len(api.get(f"/jobs/{child['id']}/metrics").json()["items"])
+    assert 3 <= n < 12
+    body = api.get(f"/jobs/{child['id']}/analysis").json()
+    assert body["verdict"] in ("stagnating", "insufficient_data") and body["findings"]
+    assert api.get(f"/jobs/{parent['id']}").json()["children"] == [child["id"]]
 
 
 def test_sigkilled_worker_job_resumes_from_checkpoint(api, worker, env):

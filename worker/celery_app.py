@@ -35,6 +35,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # a killed worker's task goes back; the DB attempt counter stops loops
         worker_prefetch_multiplier=1,
+        # Redis only: fetch a message only when the pool is free, so no second job waits inside a busy worker.
+        worker_disable_prefetch=settings.broker_url.startswith(("redis://", "rediss://")),
         worker_pool="solo",  # TensorFlow is not fork-safe
         worker_concurrency=1,
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -8,7 +8,11 @@ import structlog
 from sqlalchemy import update
 
 from models.db import session_scope
-from models.lifecycle import expired_running, record_event, unenqueued_queued
+from datetime import timedelta
+
+from models.lifecycle import expired_running, record_event, stale_queued, unenqueued_queued
+from models.settings import get_settings
+from worker.broker_view import waiting_job_ids
 from models.tables import Job, JobStatus, utcnow
 from worker.queue import enqueue
 
@@ -31,9 +35,27 @@ def reconcile_once() -> dict[str, int]:
             s.commit()
         for job in unenqueued_queued(s):
             sent += enqueue(s, job.id, reason="re-sent by the reconciler")
+        sent += _resend_lost(s)
     if requeued or sent:
         log.info("reconciled", requeued=requeued, sent=sent)
     return {"requeued": requeued, "sent": sent}
+
+
+def _resend_lost(session) -> int:
+    """Queued for a while, yet not waiting on the broker: the message was lost (a broker restart, a
+    message stranded in a worker). Sending it again is safe, since only one worker can claim a job."""
+    settings = get_settings()
+    stale = stale_queued(session, utcnow() - timedelta(seconds=settings.requeue_after))
+    if not stale:
+        return 0
+    waiting = waiting_job_ids(settings)
+    if waiting is None:
+        return 0
+    sent = 0
+    for job in stale:
+        if str(job.id) not in waiting:
+            sent += enqueue(session, job.id, reason="re-sent: its message was no longer on the broker")
+    return sent
 
 
 class Reconciler(threading.Thread):

@@ -14,7 +14,9 @@ from models.db import session_scope
 from models.lifecycle import claim, finish, record_event, release
 from models.settings import get_settings
 from models.spec import JobSpec
-from models.tables import Job, JobStatus
+from sqlmodel import select
+
+from models.tables import EpochMetric, Job, JobStatus
 from worker.db_sink import DbSink, db_retry
 from worker.heartbeat import Heartbeat
 from worker.training.errors import DataError, ModelError
@@ -65,7 +67,7 @@ def run_job(job_id: str | uuid.UUID) -> str:
         from worker.training.fit import train
 
         result = train(JobSpec.model_validate(job.spec), data_root=settings.data_root, workdir=workdir,
-                       sink=DbSink(job_id), stop=stop, release=shutting_down)
+                       sink=DbSink(job_id), stop=stop, release=shutting_down, history=_history(job_id))
     except (DataError, ModelError) as exc:
         return _end(job_id, host, JobStatus.failed, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - any crash is recorded on the job, and the worker keeps serving
@@ -80,6 +82,14 @@ def run_job(job_id: str | uuid.UUID) -> str:
         return _hand_back(job_id, host)
     status = JobStatus.cancelled if result.status == "cancelled" else JobStatus.succeeded
     return _end(job_id, host, status, stop_reason=result.stop_reason, model_path=result.model_path)
+
+
+@db_retry
+def _history(job_id: uuid.UUID) -> list[dict]:
+    """Epochs recorded by earlier attempts, so in-training analysis sees the whole run after a resume."""
+    with session_scope() as s:
+        rows = s.exec(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)).all()
+        return [r.model_dump(exclude={"id", "job_id", "recorded_at"}) for r in rows]
 
 
 @db_retry

@@ -64,12 +64,13 @@ class BatchnormMismatch(Rule):
                         train_eval_at_chance=eval_collapsed)
         if honest:
             observed["train_eval_accuracy"] = honest.last
-        confidence = 0.6 + (0.25 if eval_collapsed else 0.0) + (0.05 if exploded and at_chance else 0.0)
-        why = "the same model in inference mode is at chance on training images too" if eval_collapsed \
-            else "validation is at chance or its loss exploded"
+        confidence = 0.6 + (0.25 if eval_collapsed else 0.0) + (0.2 if exploded and at_chance else 0.0)
+        why = [f"val_loss rose to {val_loss.last:.3g} (minimum {observed['val_loss_min']:.3g})"] if exploded else []
+        why += [f"val accuracy {val_acc.last:.2f} is at chance ({chance:.2f})"] if at_chance else []
+        why += ["the same model in inference mode is at chance on training images too"] if eval_collapsed else []
         return [Finding(
             rule=self.id, cause="batchnorm_mismatch", confidence=clamp(confidence),
-            summary=f"With the base unfrozen ({spec.trainable!r}) training looks fine but {why}: "
+            summary=f"With the base unfrozen ({spec.trainable!r}) training looks fine but {'; '.join(why)}: "
                     f"BatchNorm statistics no longer match inference.",
             thresholds=p.model_dump(), observed=observed,
             epochs=self._collapse_epochs(val_loss, val_acc, chance, p),

@@ -17,6 +17,7 @@ class LabelNoiseParams(Params):
     window: int = Field(5, ge=1, description="Epochs that make a stall.")
     min_gain: float = Field(0.01, gt=0, description="AutoTrainer slow convergence: gains below this are a stall.")
     max_gap: float = Field(0.05, ge=0, description="Train - val accuracy at or below this is 'no gap'.")
+    above_chance: float = Field(0.2, ge=0, description="A cap must be at least this far above chance (1/K); at chance nothing was learnt.")
     memorise_gain: float = Field(0.05, gt=0, description="Training accuracy rise above an earlier capped stall that counts as memorising.")
     val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum.")
 
@@ -53,9 +54,9 @@ class LabelNoise(Rule):
         train = view.pick("train_eval_accuracy", "accuracy")
         if not val_acc or not train:
             return self.abstain_missing(*(["val_accuracy"] if not val_acc else []),
-                                        *(["train_eval_accuracy"] if not train else []))
+                                        *(["train_eval_accuracy or accuracy"] if not train else []))
         capped = self._capped(view, honest, val_acc, p) if honest else None
-        memorised = self._memorised(train, val_acc, val_loss, p) if val_loss else None
+        memorised = self._memorised(train, val_loss, p) if val_loss else None
         if not (capped or memorised):
             return []
         spec = view.spec
@@ -79,13 +80,14 @@ class LabelNoise(Rule):
         stalled = lt(max_gain(honest.tail(k)), p.min_gain) and lt(max_gain(val_acc.tail(k)), p.min_gain)
         _, ta, va = view.paired(honest, val_acc)
         gap = (ta[-1] - va[-1]) if ta else 1.0
-        if not (stalled and lt(level, p.train_cap) and le(gap, p.max_gap)):
+        chance = 1 / view.num_classes if view.num_classes else 0.0
+        if not (stalled and lt(level, p.train_cap) and ge(level, chance + p.above_chance) and le(gap, p.max_gap)):
             return None
         # If a fraction f of labels is wrong, a model that does not memorise them tops out near 1 - f.
         return {"train_eval_accuracy": level, "val_accuracy": val_acc.last, "accuracy_gap": round(gap, 4),
                 "implied_noisy_fraction": round(1 - level, 3), "_epochs": honest.epochs[-k:]}
 
-    def _memorised(self, train: Series, val_acc: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:
+    def _memorised(self, train: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:
         end = len(train) - p.window  # the cap must come before the latest window
         stall = last_stall(train.values, p.window, p.min_gain, end)
         if stall is None or not lt(train.values[stall], p.train_cap):

@@ -26,9 +26,12 @@ class LrTooHighParams(Params):
 
 
 class LrTooHigh(Rule):
-    """References: AutoTrainer (utils/monitor.py) nan_loss (NaN/inf or ≥ 1e5) and ol_judge oscillation
-    (amplitude 0.03, rate 0.2) with its repairs (lower LR, Adam, ReduceLR, batch size);
-    DeepDiagnosis update-ratio upper bound 0.1.
+    """The step is too large for the loss surface: any one of four signals fires, more signals add confidence.
+
+    References: AutoTrainer (utils/monitor.py) nan_loss (NaN/inf or ≥ 1e5) and ol_judge oscillation
+    (amplitude 0.03, rate 0.2) with its repairs (utils/repair.py: lower LR, Adam, ReduceLR, batch size);
+    DeepDiagnosis (callback/callbacks.py) update-ratio upper bound 0.1. The training-loss rise
+    (2× its minimum) has no public threshold; it is Plateau's own.
     """
 
     id = "lr_too_high"
@@ -71,7 +74,8 @@ class LrTooHigh(Rule):
             if len(raw) != len(view.series(name)):  # cheap test first: most histories are all finite
                 bad += [e for e, v in zip(raw.epochs, raw.values) if not is_finite(v)]
         nb = view.series("nonfinite_batches")
-        bad += [e for e, v in zip(nb.epochs, nb.values) if v > 0]
+        if sum(nb.values):
+            bad += [e for e, v in zip(nb.epochs, nb.values) if v > 0]
         if not bad:
             return False
         signals["non_finite_loss"] = 0.9

@@ -119,7 +119,7 @@ class Overfitting(Rule):
         """val_loss now at least `factor` × its minimum while the training loss is still below its value then."""
         if len(val) < 2:
             return None
-        i = min(range(len(val)), key=val.__getitem__)
+        i = val.index(min(val))
         if i == len(val) - 1 or val[i] <= 0 or not ge(val[-1], factor * val[i]) or train[-1] >= train[i]:
             return None
         return {"val_loss_min": val[i], "val_loss_min_epoch": epochs[i], "val_loss_last": val[-1],

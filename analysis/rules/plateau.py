@@ -86,7 +86,7 @@ class Plateau(Rule):
         return super().run(view, self.resolve(view, p))
 
     def check(self, view: View, p: PlateauParams) -> list[Finding] | Abstention:
-        s = view.series(p.monitor)
+        s = view.series(p.monitor, finite=False)  # as in Keras, a NaN epoch is simply not an improvement
         if not s:
             return self.abstain_missing(p.monitor)
         mode = p.mode if p.mode != "auto" else ("max" if "acc" in p.monitor else "min")
@@ -99,7 +99,8 @@ class Plateau(Rule):
         lr_now = view.series("learning_rate").values[-1] if view.has("learning_rate") else None
         # A symptom, not a cause: kept at or below 0.5 so a causal rule that fires names the primary cause.
         confidence = clamp(0.4 + min(0.05, 0.01 * (r.wait - p.patience)) + (0.05 if cuts_after_best else 0.0), hi=0.5)
-        cut_text = f"; {len(cuts)} learning-rate cut(s) so far" + (f", {len(cuts_after_best)} since the best epoch" if cuts else "")
+        cut_text = (f"; {len(cuts)} learning-rate cut(s) so far, {len(cuts_after_best)} since the best epoch" if cuts
+                    else "; no learning-rate cuts so far")
         spec = view.spec
         return [Finding(
             rule=self.id, cause="plateau", confidence=confidence,

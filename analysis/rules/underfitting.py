@@ -96,7 +96,8 @@ class Underfitting(Rule):
             return None
         ratio = self._update_ratio(view, p)
         tiny = ratio is not None and lt(ratio, p.update_ratio_low)
-        if not (tiny or c.slow_whole):
+        # a measured update ratio in the healthy range clears the learning rate, however slow the curve
+        if not tiny and (ratio is not None or not c.slow_whole):
             return None
         spec = view.spec
         why = [f"update ratio {ratio:.2g} < {p.update_ratio_low:g}"] if tiny else []

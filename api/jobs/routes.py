@@ -67,6 +67,7 @@ def get_job(job_id: uuid.UUID, request: Request, session: SessionDep) -> JobDeta
         **to_read(request, job).model_dump(),
         "events": [JobEventRead.model_validate(e) for e in service.job_events(session=session, job=job)],
         "children": service.job_children(session=session, job=job),
+        "ancestors": service.ancestors(session=session, job=job),
     })
 
 

@@ -52,6 +52,8 @@ class JobRead(BaseModel):
 class JobDetail(JobRead):
     events: list[JobEventRead]
     children: list[uuid.UUID]
+    ancestors: list[uuid.UUID]
+    """Parent first, then its parent, …: the chain of forks this job came from."""
 
 
 class JobPage(BaseModel):

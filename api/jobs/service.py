@@ -136,3 +136,13 @@ def job_children(*, session: Session, job: Job) -> list[uuid.UUID]:
 
 def cancel_job(*, session: Session, job: Job) -> Job:
     return lifecycle.request_cancel(session, job)
+
+
+def ancestors(*, session: Session, job: Job, limit: int = 50) -> list[uuid.UUID]:
+    chain, current = [], job
+    while current.parent_id is not None and len(chain) < limit:
+        chain.append(current.parent_id)
+        current = session.get(Job, current.parent_id)
+        if current is None:
+            break
+    return chain

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis import EpochRecord, JobContext
+from analysis import EpochRecord, JobContext, diagnose
 
 
 def history(**columns: list) -> list[EpochRecord]:
@@ -35,3 +35,17 @@ def healthy(n: int = 12) -> dict[str, list]:
 
 def causes(diagnosis) -> set[str]:
     return {f.cause for f in diagnosis.findings}
+
+
+def run(rule: str, h, spec: dict | None = None, params: dict | None = None, **context):
+    """Run one rule; returns its finding with `cause`, its only finding, its abstention, or None when quiet."""
+    d = diagnose(h, ctx(spec, **context), rules=[rule], params={rule: params} if params else None)
+    if d.abstentions:
+        return d.abstentions[0]
+    return d.findings[0] if d.findings else None
+
+
+def find(rule: str, cause: str, h, spec: dict | None = None, params: dict | None = None, **context):
+    """The finding with `cause` from one rule, or None."""
+    d = diagnose(h, ctx(spec, **context), rules=[rule], params={rule: params} if params else None)
+    return next((f for f in d.findings if f.cause == cause), None)

@@ -125,6 +125,7 @@ class EpochRecorder(keras.callbacks.Callback):
         super().__init__()
         self.sink, self.n_train, self.stats, self.probe = sink, n_train, stats, probe
         self._last_lr: float | None = None
+        self.rows: list[dict[str, Any]] = []  # this job's epochs so far, earlier attempts included
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._t0 = time.perf_counter()
@@ -149,6 +150,7 @@ class EpochRecorder(keras.callbacks.Callback):
             row.update(self.probe.measure(self._lr))
         self._last_lr = self._lr
         self.sink.epoch(row)
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):

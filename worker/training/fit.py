@@ -41,7 +41,7 @@ def class_weights(counts: dict[str, int], classes: list[str]) -> dict[int, float
 
 
 def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: threading.Event,
-          release: threading.Event | None = None) -> TrainResult:
+          release: threading.Event | None = None, history: list[dict] | None = None) -> TrainResult:
     """Runs `spec` to the end, to an early stop, or until `stop` is set. Resumes from `workdir` if a backup exists."""
     import keras
 
@@ -49,6 +49,7 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     from worker.training.model import build_model, make_optimizer
     from worker.training.pipeline import augmenter, make_dataset
     from worker.training.scan import scan, split
+    from worker.training.stagnation import StopOnStagnation, check_before_training
 
     configure_devices()
     ds_spec = spec.dataset
@@ -64,6 +65,7 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
         sink.event("warning", f"train set has {len(train_set)} images, fewer than batch_size {spec.batch_size}")
     counts = {"train": train_set.counts(), "val": val_set.counts()}
     sink.class_counts(counts)
+    check_before_training(spec, counts, sink)
 
     weights_file = resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
     if weights_file is not None and not weights_file.is_file():
@@ -92,8 +94,12 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     if cbs.early_stopping is not None:
         early = keras.callbacks.EarlyStopping(**cbs.early_stopping.model_dump())
         callbacks.append(early)
+    recorder = cb.EpochRecorder(sink, len(train_set), stats, probe)
+    recorder.rows = list(history or [])
+    stagnation = StopOnStagnation(spec, counts, sink, recorder)
     callbacks += [
-        cb.EpochRecorder(sink, len(train_set), stats, probe),
+        recorder,
+        stagnation,
         cb.StopOnEvent(stop),
         # Last, so an epoch's row is written before its checkpoint: a crash in between re-runs the
         # epoch and the upsert replaces the row, never leaving an epoch unrecorded.
@@ -110,7 +116,9 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     if stop.is_set():
         return TrainResult("cancelled", "cancelled by request", None, epochs_done)
     reason = None
-    if early is not None and early.stopped_epoch > 0:
+    if stagnation.stopped_by is not None:
+        reason = stagnation.stop_reason()
+    elif early is not None and early.stopped_epoch > 0:
         reason = (f"early_stopping: {early.monitor} did not improve by more than {early.min_delta} "
                   f"for {early.patience} epochs; stopped after epoch {early.stopped_epoch + 1}")
         sink.event("early_stopped", reason, {"epoch": early.stopped_epoch + 1, "monitor": early.monitor})

@@ -1,0 +1,46 @@
+"""Stagnation analysis of a job, and forking it into the next job."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlmodel import select
+
+from api.analysis import service
+from api.analysis.schemas import AnalysisRead, ForkRequest
+from api.deps import SessionDep, SettingsDep
+from api.jobs import service as jobs
+from api.jobs.routes import to_read
+from api.jobs.schemas import JobRead
+from models.tables import JobEvent
+
+router = APIRouter(prefix="/jobs", tags=["analysis"])
+
+
+@router.get("/{job_id}/analysis", response_model=AnalysisRead)
+def get_analysis(
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    rules: Annotated[str | None, Query(description="Comma-separated rule ids; all when absent.")] = None,
+) -> AnalysisRead:
+    """Why validation stalls, with evidence; override rule parameters as `rule.param=value` query parameters."""
+    job = jobs.get_job(session=session, job_id=job_id)
+    params = service.parse_overrides(dict(request.query_params))
+    chosen = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
+    found = service.diagnose(session=session, job=job, params=params, rules=chosen)
+    pre = session.exec(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.kind == "finding",
+                                                   JobEvent.reason.like("before training%"))).all()
+    return AnalysisRead(**found.model_dump(), job_id=job.id, status=job.status, pre_training=[d for d in pre if d])
+
+
+@router.post("/{job_id}/fork", status_code=202, response_model=JobRead)
+def fork_job(job_id: uuid.UUID, body: ForkRequest, request: Request, response: Response, session: SessionDep,
+             settings: SettingsDep) -> JobRead:
+    """Queue a new job: this job's spec with the chosen remedies and patch applied, linked to its parent."""
+    job = jobs.get_job(session=session, job_id=job_id)
+    child, _ = service.fork(session=session, settings=settings, job=job, apply=body.apply, patch=body.patch)
+    response.headers["Location"] = str(request.url_for("get_job", job_id=child.id))
+    return to_read(request, child)
