@@ -16,6 +16,13 @@ class Conflict(Exception):
         self.detail = detail
 
 
+class LimitExceeded(Exception):
+    """A per-tenant limit is reached (HTTP 429)."""
+
+    def __init__(self, detail: str):
+        self.detail = detail
+
+
 class InvalidField(Exception):
     """A request that parsed but is invalid in context, reported like FastAPI's own 422s."""
 
@@ -28,6 +35,16 @@ def field_error(loc: tuple[str, ...], msg: str, kind: str = "value_error") -> di
 
 
 def install(app: FastAPI) -> None:
+    from api.auth import Unauthorized
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse(status_code=401, content={"detail": exc.detail}, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(LimitExceeded)
+    async def _limit(_: Request, exc: LimitExceeded) -> JSONResponse:
+        return JSONResponse(status_code=429, content={"detail": exc.detail})
+
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": f"{exc.what} not found"})

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often a training worker looks for a cancel request.")
     max_epochs: int = Field(1000, ge=1, description="Upper bound on a spec's epochs.")
     page_size_max: int = Field(1000, ge=1, description="Largest page served by list endpoints.")
+    auth_enabled: bool = Field(
+        False, description="Require an API key (Authorization: Bearer …). Off in the embedded default; on in production."
+    )
+    max_active_jobs_per_tenant: int = Field(100, ge=1, description="Queued plus running jobs one tenant may have.")
+    max_image_size: int = Field(512, ge=75, le=512, description="Largest dataset.image_size a spec may ask for.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
     migrate_on_start: bool = Field(True, description="Upgrade the schema to the newest revision when a process starts.")
 
 

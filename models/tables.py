@@ -102,3 +102,17 @@ class JobEvent(SQLModel, table=True):
     to_status: str | None = Field(default=None, max_length=20)
     reason: str | None = None
     data: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A bearer token, stored as its SHA-256 only; each belongs to one tenant, or sees every tenant when admin."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=200, index=True)
+    key_hash: str = Field(max_length=64, unique=True)
+    admin: bool = False
+    label: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = _ts(nullable=True)

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from api.analysis import service
 from api.analysis.schemas import AnalysisRead, ForkRequest
+from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.jobs import service as jobs
 from api.jobs.routes import to_read
@@ -24,10 +25,11 @@ def get_analysis(
     job_id: uuid.UUID,
     request: Request,
     session: SessionDep,
+    caller: CallerDep,
     rules: Annotated[str | None, Query(description="Comma-separated rule ids; all when absent.")] = None,
 ) -> AnalysisRead:
     """Why validation stalls, with evidence; override rule parameters as `rule.param=value` query parameters."""
-    job = jobs.get_job(session=session, job_id=job_id)
+    job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     params = service.parse_overrides(dict(request.query_params))
     chosen = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
     found = service.diagnose(session=session, job=job, params=params, rules=chosen)
@@ -38,9 +40,9 @@ def get_analysis(
 
 @router.post("/{job_id}/fork", status_code=202, response_model=JobRead)
 def fork_job(job_id: uuid.UUID, body: ForkRequest, request: Request, response: Response, session: SessionDep,
-             settings: SettingsDep) -> JobRead:
+             settings: SettingsDep, caller: CallerDep) -> JobRead:
     """Queue a new job: this job's spec with the chosen remedies and patch applied, linked to its parent."""
-    job = jobs.get_job(session=session, job_id=job_id)
+    job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     child, _ = service.fork(session=session, settings=settings, job=job, apply=body.apply, patch=body.patch)
     response.headers["Location"] = str(request.url_for("get_job", job_id=child.id))
     return to_read(request, child)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.jobs import service
 from api.jobs.schemas import EpochRead, JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
@@ -34,10 +35,12 @@ def submit_job(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobRead:
     """Queue a training job; a repeated Idempotency-Key returns the job it first created."""
-    job, created = service.create_job(session=session, spec=spec, settings=settings, idempotency_key=idempotency_key)
+    job, created = service.create_job(session=session, spec=spec, settings=settings, owner=caller.tenant,
+                                      idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
     response.headers["Location"] = str(request.url_for("get_job", job_id=job.id))
@@ -49,20 +52,21 @@ def list_jobs(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     status: StatusFilter | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
     """Jobs, newest first, in pages; pass `next_cursor` back as `cursor`."""
     jobs, next_cursor = service.list_jobs(session=session, status=status, limit=min(limit, settings.page_size_max),
-                                          cursor=cursor)
+                                          cursor=cursor, owner=caller.scope)
     return JobPage(items=[to_read(request, j) for j in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobDetail, name="get_job")
-def get_job(job_id: uuid.UUID, request: Request, session: SessionDep) -> JobDetail:
+def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, caller: CallerDep) -> JobDetail:
     """One job with its state history and the jobs forked from it."""
-    job = service.get_job(session=session, job_id=job_id)
+    job = service.get_job(session=session, job_id=job_id, owner=caller.scope)
     return JobDetail.model_validate({
         **to_read(request, job).model_dump(),
         "events": [JobEventRead.model_validate(e) for e in service.job_events(session=session, job=job)],
@@ -76,18 +80,19 @@ def get_metrics(
     job_id: uuid.UUID,
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     after_epoch: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MetricsPage:
     """Epoch rows in ascending order, only those after `after_epoch`."""
-    job = service.get_job(session=session, job_id=job_id)
+    job = service.get_job(session=session, job_id=job_id, owner=caller.scope)
     rows, next_after = service.list_metrics(session=session, job=job, after_epoch=after_epoch,
                                             limit=min(limit, settings.page_size_max))
     return MetricsPage(items=[EpochRead.model_validate(r) for r in rows], next_after_epoch=next_after)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobRead)
-def cancel_job(job_id: uuid.UUID, request: Request, session: SessionDep) -> JobRead:
+def cancel_job(job_id: uuid.UUID, request: Request, session: SessionDep, caller: CallerDep) -> JobRead:
     """Cancel a queued job at once, or ask a running one to stop at its next batch."""
-    job = service.get_job(session=session, job_id=job_id)
+    job = service.get_job(session=session, job_id=job_id, owner=caller.scope)
     return to_read(request, service.cancel_job(session=session, job=job))

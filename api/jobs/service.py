@@ -8,16 +8,16 @@ import json
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from api.errors import Conflict, InvalidField, NotFound, field_error
+from api.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from models import lifecycle
 from models.paths import PathEscape, resolve_under
 from models.settings import Settings
 from models.spec import JobSpec
-from models.tables import EpochMetric, Job, JobEvent
+from models.tables import EpochMetric, Job, JobEvent, JobStatus
 from worker.queue import enqueue
 
 
@@ -37,6 +37,9 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
             continue
         if not target.exists():
             errors.append(field_error(loc, f"{user_path!r} does not exist under the data root", "path_missing"))
+    if spec.dataset.image_size > settings.max_image_size:
+        errors.append(field_error(("dataset", "image_size"), f"{spec.dataset.image_size} is above this service's limit "
+                                  f"of {settings.max_image_size}", "limit"))
     if spec.epochs > settings.max_epochs:
         errors.append(field_error(("epochs",), f"{spec.epochs} is above this service's limit of {settings.max_epochs}",
                                   "limit"))
@@ -53,6 +56,11 @@ def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: st
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
+    active = session.exec(select(func.count()).select_from(Job).where(
+        Job.owner == owner, Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))).one()
+    if active >= settings.max_active_jobs_per_tenant:
+        raise LimitExceeded(f"tenant {owner!r} has {active} queued or running jobs; the limit "
+                            f"(max_active_jobs_per_tenant) is {settings.max_active_jobs_per_tenant}")
     job = Job(owner=owner, name=spec.name, spec=spec.model_dump(mode="json"), spec_hash=digest,
               idempotency_key=idempotency_key, parent_id=parent_id)
     session.add(job)

@@ -1,0 +1,1 @@
+"""Server-Sent Events: a job's events and epochs as they are recorded."""
