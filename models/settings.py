@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     broker_dir: Path = Field(Path("var/broker"), description="Folder used by the filesystem broker.")
     data_root: Path = Field(Path("var/data"), description="Every dataset and weights path in a spec is relative to this folder.")
     artifacts_dir: Path = Field(Path("var/artifacts"), description="Per-job checkpoints and final models.")
+    broker_transport_options: dict = Field(
+        default_factory=dict, description="Extra kombu transport options (JSON), e.g. unacked_restore_interval."
+    )
     queue: str = Field("gpu", description="Celery queue the training task is routed to.")
     visibility_timeout: int = Field(
         172_800, description="Seconds before Redis redelivers an unacknowledged task; keep above the longest job."

@@ -36,6 +36,19 @@ os.environ.update({
 })
 
 
+_EXTRA_DATABASES: list[str] = []
+
+
+def new_database_url() -> str:
+    """A fresh, empty database on the shared server, for tests whose workers must not see other tests' jobs
+    (a worker's reconciler re-sends every stale queued job it finds)."""
+    name = f"plateau_test_{RUN_ID}_{len(_EXTRA_DATABASES) + 1}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _EXTRA_DATABASES.append(name)
+    return os.environ["PLATEAU_DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
@@ -53,7 +66,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
         get_engine().dispose()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+            for name in [DB_NAME, *_EXTRA_DATABASES]:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         shutil.rmtree(WORKDIR, ignore_errors=True)
 

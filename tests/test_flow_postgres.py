@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import new_database_url
 from tests.flows import TERMINAL, assert_epoch_rows, run_small_job_to_success, wait_epochs, wait_status
 from tests.procs import start_api, start_worker, wait_for
 from tests.specs import small_spec
@@ -21,6 +22,7 @@ def env(tmp_path_factory) -> dict[str, str]:
     logs = tmp_path_factory.mktemp("logs")
     return {
         "PLATEAU_QUEUE": os.environ["PLATEAU_TEST_WORKER_QUEUE"],
+        "PLATEAU_DATABASE_URL": new_database_url(),
         "PLATEAU_LEASE_SECONDS": "6",
         "PLATEAU_RECONCILE_INTERVAL": "2",
         "PLATEAU_CANCEL_POLL_SECONDS": "0.5",

@@ -22,7 +22,7 @@ def broker_options(settings: Settings) -> dict:
             "store_processed": False,
         }
     # Redis redelivers a task nobody acknowledged within this window: keep it above the longest job.
-    return {"visibility_timeout": settings.visibility_timeout}
+    return {"visibility_timeout": settings.visibility_timeout, **settings.broker_transport_options}
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from models.db import session_scope
 from models.lifecycle import record_event, upsert_epoch
@@ -16,11 +16,17 @@ from models.tables import Job
 
 log = structlog.get_logger()
 
+def _log_retry(state) -> None:
+    log.warning("database write failed; retrying", attempt=state.attempt_number,
+                error=type(state.outcome.exception()).__name__)
+
+
 # A database outage shorter than this loses no epoch: the training thread waits for it.
 db_retry = retry(
     retry=retry_if_exception_type((OperationalError, DBAPIError)),
     wait=wait_exponential(multiplier=0.5, max=15),
     stop=stop_after_delay(600),
+    before_sleep=_log_retry,
     reraise=True,
 )
 

@@ -1,0 +1,470 @@
+"""`plateau`: submit, watch, inspect, analyse, cancel and fork training jobs from a shell.
+
+Exit codes: 0 ok; 1 a watched job ended failed or cancelled; 2 bad input (an invalid spec, option or
+id); 3 not found; 4 the service could not be reached; 5 the service refused the change (409
+conflict); 6 any other error answer from the service.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from client.sdk import (
+    DEFAULT_URL,
+    TERMINAL,
+    AnalysisRead,
+    EpochRead,
+    JobRead,
+    PlateauClient,
+    PlateauConnectionError,
+    PlateauError,
+    ServerEvent,
+    field_name,
+)
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONNECTION = 4
+EXIT_CONFLICT = 5
+EXIT_SERVICE = 6
+
+app = typer.Typer(name="plateau", help="Train image classifiers on a Plateau service and find out why they stall.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="A job id.")]
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str
+    token: str | None
+    timeout: float
+
+
+class BadInput(Exception):
+    pass
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", envvar="PLATEAU_URL", help="The service's base URL.")] = DEFAULT_URL,
+    token: Annotated[str | None, typer.Option("--token", envvar=["PLATEAU_TOKEN", "PLATEAU_API_KEY"],
+                                              help="API key, sent as a bearer token.", show_default=False)] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")] = 30.0,
+) -> None:
+    ctx.obj = Settings(url=url, token=token, timeout=timeout)
+
+
+def connect(ctx: typer.Context) -> PlateauClient:
+    s: Settings = ctx.obj
+    return PlateauClient(s.url, timeout=s.timeout, token=s.token)
+
+
+def out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit(value: Any, indent: int | None = 2) -> None:
+    typer.echo(json.dumps(value, indent=indent, default=str))
+
+
+def fail(code: int, message: str) -> NoReturn:
+    err().print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def exit_code(exc: PlateauError) -> int:
+    if isinstance(exc, PlateauConnectionError):
+        return EXIT_CONNECTION
+    if exc.status_code == 404:
+        return EXIT_NOT_FOUND
+    if exc.status_code in (400, 413, 422):
+        return EXIT_BAD_INPUT
+    if exc.status_code == 409:
+        return EXIT_CONFLICT
+    return EXIT_SERVICE
+
+
+def handled(fn):
+    """Turn SDK errors into a message on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as exc:
+            fail(EXIT_BAD_INPUT, str(exc))
+        except PlateauError as exc:
+            if exc.field_errors:
+                console = err()
+                console.print(f"[red]error:[/red] invalid request ({exc.status_code}):")
+                for e in exc.field_errors:
+                    console.print(f"  {escape(field_name(e.get('loc', [])))}: {escape(str(e.get('msg')))}")
+                raise typer.Exit(exit_code(exc)) from None
+            fail(exit_code(exc), exc.message)
+        except KeyboardInterrupt:
+            err().print("interrupted; the job keeps running on the service")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# -- formatting ------------------------------------------------------------------------------------------------------
+
+EPOCH_HEADER = f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'val_loss':>9} {'val_acc':>8} {'lr':>9} {'sec':>6}"
+
+
+def _num(value: float | None, width: int, spec: str) -> str:
+    return f"{'—':>{width}}" if value is None else f"{value:>{width}{spec}}"
+
+
+def epoch_line(row: EpochRead) -> str:
+    return (f"{row.epoch:>5} {_num(row.loss, 8, '.4f')} {_num(row.accuracy, 9, '.4f')} {_num(row.val_loss, 9, '.4f')} "
+            f"{_num(row.val_accuracy, 8, '.4f')} {_num(row.learning_rate, 9, '.2e')} {_num(row.epoch_seconds, 6, '.1f')}")
+
+
+def epoch_summary(row: EpochRead) -> str:
+    def f(v: float | None, spec: str = ".4f") -> str:
+        return "—" if v is None else format(v, spec)
+
+    return (f"loss {f(row.loss)} acc {f(row.accuracy)} val_loss {f(row.val_loss)} "
+            f"val_acc {f(row.val_accuracy)} lr {f(row.learning_rate, '.2e')}")
+
+
+def event_line(event: ServerEvent) -> str:
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.event == "state":
+        arrow = f"{data.get('from_status') or '∅'} → {data.get('to_status')}"
+        return f"state: {arrow}" + (f" ({data['reason']})" if data.get("reason") else "")
+    return f"{event.event}: {data.get('reason') or ''}".rstrip(": ")
+
+
+def job_label(job: JobRead) -> str:
+    return f"{job.name or 'job'} {str(job.id)[:8]}"
+
+
+def print_job_summary(console: Console, job: JobRead) -> None:
+    console.print(f"job {job.id} [bold]{job.status}[/bold]" + (f"  {escape(job.name)}" if job.name else ""))
+    if job.error:
+        console.print(f"  error: {escape(job.error)}")
+    if job.stop_reason:
+        console.print(f"  stop reason: {escape(job.stop_reason)}")
+
+
+def print_diagnosis(console: Console, job_id: Any, diagnosis: AnalysisRead) -> None:
+    head = f"verdict: [bold]{diagnosis.verdict}[/bold]"
+    if diagnosis.primary_cause:
+        head += f" — primary cause: [bold]{escape(diagnosis.primary_cause)}[/bold]"
+    console.print(head + f" ({diagnosis.epochs_analysed} epochs analysed)")
+    console.print(escape(diagnosis.summary))
+    for finding in diagnosis.findings:
+        console.print(f"\n[bold]{escape(finding.cause)}[/bold] (rule {escape(finding.rule)}, "
+                      f"confidence {finding.confidence:.2f}): {escape(finding.summary)}")
+        if finding.epochs:
+            console.print(f"  epochs: {', '.join(map(str, finding.epochs))}")
+        for remedy in finding.remedies:
+            patch = f"  patch {json.dumps(remedy.patch)}" if remedy.patch else ""
+            console.print(f"  - {escape(remedy.id)}: {escape(remedy.text)}{escape(patch)}")
+    for pre in diagnosis.pre_training:
+        console.print(f"before training: {escape(str(pre.get('summary') or pre))}")
+    if diagnosis.abstentions:
+        console.print("\nabstained: " + "; ".join(f"{a.rule} ({a.reason})" for a in diagnosis.abstentions),
+                      markup=False)
+    remedies = [r.id for f in diagnosis.findings for r in f.remedies if r.patch]
+    if remedies:
+        console.print(f"\nnext: plateau fork {job_id} --apply {remedies[0]}", markup=False)
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------------
+
+
+def load_spec(path: str) -> dict[str, Any]:
+    """A spec from a YAML or JSON file (`-` reads standard input)."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read spec file {path}: {exc.strerror or exc}") from exc
+    try:
+        spec = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise BadInput(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise BadInput(f"{path} must hold a mapping (the job spec), not {type(spec).__name__}")
+    return spec
+
+
+def parse_patch(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    text = raw
+    if raw.startswith("@"):
+        try:
+            text = Path(raw[1:]).read_text()
+        except OSError as exc:
+            raise BadInput(f"cannot read patch file {raw[1:]}: {exc.strerror or exc}") from exc
+    try:
+        patch = json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"--patch is not valid JSON: {exc}") from exc
+    if not isinstance(patch, dict):
+        raise BadInput("--patch must be a JSON object (a merge patch on the spec)")
+    return patch
+
+
+def parse_params(raw: list[str] | None) -> dict[str, str]:
+    params = {}
+    for item in raw or []:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key:
+            raise BadInput(f"--param {item!r}: expected RULE.NAME=VALUE, e.g. overfitting.ratio_threshold=0.2")
+        params[key] = value
+    return params
+
+
+# -- watching ----------------------------------------------------------------------------------------------------------
+
+
+def watch(client: PlateauClient, job: JobRead, as_json: bool) -> int:
+    """Follow the job's event stream until it ends, then print its diagnosis. 1 unless it succeeded."""
+    if as_json:
+        for event in client.events(job.id):
+            emit({"event": event.event, "id": event.id, "data": event.data}, indent=None)
+    else:
+        console = out()
+        total = job.spec.get("epochs") if isinstance(job.spec.get("epochs"), int) else None
+        progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=console)
+        with progress:
+            task = progress.add_task(escape(job_label(job)), total=total, metrics=job.status)
+            progress.console.print(EPOCH_HEADER, markup=False)
+            for event in client.events(job.id):
+                if event.event == "epoch":
+                    row = EpochRead.model_validate(event.data)
+                    progress.console.print(epoch_line(row), markup=False)
+                    progress.update(task, completed=row.epoch, metrics=epoch_summary(row))
+                elif event.event != "end":
+                    progress.console.print(event_line(event), markup=False, style="dim")
+    final = client.job(job.id)
+    try:
+        diagnosis: AnalysisRead | None = client.analysis(job.id)
+    except PlateauError as exc:
+        if isinstance(exc, PlateauConnectionError):
+            raise
+        diagnosis = None
+        err().print(f"no diagnosis: {escape(exc.message)}")
+    if as_json:
+        emit({"event": "result", "job": final.model_dump(mode="json"),
+              "analysis": diagnosis.model_dump(mode="json") if diagnosis else None}, indent=None)
+    else:
+        console = out()
+        console.print()
+        print_job_summary(console, final)
+        if diagnosis is not None:
+            print_diagnosis(console, final.id, diagnosis)
+    return EXIT_OK if final.status == "succeeded" else EXIT_JOB_FAILED
+
+
+# -- commands ----------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def submit(
+    ctx: typer.Context,
+    spec_file: Annotated[str, typer.Argument(metavar="SPEC", help="Job spec, .yaml/.yml or .json; - reads stdin.")],
+    watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job live, then print its diagnosis.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", "-k",
+                                                        help="Submitting again with this key returns the same job.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a job spec."""
+    spec = load_spec(spec_file)
+    with connect(ctx) as client:
+        job = client.submit(spec, idempotency_key=idempotency_key)
+        if as_json and not watch_:
+            emit(job.model_dump(mode="json"))
+            return
+        if not as_json:
+            out().print(f"submitted job {job.id} ({job.status}): {job.links.self}", markup=False)
+        if watch_:
+            raise typer.Exit(watch(client, job, as_json))
+
+
+@app.command()
+@handled
+def jobs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status", "-s",
+                                               help="queued, running, succeeded, failed or cancelled.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    with connect(ctx) as client:
+        items = list(client.jobs(status=status, limit=limit))
+    if as_json:
+        emit([j.model_dump(mode="json") for j in items])
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "NAME", "STATUS", "EPOCHS", "CREATED"):
+        table.add_column(column, no_wrap=column == "ID")
+    for j in items:
+        table.add_row(str(j.id), escape(j.name or ""), j.status, str(j.spec.get("epochs", "")),
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    out().print(table)
+    if not items:
+        out().print("no jobs")
+
+
+@app.command()
+@handled
+def show(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> None:
+    """Show one job: status, timings, lineage, events and its latest epoch."""
+    with connect(ctx) as client:
+        job = client.job(job_id)
+        rows = client.metrics(job_id, after_epoch=None)
+    if as_json:
+        emit({**job.model_dump(mode="json"), "last_epoch": rows[-1].model_dump(mode="json") if rows else None})
+        return
+    console = out()
+    print_job_summary(console, job)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for label, value in (("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at),
+                         ("attempts", job.attempts), ("worker", job.worker_host), ("parent", job.parent_id),
+                         ("ancestors", ", ".join(map(str, job.ancestors))),
+                         ("children", ", ".join(map(str, job.children))), ("model", job.model_path)):
+        if value not in (None, ""):
+            grid.add_row(label, escape(str(value)))
+    grid.add_row("epochs", f"{len(rows)} of {job.spec.get('epochs', '?')}")
+    console.print(grid)
+    console.print("spec: " + json.dumps(job.spec, separators=(",", ":")), markup=False)
+    if job.events:
+        console.print("\nevents:")
+        for e in job.events:
+            what = f"{e.from_status or '∅'} → {e.to_status}" if e.kind == "state" else e.kind
+            console.print(f"  {e.at:%Y-%m-%d %H:%M:%S}  {what}" + (f"  {e.reason}" if e.reason else ""), markup=False)
+    if rows:
+        console.print("\nlatest epoch:")
+        console.print(EPOCH_HEADER, markup=False)
+        console.print(epoch_line(rows[-1]), markup=False)
+
+
+@app.command()
+@handled
+def metrics(
+    ctx: typer.Context,
+    job_id: JobIdArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new epochs until the job ends.")] = False,
+    after: Annotated[int | None, typer.Option("--after", min=0, help="Only epochs after this one.")] = None,
+    poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between polls with --follow.")] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a job's epoch rows (with --json: a list, or one JSON object per line with --follow)."""
+    with connect(ctx) as client:
+        if not follow:
+            rows = client.metrics(job_id, after_epoch=after)
+            if as_json:
+                emit([r.model_dump(mode="json") for r in rows])
+                return
+            console = out()
+            console.print(EPOCH_HEADER, markup=False)
+            for row in rows:
+                console.print(epoch_line(row), markup=False)
+            return
+        console = out()
+        if not as_json:
+            console.print(EPOCH_HEADER, markup=False)
+        for row in client.follow_metrics(job_id, poll=poll, after_epoch=after):
+            if as_json:
+                emit(row.model_dump(mode="json"), indent=None)
+            else:
+                console.print(epoch_line(row), markup=False)
+        final = client.job(job_id)
+    if not as_json:
+        print_job_summary(console, final)
+    raise typer.Exit(EXIT_OK if final.status == "succeeded" else EXIT_JOB_FAILED)
+
+
+@app.command()
+@handled
+def analyze(
+    ctx: typer.Context,
+    job_id: JobIdArg,
+    rule: Annotated[list[str] | None, typer.Option("--rule", "-r", help="Run only this rule (repeatable).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="Override a rule parameter: RULE.NAME=VALUE (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain why the job's validation metrics stall, with evidence and remedies."""
+    params = parse_params(param)
+    with connect(ctx) as client:
+        diagnosis = client.analysis(job_id, rules=rule, params=params)
+    if as_json:
+        emit(diagnosis.model_dump(mode="json"))
+        return
+    print_diagnosis(out(), job_id, diagnosis)
+
+
+@app.command()
+@handled
+def cancel(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> None:
+    """Cancel a queued job, or ask a running one to stop at its next batch."""
+    with connect(ctx) as client:
+        job = client.cancel(job_id)
+    if as_json:
+        emit(job.model_dump(mode="json"))
+    elif job.status == "cancelled":
+        out().print(f"job {job.id} cancelled", markup=False)
+    else:
+        out().print(f"job {job.id} is {job.status}: cancel requested, it stops at its next batch", markup=False)
+
+
+@app.command()
+@handled
+def fork(
+    ctx: typer.Context,
+    job_id: JobIdArg,
+    apply: Annotated[list[str] | None, typer.Option("--apply", "-a", metavar="REMEDY",
+                                                    help="A remedy id from the job's analysis (repeatable).")] = None,
+    patch: Annotated[str | None, typer.Option("--patch", metavar="JSON",
+                                              help="A JSON merge patch on the spec, or @file.json.")] = None,
+    watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the new job live.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a new job from this one's spec with remedies and a patch applied."""
+    body = parse_patch(patch)
+    with connect(ctx) as client:
+        child = client.fork(job_id, apply=apply or [], patch=body)
+        if as_json and not watch_:
+            emit(child.model_dump(mode="json"))
+            return
+        if not as_json:
+            out().print(f"forked job {child.id} ({child.status}) from {job_id}: {child.links.self}", markup=False)
+        if watch_:
+            raise typer.Exit(watch(client, child, as_json))
+
+
+if __name__ == "__main__":
+    app()
