@@ -10,8 +10,12 @@ from fastapi import FastAPI
 from api import errors, health
 from api.body_limit import BodyLimit
 from api.analysis.routes import router as analysis_router
+from api.artifacts.routes import router as artifacts_router
+from api.dashboard import router as dashboard_router
 from api.events.routes import router as events_router
 from api.jobs.routes import router as jobs_router
+from api.observability.middleware import RequestObservability
+from api.observability.routes import router as observability_router
 from models.db import prepare_database
 from models.logs import configure_logging
 from models.settings import get_settings
@@ -35,10 +39,14 @@ def create_app() -> FastAPI:
                   description="Inception-V3 training jobs with explainable stagnation diagnoses.")
     errors.install(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestObservability)  # outermost: logs and times every answer, 413s included
     app.include_router(health.router)
     app.include_router(jobs_router)
     app.include_router(analysis_router)
     app.include_router(events_router)
+    app.include_router(artifacts_router)
+    app.include_router(observability_router)
+    app.include_router(dashboard_router)
     return app
 
 

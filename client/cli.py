@@ -1,8 +1,8 @@
 """`plateau`: submit, watch, inspect, analyse, cancel and fork training jobs from a shell.
 
 Exit codes: 0 ok; 1 a watched job ended failed or cancelled; 2 bad input (an invalid spec, option or
-id); 3 not found; 4 the service could not be reached; 5 the service refused the change (409
-conflict); 6 any other error answer from the service.
+id); 3 not found; 4 the service could not be reached; 5 the service refused the request in the
+current state (409 conflict, 429 limit reached); 6 any other error answer from the service.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -23,7 +24,6 @@ from rich.table import Table
 
 from client.sdk import (
     DEFAULT_URL,
-    TERMINAL,
     AnalysisRead,
     EpochRead,
     JobRead,
@@ -100,7 +100,7 @@ def exit_code(exc: PlateauError) -> int:
         return EXIT_NOT_FOUND
     if exc.status_code in (400, 413, 422):
         return EXIT_BAD_INPUT
-    if exc.status_code == 409:
+    if exc.status_code in (409, 429):
         return EXIT_CONFLICT
     return EXIT_SERVICE
 
@@ -157,6 +157,10 @@ def event_line(event: ServerEvent) -> str:
         arrow = f"{data.get('from_status') or '∅'} → {data.get('to_status')}"
         return f"state: {arrow}" + (f" ({data['reason']})" if data.get("reason") else "")
     return f"{event.event}: {data.get('reason') or ''}".rstrip(": ")
+
+
+def when(ts: datetime | None) -> str | None:
+    return None if ts is None else f"{ts:%Y-%m-%d %H:%M:%S %Z}".strip()
 
 
 def job_label(job: JobRead) -> str:
@@ -326,11 +330,12 @@ def jobs(
         emit([j.model_dump(mode="json") for j in items])
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("ID", "NAME", "STATUS", "EPOCHS", "CREATED"):
-        table.add_column(column, no_wrap=column == "ID")
+    for column in ("ID", "STATUS", "EPOCHS", "CREATED"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("NAME", overflow="fold")
     for j in items:
-        table.add_row(str(j.id), escape(j.name or ""), j.status, str(j.spec.get("epochs", "")),
-                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(str(j.id), j.status, str(j.spec.get("epochs", "")), f"{j.created_at:%Y-%m-%d %H:%M}",
+                      escape(j.name or ""))
     out().print(table)
     if not items:
         out().print("no jobs")
@@ -351,7 +356,8 @@ def show(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> None
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
-    for label, value in (("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at),
+    for label, value in (("created", when(job.created_at)), ("started", when(job.started_at)),
+                         ("finished", when(job.finished_at)),
                          ("attempts", job.attempts), ("worker", job.worker_host), ("parent", job.parent_id),
                          ("ancestors", ", ".join(map(str, job.ancestors))),
                          ("children", ", ".join(map(str, job.children))), ("model", job.model_path)):

@@ -194,9 +194,9 @@ class PlateauClient:
             if cursor is not None:
                 params["after_epoch"] = cursor
             page = MetricsPage.model_validate(self._request("GET", f"{_job_path(job_id)}/metrics", params=params).json())
-            rows.extend(page.items)
-            if len(page.items) < page_size:
+            if not page.items:  # the service may cap the page below page_size: only an empty page is the end
                 return rows
+            rows.extend(page.items)
             cursor = page.next_after_epoch
 
     def follow_metrics(self, job_id: JobId, poll: float = 1.0, after_epoch: int | None = None) -> Iterator[EpochRead]:

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,22 @@ class Settings(BaseSettings):
     max_image_size: int = Field(512, ge=75, le=512, description="Largest dataset.image_size a spec may ask for.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
     migrate_on_start: bool = Field(True, description="Upgrade the schema to the newest revision when a process starts.")
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, GET /metrics needs `Authorization: Bearer <token>`; open otherwise."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Key of the HMAC-SHA256 signature on webhook deliveries (X-Plateau-Signature)."
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Allow webhook targets on loopback, link-local and private networks."
+    )
+    webhook_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries per webhook delivery (retried on 5xx, 429 and network errors)."
+    )
+    webhook_backoff_seconds: float = Field(
+        1.0, gt=0, description="First wait between webhook tries; doubles each time, capped at 60 s."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook request.")
 
 
 @lru_cache

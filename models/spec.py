@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.webhooks import WebhookSpec
+
 Metric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
 INCEPTION_BLOCK = re.compile(r"^mixed(10|[0-9])$")
 
@@ -117,6 +119,9 @@ class JobSpec(_Strict):
     epochs: int = Field(10, ge=1, le=100_000)
     seed: int | None = None
     class_weight: Literal["none", "balanced"] = "none"
+    webhook: WebhookSpec | None = Field(
+        None, description="POST state changes and findings to this URL, signed (see docs/observability.md)."
+    )
 
     @model_validator(mode="after")
     def _optimizer_options(self) -> JobSpec:

@@ -212,3 +212,25 @@ def test_parse_sse_follows_the_event_stream_format():
     assert events[0].event == "state" and events[0].data == {"a": 1} and events[0].id == "1-0"
     assert events[1].event == "message" and events[1].data == "plain" and events[1].id == "1-0"
     assert len(events) == 2
+
+
+def test_events_follow_tenant_scoping(client):
+    """With API keys on, another tenant's job is 404 and a call without a key 401, like every job route."""
+    from api.auth import create_key
+    from models.settings import Settings, get_settings
+
+    settings = Settings(auth_enabled=True)
+    client.app.dependency_overrides[get_settings] = lambda: settings
+    try:
+        with session_scope() as s:
+            mine = {"Authorization": f"Bearer {create_key(session=s, tenant=f'{PREFIX}-a-{uuid.uuid4().hex[:6]}')}"}
+            theirs = {"Authorization": f"Bearer {create_key(session=s, tenant=f'{PREFIX}-b-{uuid.uuid4().hex[:6]}')}"}
+        jid = client.post("/jobs", json=small_spec(name=f"{PREFIX}-scoped"), headers=mine).json()["id"]
+        assert client.post(f"/jobs/{jid}/cancel", headers=mine).status_code == 202
+        assert client.get(f"/jobs/{jid}/events").status_code == 401
+        assert client.get(f"/jobs/{jid}/events", headers=theirs).status_code == 404
+        r = client.get(f"/jobs/{jid}/events", headers=mine)
+        assert r.status_code == 200
+        assert [e.event for e in parse_sse(r.text.splitlines())][-1] == "end"
+    finally:
+        client.app.dependency_overrides.clear()

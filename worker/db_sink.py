@@ -13,6 +13,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from models.db import session_scope
 from models.lifecycle import record_event, upsert_epoch
 from models.tables import Job
+from worker.webhooks import notify
 
 log = structlog.get_logger()
 
@@ -53,3 +54,5 @@ class DbSink:
         with session_scope() as s:
             record_event(s, self.job_id, kind, reason=reason, data=data)
             s.commit()
+        if kind == "finding":
+            notify(self.job_id, "finding", status="running", data={"reason": reason, "finding": data})

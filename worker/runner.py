@@ -20,6 +20,7 @@ from models.tables import EpochMetric, Job, JobStatus
 from worker.db_sink import DbSink, db_retry
 from worker.heartbeat import Heartbeat
 from worker.training.errors import DataError, ModelError
+from worker.webhooks import notify
 
 log = structlog.get_logger()
 
@@ -40,6 +41,12 @@ def request_shutdown() -> None:
 
 def run_job(job_id: str | uuid.UUID) -> str:
     """Returns how the job ended for this worker (for logs); outcomes live in the database."""
+    # Every log line written in this thread while the job runs carries its job_id.
+    with structlog.contextvars.bound_contextvars(job_id=str(job_id)):
+        return _run_job(job_id)
+
+
+def _run_job(job_id: str | uuid.UUID) -> str:
     global _current_stop
     settings = get_settings()
     job_id = uuid.UUID(str(job_id))
@@ -51,9 +58,13 @@ def run_job(job_id: str | uuid.UUID) -> str:
         log.info("job skipped", job_id=str(job_id), reason=taken.reason)
         if taken.reason != "no such job":
             DbSink(job_id).event("delivery_skipped", f"a worker received the job but skipped it: {taken.reason}")
+        if taken.reason == "attempt limit reached":
+            notify(job_id, "failed", status="failed",
+                   data={"reason": f"gave up after {settings.max_attempts} attempts"})
         return f"skipped: {taken.reason}"
     job = taken.job
     log.info("job claimed", job_id=str(job_id), attempt=job.attempts, reason=taken.reason)
+    notify(job_id, "running", status="running", data={"attempt": job.attempts, "reason": taken.reason})
     workdir = settings.artifacts_dir.resolve() / str(job_id)
     _set_artifacts_dir(job_id, str(workdir))
     stop = threading.Event()
@@ -66,7 +77,8 @@ def run_job(job_id: str | uuid.UUID) -> str:
     try:
         from worker.training.fit import train
 
-        result = train(JobSpec.model_validate(job.spec), data_root=settings.data_root, workdir=workdir,
+        spec = JobSpec.model_validate(job.spec, context={"stored": True})  # checked on submit already
+        result = train(spec, data_root=settings.data_root, workdir=workdir,
                        sink=DbSink(job_id), stop=stop, release=shutting_down, history=_history(job_id))
     except (DataError, ModelError) as exc:
         return _end(job_id, host, JobStatus.failed, error=str(exc))
@@ -106,6 +118,9 @@ def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
     with session_scope() as s:
         ended = finish(s, job_id, status, worker_host=host, **kw)
     log.info("job ended", job_id=str(job_id), status=status.value, recorded=ended, **kw)
+    if ended:
+        notify(job_id, status.value, status=status.value,
+               data={k: kw[k] for k in ("error", "stop_reason") if kw.get(k)})
     return status.value if ended else "ended, but the job was no longer ours"
 
 
@@ -116,6 +131,8 @@ def _hand_back(job_id: uuid.UUID, host: str) -> str:
     with session_scope() as s:
         if release(s, job_id, worker_host=host, reason="worker shut down; resumes from its last checkpoint"):
             enqueue(s, job_id, reason="released by a stopping worker")
+            notify(job_id, "queued", status="queued",
+                   data={"reason": "worker shut down; resumes from its last checkpoint"})
             return "released"
         record_event(s, job_id, "warning", reason="release found the job no longer ours")
         s.commit()

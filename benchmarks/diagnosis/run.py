@@ -126,7 +126,8 @@ def main() -> int:
             wait_ready(api)
             for item in plan:
                 r = api.post("/jobs", json={**item["spec"], "name": f"{item['target']}/{item['condition']}/{item['seed']}"})
-                r.raise_for_status()
+                if r.status_code != 202:
+                    raise SystemExit(f"submit refused ({r.status_code}): {r.text}")
                 item["job_id"] = r.json()["id"]
             for item in plan:
                 while (job := api.get(f"/jobs/{item['job_id']}").json())["status"] not in ("succeeded", "failed", "cancelled"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class TrainResult:
     stop_reason: str | None
     model_path: str | None
     epochs_done: int
+    tensorboard_dir: str | None = None  # TensorBoard event files of every attempt (train/ and validation/)
 
 
 def configure_devices() -> list:
@@ -97,6 +99,11 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     recorder = cb.EpochRecorder(sink, len(train_set), stats, probe)
     recorder.rows = list(history or [])
     stagnation = StopOnStagnation(spec, counts, sink, recorder)
+    tensorboard_dir = workdir / "tensorboard"
+    if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it; without it the callback crashes
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+    else:
+        sink.event("warning", "the tensorboard package is not installed: this job writes no TensorBoard event files")
     callbacks += [
         recorder,
         stagnation,
@@ -112,9 +119,9 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     )
     epochs_done = max((e + 1 for e in history.epoch), default=0)
     if release is not None and release.is_set():
-        return TrainResult("released", "worker shutting down", None, epochs_done)
+        return TrainResult("released", "worker shutting down", None, epochs_done, str(tensorboard_dir))
     if stop.is_set():
-        return TrainResult("cancelled", "cancelled by request", None, epochs_done)
+        return TrainResult("cancelled", "cancelled by request", None, epochs_done, str(tensorboard_dir))
     reason = None
     if stagnation.stopped_by is not None:
         reason = stagnation.stop_reason()
@@ -125,4 +132,4 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     model_path = workdir / "model.keras"
     model.save(model_path)
     shutil.rmtree(workdir / "backup", ignore_errors=True)  # the saved model supersedes the resume point
-    return TrainResult("succeeded", reason, str(model_path), epochs_done)
+    return TrainResult("succeeded", reason, str(model_path), epochs_done, str(tensorboard_dir))

@@ -5,6 +5,7 @@
   const { api, el, clear, timeEl, statusBadge, showError, root } = Plateau;
   const PAGE = 50;
   const REFRESH_MS = 5000;
+  const PROGRESS_CHUNK = 100;
   const state = { limit: PAGE, timer: null, loading: false };
 
   const body = document.getElementById("jobs-body");
@@ -29,6 +30,18 @@
       el("td", { class: "mono small", title: job.id }, job.id.slice(0, 8)));
   }
 
+  /** Epochs finished per job id, asked in chunks that keep the URL short; {} when the call fails. */
+  async function epochsDone(ids) {
+    const done = {};
+    try {
+      for (let i = 0; i < ids.length; i += PROGRESS_CHUNK) {
+        const chunk = ids.slice(i, i + PROGRESS_CHUNK).join(",");
+        Object.assign(done, (await api("/ui/api/progress?ids=" + encodeURIComponent(chunk))).items);
+      }
+    } catch (_) { /* the list still shows; epochs read "?" */ }
+    return done;
+  }
+
   async function load() {
     if (state.loading) return;
     state.loading = true;
@@ -37,13 +50,7 @@
       const params = new URLSearchParams({ limit: String(state.limit) });
       if (filter.value) params.set("status", filter.value);
       const page = await api("/jobs?" + params);
-      let progress = {};
-      if (page.items.length) {
-        try {
-          const ids = page.items.map((j) => j.id).join(",");
-          progress = (await api("/ui/api/progress?ids=" + encodeURIComponent(ids))).items;
-        } catch (_) { progress = {}; }
-      }
+      const progress = await epochsDone(page.items.map((j) => j.id));
       clear(body);
       for (const job of page.items) body.appendChild(row(job, progress[job.id]));
       empty.hidden = page.items.length > 0;
