@@ -13,6 +13,7 @@ from tests.conftest import new_database_url
 from tests.flows import TERMINAL, assert_epoch_rows, run_small_job_to_success, wait_epochs, wait_status
 from tests.procs import start_api, start_worker, wait_for
 from tests.specs import small_spec
+from worker.sample_data import generate
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +47,21 @@ def worker(env):
     holder["proc"].stop()
 
 
-def test_job_succeeds_and_a_cancelled_queued_job_is_skipped(api, worker):
+def test_job_succeeds_and_a_cancelled_queued_job_is_skipped(api, worker, data_root):
     logs = lambda: worker["proc"].tail()  # noqa: E731
+    # a job on a corrupt data set fails with a reason, and the worker goes on to the next job
+    generate(data_root / "corrupt", classes=2, train=2, val=1, size=80)
+    (data_root / "corrupt" / "train" / "circle" / "broken.png").write_bytes(b"\x89PNG not an image")
+    broken = api.post("/jobs", json=small_spec(dataset={"train_dir": "corrupt/train", "val_dir": "corrupt/val",
+                                                        "image_size": 75})).json()
     spec = small_spec(epochs=3)
     first = api.post("/jobs", json=spec).json()
     follower = api.post("/jobs", json=small_spec(epochs=3, name="waits-behind")).json()
     # the solo worker takes one job at a time, so the second waits on the broker; cancel it there
     assert api.post(f"/jobs/{follower['id']}/cancel").json()["status"] == "cancelled"
     done = run_small_job_to_success(api, spec, logs, job=first)
+    failed = api.get(f"/jobs/{broken['id']}").json()
+    assert failed["status"] == "failed" and "file circle/broken.png is not an image" in failed["error"], failed
     assert done["class_counts"] == {"train": {"circle": 8, "square": 8, "triangle": 8},
                                     "val": {"circle": 4, "square": 4, "triangle": 4}}
     assert done["worker_host"]

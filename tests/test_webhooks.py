@@ -300,3 +300,15 @@ def test_a_name_with_any_private_address_is_refused(monkeypatch):
                         lambda host, port: [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.7")])
     result = deliver("https://rebind.example.com/hook", body_of(), settings=settings(webhook_allow_private=False))
     assert not result.ok and result.attempts == 1 and "10.0.0.7" in result.error
+
+
+def test_api_side_transitions_are_sent(client, monkeypatch):
+    import api.jobs.service as jobs_service
+
+    sent = []
+    monkeypatch.setattr(jobs_service, "notify", lambda job_id, event, **kw: sent.append((str(job_id), event)))
+    job = client.post("/jobs", json={**small_spec(), "webhook": {"url": "https://hooks.example.com/plateau"}}).json()
+    client.post(f"/jobs/{job['id']}/cancel")
+    plain = client.post("/jobs", json=small_spec()).json()
+    client.post(f"/jobs/{plain['id']}/cancel")
+    assert sent == [(job["id"], "queued"), (job["id"], "cancelled")]

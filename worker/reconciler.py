@@ -15,6 +15,7 @@ from models.settings import get_settings
 from worker.broker_view import waiting_job_ids
 from models.tables import Job, JobStatus, utcnow
 from worker.queue import enqueue
+from worker.webhooks import notify
 
 log = structlog.get_logger()
 
@@ -32,6 +33,8 @@ def reconcile_once() -> dict[str, int]:
                 record_event(s, job.id, "state", from_status="running", to_status="queued",
                              reason=f"lease expired (worker {job.worker_host} lost); requeued")
                 requeued += 1
+                if (job.spec or {}).get("webhook"):
+                    notify(job.id, "queued", status="queued")
             s.commit()
         for job in unenqueued_queued(s):
             sent += enqueue(s, job.id, reason="re-sent by the reconciler")

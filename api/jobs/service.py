@@ -19,6 +19,7 @@ from models.settings import Settings
 from models.spec import JobSpec
 from models.tables import EpochMetric, Job, JobEvent, JobStatus
 from worker.queue import enqueue
+from worker.webhooks import notify
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -76,6 +77,8 @@ def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: st
         return _replay(existing, digest), False
     enqueue(session, job.id)
     session.refresh(job)
+    if job.spec.get("webhook"):
+        notify(job.id, "queued", status="queued")
     return job, True
 
 
@@ -143,7 +146,10 @@ def job_children(*, session: Session, job: Job) -> list[uuid.UUID]:
 
 
 def cancel_job(*, session: Session, job: Job) -> Job:
-    return lifecycle.request_cancel(session, job)
+    job = lifecycle.request_cancel(session, job)
+    if job.status == JobStatus.cancelled.value and job.spec.get("webhook"):
+        notify(job.id, "cancelled", status="cancelled")  # a running job's end is sent by its worker
+    return job
 
 
 def ancestors(*, session: Session, job: Job, limit: int = 50) -> list[uuid.UUID]:
