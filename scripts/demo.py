@@ -71,8 +71,18 @@ def _follow(api: httpx.Client, job_id: str) -> int:
         if status in TERMINAL and not page["items"]:
             if job.get("error"):
                 print(f"error: {job['error']}")
+            _print_diagnosis(api.get(f"/jobs/{job_id}/analysis").json())
             return 0 if status == "succeeded" else 1
         time.sleep(1)
+
+
+def _print_diagnosis(diagnosis: dict) -> None:
+    print(f"diagnosis: {diagnosis['verdict']} — {diagnosis['summary']}")
+    for finding in diagnosis["findings"][:3]:
+        print(f"  {finding['cause']} (rule {finding['rule']}, confidence {finding['confidence']:.2f}): "
+              f"{finding['summary']}")
+        for remedy in finding["remedies"][:2]:
+            print(f"    remedy {remedy['id']}: {remedy['text']} patch={json.dumps(remedy['patch'])}")
 
 
 if __name__ == "__main__":
