@@ -20,6 +20,9 @@ class LabelNoiseParams(Params):
     above_chance: float = Field(0.2, ge=0, description="A cap must be at least this far above chance (1/K); at chance nothing was learnt.")
     memorise_gain: float = Field(0.05, gt=0, description="Training accuracy rise above an earlier capped stall that counts as memorising.")
     val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum.")
+    val_above_train: float = Field(
+        0.1, gt=0, description="UMLAUT: validation accuracy this far above inference-mode training accuracy…")
+    val_above_epochs: int = Field(2, ge=1, description="…in each of the latest this many epochs.")
 
 
 def last_stall(values: list[float], window: int, min_gain: float, end: int) -> int | None:
@@ -37,11 +40,12 @@ class LabelNoise(Rule):
     """Never more than a suspicion: a learning curve cannot tell noisy labels from a hard task.
 
     References: cleanlab (find_label_issues needs out-of-sample predicted probabilities; a loss curve
-    cannot confirm label noise); AutoTrainer slow-convergence gain (0.01) for the stall.
+    cannot confirm label noise); AutoTrainer slow-convergence gain (0.01) for the stall; UMLAUT's
+    suspicious-validation heuristic (val_acc > train_acc) for validation beating inference-mode training.
     """
 
     id = "label_noise"
-    reference = "cleanlab find_label_issues (confirmation); AutoTrainer slow convergence (stall)"
+    reference = "cleanlab find_label_issues (confirmation); AutoTrainer slow convergence (stall); UMLAUT val > train"
     causes = ("label_noise_suspected",)
     Params = LabelNoiseParams
 
@@ -57,15 +61,20 @@ class LabelNoise(Rule):
                                         *(["train_eval_accuracy or accuracy"] if not train else []))
         capped = self._capped(view, honest, val_acc, p) if honest else None
         memorised = self._memorised(train, val_loss, p) if val_loss else None
-        if not (capped or memorised):
+        inverted = self._val_above_train(view, honest, val_acc, p) if honest else None
+        if not (capped or memorised or inverted):
             return []
         spec = view.spec
         # A frozen base caps accuracy by itself, which makes noisy labels a weaker explanation.
-        confidence = (0.4 if capped else 0.0) + (0.35 if memorised else 0.0) - (0.1 if spec.base_frozen else 0.0)
-        observed = {**(capped or {}), **(memorised or {})}
-        epochs = observed.pop("_epochs")
+        confidence = (0.4 if capped else 0.0) + (0.35 if memorised else 0.0) + (0.5 if inverted else 0.0) \
+            - (0.1 if spec.base_frozen and not inverted else 0.0)
+        observed = {**(capped or {}), **(memorised or {}), **(inverted or {})}
+        epochs = sorted({e for part in (capped, memorised, inverted) if part for e in part["_epochs"]})
+        observed.pop("_epochs", None)
         what = ([f"inference-mode training accuracy capped at {capped['train_eval_accuracy']:.2f}"] if capped else []) \
-            + (["training accuracy climbing past its earlier cap while val_loss rises"] if memorised else [])
+            + (["training accuracy climbing past its earlier cap while val_loss rises"] if memorised else []) \
+            + ([f"the model agrees with the validation labels ({inverted['val_accuracy']:.2f}) far more than with "
+                f"the training labels ({inverted['train_eval_accuracy']:.2f})"] if inverted else [])
         return [Finding(
             rule=self.id, cause="label_noise_suspected", confidence=clamp(max(confidence, 0.2), hi=0.6),
             summary=f"Noisy labels suspected: {' and '.join(what)}; confirm with cleanlab before relabelling.",
@@ -86,6 +95,16 @@ class LabelNoise(Rule):
         # If a fraction f of labels is wrong, a model that does not memorise them tops out near 1 - f.
         return {"train_eval_accuracy": level, "val_accuracy": val_acc.last, "accuracy_gap": round(gap, 4),
                 "implied_noisy_fraction": round(1 - level, 3), "_epochs": honest.epochs[-k:]}
+
+    def _val_above_train(self, view: View, honest: Series, val_acc: Series, p: LabelNoiseParams) -> dict | None:
+        """Training labels the model contradicts while it gets clean validation labels right: noisy training labels
+        (or a train/validation mismatch). UMLAUT flags val_acc > train_acc as suspicious for the same reason."""
+        ep, ta, va = view.paired(honest, val_acc)
+        n = p.val_above_epochs
+        if len(ep) < n or not all(ge(v - t, p.val_above_train) for t, v in zip(ta[-n:], va[-n:])):
+            return None
+        return {"train_eval_accuracy": ta[-1], "val_accuracy": va[-1], "val_minus_train_accuracy": round(va[-1] - ta[-1], 4),
+                "_epochs": ep[-n:]}
 
     def _memorised(self, train: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:
         end = len(train) - p.window  # the cap must come before the latest window

@@ -60,13 +60,49 @@ def spec_for(data_dir: Path, changes: dict, seed: int, epochs: int) -> dict:
     return merge(base, changes)
 
 
-def start_service(port: int) -> subprocess.Popen:
+def start_service(port: int, worker: bool = True) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(WORK / "data"),
            "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
            "PLATEAU_BROKER_DIR": str(WORK / "broker"), "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts")}
     log = open(WORK / "service.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "api.embedded", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    args = [sys.executable, "-m", "api.embedded", "--port", str(port)] + ([] if worker else ["--no-worker"])
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def observe(api: httpx.Client, run: dict) -> dict:
+    """The job's outcome and the service's diagnosis of it."""
+    job = api.get(f"/jobs/{run['job_id']}").json()
+    diag = api.get(f"/jobs/{run['job_id']}/analysis").json()
+    last = (api.get(f"/jobs/{run['job_id']}/metrics", params={"limit": 1000}).json()["items"] or [{}])[-1]
+    return {**{k: run[k] for k in ("target", "condition", "seed", "job_id")},
+            "status": job["status"], "error": job["error"], "verdict": diag["verdict"],
+            "primary_cause": diag["primary_cause"], "causes": sorted({f["cause"] for f in diag["findings"]}),
+            "train_eval_accuracy": last.get("train_eval_accuracy"), "val_accuracy": last.get("val_accuracy"),
+            "val_loss": last.get("val_loss")}
+
+
+def rescore(args: argparse.Namespace) -> int:
+    """Diagnose the stored runs again with the current rules (no retraining)."""
+    previous = json.loads(args.out.read_text())
+    service = start_service(args.port, worker=False)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
+            wait_ready(api)
+            runs = [observe(api, run) for run in previous["runs"]]
+    finally:
+        os.killpg(service.pid, signal.SIGTERM)
+        service.wait(120)
+    return write(args, runs, previous["wall_seconds"])
+
+
+def write(args: argparse.Namespace, runs: list[dict], wall: int) -> int:
+    targets = sorted({r["target"] for r in runs})
+    result = {"wall_seconds": wall, "epochs": args.epochs, "seeds": args.seeds, "runs": runs, "all": score(runs),
+              "by_target": {t: score([r for r in runs if r["target"] == t]) for t in targets}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("all", "by_target", "wall_seconds")}, indent=2))
+    return 0
 
 
 def wait_ready(api: httpx.Client) -> None:
@@ -106,7 +142,11 @@ def main() -> int:
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "diagnosis.json")
+    parser.add_argument("--rescore", action="store_true",
+                        help="diagnose the runs stored in --out again with the current rules, without training")
     args = parser.parse_args()
+    if args.rescore:
+        return rescore(args)
     data = WORK / "data"
     data.mkdir(parents=True, exist_ok=True)
     pretrain(data / "base.weights.h5", WORK / "source")
@@ -130,27 +170,14 @@ def main() -> int:
                     raise SystemExit(f"submit refused ({r.status_code}): {r.text}")
                 item["job_id"] = r.json()["id"]
             for item in plan:
-                while (job := api.get(f"/jobs/{item['job_id']}").json())["status"] not in ("succeeded", "failed", "cancelled"):
+                while api.get(f"/jobs/{item['job_id']}").json()["status"] not in ("succeeded", "failed", "cancelled"):
                     time.sleep(2)
-                diag = api.get(f"/jobs/{item['job_id']}/analysis").json()
-                last = (api.get(f"/jobs/{item['job_id']}/metrics", params={"limit": 1000}).json()["items"] or [{}])[-1]
-                run = {k: item[k] for k in ("target", "condition", "seed", "job_id")}
-                run.update(status=job["status"], error=job["error"], verdict=diag["verdict"],
-                           primary_cause=diag["primary_cause"], causes=sorted({f["cause"] for f in diag["findings"]}),
-                           train_eval_accuracy=last.get("train_eval_accuracy"), val_accuracy=last.get("val_accuracy"),
-                           val_loss=last.get("val_loss"))
-                runs.append(run)
-                print(json.dumps(run), flush=True)
+                runs.append(observe(api, item))
+                print(json.dumps(runs[-1]), flush=True)
     finally:
         os.killpg(service.pid, signal.SIGTERM)
         service.wait(120)
-    result = {"wall_seconds": round(time.perf_counter() - t0), "epochs": args.epochs, "seeds": args.seeds,
-              "runs": runs, "all": score(runs),
-              "by_target": {t: score([r for r in runs if r["target"] == t]) for t in args.targets.split(",")}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("all", "by_target", "wall_seconds")}, indent=2))
-    return 0
+    return write(args, runs, round(time.perf_counter() - t0))
 
 
 if __name__ == "__main__":

@@ -46,3 +46,18 @@ def test_a_cap_at_chance_is_not_label_noise():
     assert run(h, UNFROZEN, class_counts_train={"a": 8, "b": 8, "c": 8}) is None
     h = history(train_eval_accuracy=flat(0.6, 8), val_accuracy=flat(0.58, 8))
     assert run(h, UNFROZEN, class_counts_train={"a": 8, "b": 8, "c": 8}) is not None
+
+
+def test_validation_beating_inference_mode_training_is_suspected():
+    # 6 epochs: the model gets clean validation labels right and contradicts half the training labels
+    train_eval = [0.47, 0.45, 0.5, 0.5, 0.5, 0.51]
+    f = run(history(train_eval_accuracy=train_eval, val_accuracy=[0.84, 0.73, 0.84, 0.83, 0.86, 0.61]))
+    assert f.cause == "label_noise_suspected" and f.observed["val_minus_train_accuracy"] == 0.1
+    assert f.epochs == [4, 5]
+
+
+def test_validation_just_below_the_margin_is_quiet():
+    train_eval = [0.47, 0.45, 0.5, 0.5, 0.5, 0.51]
+    assert run(history(train_eval_accuracy=train_eval, val_accuracy=[0.84, 0.73, 0.84, 0.83, 0.86, 0.6])) is None
+    # only once, not in each of the latest two epochs
+    assert run(history(train_eval_accuracy=train_eval, val_accuracy=[0.84, 0.73, 0.84, 0.83, 0.5, 0.7])) is None
