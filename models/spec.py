@@ -107,6 +107,18 @@ class OnStagnationSpec(_Strict):
     after_epochs: int = Field(3, ge=1, description="Run the analysis from this many finished epochs on.")
 
 
+class PerformanceSpec(_Strict):
+    """How fast a job trains; none of these change what is learned beyond float rounding."""
+
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = Field(
+        "auto", description='Keras dtype policy of the model: "auto" is mixed_float16 on a GPU and float32 on a CPU; '
+                            '"off" is float32.')
+    jit_compile: bool = Field(False, description="XLA-compile the train step (Keras' jit_compile).")
+    cache_features: Literal["auto", "off"] = Field(
+        "auto", description='"auto": when only the head trains and there is no augmentation, compute the frozen '
+                            "base's pooled features once and train the head on them.")
+
+
 class JobSpec(_Strict):
     name: str | None = Field(None, max_length=200)
     dataset: DatasetSpec
@@ -114,6 +126,7 @@ class JobSpec(_Strict):
     regularization: RegularizationSpec = RegularizationSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     callbacks: CallbacksSpec = CallbacksSpec()
+    performance: PerformanceSpec = PerformanceSpec()
     on_stagnation: OnStagnationSpec | None = None
     batch_size: int = Field(32, ge=1, le=4096)
     epochs: int = Field(10, ge=1, le=100_000)

@@ -98,9 +98,14 @@ class EvalProbe:
     def _gradients(self, lr: float) -> dict[str, Any]:
         x, y = self.probe_batch
         variables = self.model.trainable_weights
+        # under mixed_float16, scale the loss as training does, so small float16 gradients do not flush to zero
+        optimizer = getattr(self.model, "optimizer", None)
+        scale = (float(keras.ops.convert_to_numpy(optimizer.scale_loss(1.0)))
+                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else 1.0)
         with tf.GradientTape() as tape:
-            loss = self.loss_fn(y, self.model(x, training=False))
-        grads = dict(zip((id(v) for v in variables), tape.gradient(loss, variables)))
+            loss = self.loss_fn(y, self.model(x, training=False)) * scale
+        grads = dict(zip((id(v) for v in variables),
+                         (None if g is None else tf.cast(g, tf.float32) / scale for g in tape.gradient(loss, variables))))
 
         def ratio(group: list) -> float | None:
             pairs = [(grads.get(id(v)), v) for v in group if grads.get(id(v)) is not None]

@@ -1,0 +1,198 @@
+"""Job start latency: from `POST /jobs` to the first training batch, split into phases.
+
+    .venv/bin/python -m benchmarks.startup.run [--jobs 3]
+
+Starts the API (uvicorn, `tests/procs.py:start_api`) and one real Celery worker (solo pool) against
+a fresh PostgreSQL database and Redis, on a queue name unique to the run, then submits jobs one at
+a time (epochs 1, image_size 75, weights null, trainable head, 3 generated classes) and waits
+for each to finish before sending the next. The worker is `tests/procs.py:start_worker`'s command
+with `-A benchmarks.startup.instrumented` in place of `-A worker.celery_app`: the same app, task
+and options, plus wall-clock marks around the training code's phases (see that module).
+
+Phases of one job (all wall clock on one machine):
+  submit       client sends POST → the job row's created_at (API timestamp)
+  queue        created_at → started_at (the worker's claim; API timestamp)
+  claim→train  started_at → the training function is entered (lease, artifacts dir, heartbeat)
+  tf import    `import keras` (TensorFlow): only the first job of a worker process pays it
+  data         folder scans (data_scan) + tf.data pipelines built, i.e. their map functions traced
+               (data_pipelines) + the evaluation probe's fixed batch pulled through the pipeline
+               (data_probe_batch: iterator start-up, file reads, decode)
+  model build  build_model (Inception-V3 + head) + compile
+  other        device setup, seeding, class counts written, pre-training checks, callbacks set up
+  first batch  keras fit() called → the first training batch has run (tf.function tracing and the
+               first batch's decode included)
+The first job after the worker starts ("cold") is reported apart; the medians are over the
+following `--jobs` jobs ("warm", the steady state of a long-lived worker).
+Results: benchmarks/results/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.procs import Proc, start_api, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "startup.json"
+PG_ADMIN = os.environ.get("PLATEAU_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PLATEAU_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+SPEC = {
+    "name": "startup-bench",
+    "dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 75, "seed": 1},
+    "model": {"weights": None, "trainable": "head", "dense_units": 64},
+    "optimizer": {"name": "adam", "learning_rate": 0.001},
+    "batch_size": 16, "epochs": 1, "seed": 1,
+}
+PHASES = ["submit", "queue", "claim_to_train", "tf_import", "data", "model_build", "other", "first_batch"]
+
+
+def start_instrumented_worker(env: dict[str, str], log: Path) -> Proc:
+    """tests/procs.py:start_worker's command, with the instrumented app module."""
+    args = [sys.executable, "-m", "celery", "-A", "benchmarks.startup.instrumented", "worker", "-P", "solo", "-c", "1",
+            "-Q", env["PLATEAU_QUEUE"], "-n", "bench@%h", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    proc = Proc(args, env, log)
+    wait_for(lambda: "ready." in proc.tail(100_000) or not proc.alive(), 120, lambda: f"worker did not start:\n{proc.tail()}")
+    assert proc.alive(), proc.tail()
+    return proc
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def phases(t_post: float, job: dict, m: dict[str, float]) -> dict[str, float]:
+    created, started = ts(job["created_at"]), ts(job["started_at"])
+    data = (m["scan_end"] - m["scan_start"]) + (m["probe_end"] - m["datasets_start"])
+    model = m["datasets_start"] - m["model_start"]
+    first_batch = m["first_batch_end"] - m["fit_called"]
+    total = m["first_batch_end"] - t_post
+    out = {
+        "submit": created - t_post,
+        "queue": started - created,
+        "claim_to_train": m["train_enter"] - started,
+        "tf_import": m["keras_imported"] - m["train_enter"],
+        "data": data,
+        "model_build": model,
+        "first_batch": first_batch,
+        # device setup + seeding (before the scan), class counts and checks (scan → model), callbacks (probe → fit)
+        "other": (m["scan_start"] - m["keras_imported"]) + (m["model_start"] - m["scan_end"])
+                 + (m["fit_called"] - m["probe_end"]),
+        "total": total,
+        # the parts of `data`
+        "data_scan": m["scan_end"] - m["scan_start"],
+        "data_pipelines": m["probe_start"] - m["datasets_start"],
+        "data_probe_batch": m["probe_end"] - m["probe_start"],
+        "first_step_only": m["first_batch_end"] - m["first_batch_begin"],
+    }
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=3, help="warm jobs after the first (cold) one")
+    parser.add_argument("--train", type=int, default=16, help="training images per class")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
+    args = parser.parse_args()
+
+    run_id = uuid.uuid4().hex[:8]
+    db = f"plateau_bench_startup_{run_id}"
+    work = Path(tempfile.mkdtemp(prefix="plateau-bench-startup-"))
+    marks_file = work / "marks.jsonl"
+    queue = f"bench-startup-{run_id}"
+    procs: list[Proc] = []
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    try:
+        from worker.sample_data import generate
+
+        generate(work / "data" / "shapes", classes=3, train=args.train, val=max(4, args.train // 4), size=80, seed=1)
+        env = {
+            "PLATEAU_DATABASE_URL": PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0]
+            + f"/{db}",
+            "PLATEAU_BROKER_URL": REDIS_URL,
+            "PLATEAU_QUEUE": queue,
+            "PLATEAU_DATA_ROOT": str(work / "data"),
+            "PLATEAU_ARTIFACTS_DIR": str(work / "artifacts"),
+            "PLATEAU_BENCH_MARKS": str(marks_file),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+        api, url = start_api(env, work / "api.log")
+        procs.append(api)
+        t_worker = time.time()
+        worker = start_instrumented_worker(env, work / "worker.log")
+        procs.append(worker)
+        worker_ready_s = time.time() - t_worker
+        print(f"API {url}; worker ready after {worker_ready_s:.1f} s; work dir {work}", flush=True)
+
+        jobs = []
+        for i in range(args.jobs + 1):
+            t_post = time.time()
+            resp = httpx.post(url + "/jobs", json={**SPEC, "name": f"startup-{i}"}, timeout=30)
+            assert resp.status_code == 202, resp.text
+            job_id = resp.json()["id"]
+            job = wait_for(lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled") else None)(
+                httpx.get(f"{url}/jobs/{job_id}", timeout=10).json()), 900,
+                lambda: f"job {job_id} did not finish:\n{worker.tail()}", interval=0.2)
+            assert job["status"] == "succeeded", (job["status"], job.get("error"), worker.tail())
+            lines = [json.loads(x) for x in marks_file.read_text().splitlines()]
+            marks = next(x["marks"] for x in lines if x["job_id"] == job_id)
+            p = phases(t_post, job, marks)
+            jobs.append({"job_id": job_id, "cold": i == 0, "phases_s": p, "marks": marks,
+                         "created_at": job["created_at"], "started_at": job["started_at"], "t_post": t_post})
+            print(f"job {i} ({'cold' if i == 0 else 'warm'}): " + "  ".join(f"{k} {v:.3f}" for k, v in p.items()),
+                  flush=True)
+
+        warm = [j["phases_s"] for j in jobs if not j["cold"]]
+        medians = {k: round(statistics.median(p[k] for p in warm), 3) for k in warm[0]} if warm else {}
+        out = {
+            "benchmark": "startup",
+            "command": " ".join(["python -m benchmarks.startup.run", *sys.argv[1:]]),
+            "spec": SPEC, "images": {"classes": 3, "train_per_class": args.train,
+                                     "val_per_class": max(4, args.train // 4), "size": 80},
+            "worker": "celery solo pool, 1 process (tests/procs.py:start_worker's options), PostgreSQL + Redis",
+            "worker_ready_s": round(worker_ready_s, 2),
+            "cold": jobs[0]["phases_s"], "warm_median": medians, "warm_jobs": len(warm), "jobs": jobs,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+            "other_benchmarks_running": subprocess.run(
+                ["pgrep", "-f", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True, text=True
+            ).stdout.split() or None,
+            "note": args.note, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        print("warm median: " + "  ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+        print(f"wrote {args.out}")
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        try:
+            import redis
+
+            redis.Redis.from_url(REDIS_URL).delete(queue)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Training speed on this machine: input pipelines, mixed precision, XLA, and head-only feature caching.
+
+    .venv/bin/python -m benchmarks.training.run [--per-class 96] [--repeats 3] [--out benchmarks/results/training.json]
+
+1. Input pipelines, each feeding `model.fit` on the same compiled model (Inception-V3 at 75 px, random init,
+   base frozen, so every step runs the whole network forward and the head backward: the path of a head-only
+   job with augmentation or `cache_features: "off"`), no augmentation, batch 32:
+     a. classic: `ImageDataGenerator(preprocessing_function=preprocess_input).flow_from_directory(...)`. Keras 3
+        removed ImageDataGenerator, so `FlowFromDirectory` below does what it did: per image and per epoch a PIL
+        load, a nearest-neighbour resize (load_img's default), a float array, then preprocess_input and one-hot
+        labels per batch, reshuffled every epoch, one background worker (Keras' PyDataset default, as
+        flow_from_directory had);
+     b. ours: `worker.training.pipeline.make_dataset` (tf.data: parallel decode, cache, batch, prefetch);
+     c. the same images already decoded and preprocessed, as in-memory arrays passed to `model.fit`.
+   Besides, each pipeline alone (no model): how many images per second it can deliver.
+2. Precision and XLA on (c)'s input: the same model built under mixed_bfloat16, and compiled with
+   jit_compile=True (its first epoch is the XLA compile).
+3. Head-only jobs through `worker.training.fit.train`: `cache_features` "off" against "auto", epoch seconds
+   (validation and the per-epoch probe included) from the 2nd epoch on.
+
+Variants of 1 and 2 run interleaved, one epoch each per round after one warm-up epoch, so slow drifts of the
+machine's load hit all of them alike; figures are medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "var" / "bench-training"
+IMAGE_SIZE = 75
+BATCH = 32
+SOURCE_SIZE = 299  # side of the generated PNG files
+TARGETS = {"ours_vs_classic": 2.0, "ours_vs_in_memory": 0.9, "cached_vs_uncached": 10.0}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    flags = cpu_flags()
+    try:
+        a = tf.ones((64, 64), tf.bfloat16)
+        bf16_matmul = bool(tf.reduce_all(tf.matmul(a, a) == 64.0))
+    except Exception:  # noqa: BLE001
+        bf16_matmul = False
+    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0)
+    return {
+        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), platform.processor()),
+        "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
+        "bf16_matmul_runs": bf16_matmul,
+        "tensorflow": tf.__version__,
+    }
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def build(policy: str = "float32", jit_compile: bool = False):
+    import keras
+
+    from models.spec import JobSpec
+    from worker.training.model import build_model
+    from worker.training.performance import precision_policy
+
+    spec = JobSpec.model_validate({"dataset": {"train_dir": "x", "val_dir": "y", "image_size": IMAGE_SIZE},
+                                   "model": {"weights": None, "trainable": "head"}, "seed": 0})
+    keras.utils.set_random_seed(0)
+    with precision_policy(policy):
+        model = build_model(spec, 3)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
+                      metrics=["accuracy"], jit_compile=jit_compile)
+    return model
+
+
+def flow_from_directory_class():
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    class FlowFromDirectory(keras.utils.PyDataset):
+        """ImageDataGenerator(preprocessing_function=preprocess_input).flow_from_directory(target_size, batch_size,
+        class_mode="categorical", shuffle=True), without augmentation."""
+
+        def __init__(self, paths: list[str], labels: list[int], classes: int, seed: int = 0):
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=10)
+            self.paths, self.labels, self.classes = paths, np.asarray(labels), classes
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(paths))
+
+        def __len__(self) -> int:
+            return math.ceil(len(self.paths) / BATCH)
+
+        def __getitem__(self, i: int):
+            idx = self.order[i * BATCH:(i + 1) * BATCH]
+            x = np.zeros((len(idx), IMAGE_SIZE, IMAGE_SIZE, 3), dtype="float32")
+            for j, k in enumerate(idx):
+                with Image.open(self.paths[k]) as img:
+                    img = img.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
+                    x[j] = np.asarray(img, dtype="float32")
+            x = keras.applications.inception_v3.preprocess_input(x)
+            return x, np.eye(self.classes, dtype="float32")[self.labels[idx]]
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(self.paths))
+
+    return FlowFromDirectory
+
+
+def epoch_timer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._t0)
+
+    return EpochTimer()
+
+
+def throughput_of_input(make_iterable, n: int, passes: int) -> float:
+    """Images per second a pipeline delivers with nothing consuming them (after one warm-up pass)."""
+    rates = []
+    for i in range(passes + 1):
+        t0 = time.perf_counter()
+        for _ in make_iterable():
+            pass
+        if i:
+            rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def pipelines(data: Path, repeats: int) -> dict:
+    import numpy as np
+
+    from worker.training.pipeline import make_dataset
+    from worker.training.scan import scan
+
+    images = scan(data / "train", field_name="train_dir")
+    n, k = len(images), len(images.classes)
+    Flow = flow_from_directory_class()
+    classic = Flow(images.paths, images.labels, k)
+    ours = make_dataset(images, image_size=IMAGE_SIZE, batch_size=BATCH, training=True, seed=0)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in
+                   make_dataset(images, image_size=IMAGE_SIZE, batch_size=BATCH, training=False, seed=0)])
+    x_mem, y_mem = np.concatenate(xs), np.concatenate(ys)
+
+    def classic_batches():
+        for i in range(len(classic)):
+            yield classic[i]
+        classic.on_epoch_end()
+
+    input_only = {
+        "classic": throughput_of_input(classic_batches, n, repeats),
+        "ours": throughput_of_input(lambda: ours, n, repeats),
+    }
+
+    t0 = time.perf_counter()
+    fp32 = build("float32")
+    bf16 = build("mixed_bfloat16")
+    xla = build("float32", jit_compile=True)
+    build_seconds = time.perf_counter() - t0
+    variants = {
+        "a_classic": (fp32, lambda m, cb: m.fit(classic, epochs=1, verbose=0, callbacks=[cb])),
+        "b_ours": (fp32, lambda m, cb: m.fit(ours, epochs=1, verbose=0, callbacks=[cb])),
+        "c_in_memory": (fp32, lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1, verbose=0,
+                                                  callbacks=[cb])),
+        "c_in_memory_bf16": (bf16, lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1,
+                                                       verbose=0, callbacks=[cb])),
+        "c_in_memory_xla": (xla, lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1,
+                                                     verbose=0, callbacks=[cb])),
+    }
+    first, seconds = {}, {name: [] for name in variants}
+    for name, (model, fit) in variants.items():  # warm-up: traces (and XLA-compiles) the step, fills the cache
+        timer = epoch_timer()
+        fit(model, timer)
+        first[name] = timer.seconds[0]
+        print(f"  warm-up {name}: {first[name]:.1f} s", flush=True)
+    for r in range(repeats):
+        for name, (model, fit) in variants.items():
+            timer = epoch_timer()
+            fit(model, timer)
+            seconds[name].append(timer.seconds[0])
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {n / v[-1]:.1f} img/s" for k, v in seconds.items()), flush=True)
+    per_s = {name: statistics.median(n / s for s in v) for name, v in seconds.items()}
+    return {
+        "setting": "Inception-V3 75 px, weights None, trainable head without feature caching (whole network "
+                   "forward, head backward), Adam, batch 32, no augmentation, float32 unless named",
+        "train_images": n, "source_images": f"{SOURCE_SIZE}x{SOURCE_SIZE} PNG", "repeats": repeats,
+        "model_build_seconds": build_seconds,
+        "first_epoch_seconds": first,
+        "epoch_seconds": seconds,
+        "images_per_second": per_s,
+        "input_only_images_per_second": input_only,
+        "ratios": {
+            "ours_vs_classic": per_s["b_ours"] / per_s["a_classic"],
+            "ours_vs_in_memory": per_s["b_ours"] / per_s["c_in_memory"],
+            "bf16_vs_fp32": per_s["c_in_memory_bf16"] / per_s["c_in_memory"],
+            "xla_vs_fp32": per_s["c_in_memory_xla"] / per_s["c_in_memory"],
+            "input_only_ours_vs_classic": input_only["ours"] / input_only["classic"],
+        },
+    }
+
+
+def feature_caching(data_root: Path, epochs: int) -> dict:
+    from models.spec import JobSpec
+    from worker.training.fit import train
+    from worker.training.sink import MemorySink
+
+    out = {}
+    for mode in ("off", "auto"):
+        spec = JobSpec.model_validate({
+            "dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": IMAGE_SIZE},
+            "model": {"weights": None, "trainable": "head"}, "regularization": {"dropout": 0.2},
+            "batch_size": BATCH, "epochs": epochs, "seed": 0, "performance": {"cache_features": mode}})
+        sink = MemorySink()
+        workdir = WORK / f"job-{mode}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        t0 = time.perf_counter()
+        result = train(spec, data_root=data_root, workdir=workdir, sink=sink, stop=threading.Event())
+        wall = time.perf_counter() - t0
+        assert result.status == "succeeded", result
+        [perf] = [d for kind, _, d in sink.events if kind == "performance"]
+        rows = sorted(sink.rows, key=lambda r: r["epoch"])
+        out[mode] = {
+            "wall_seconds": wall,
+            "feature_seconds": perf.get("feature_seconds"),
+            "epoch_seconds": [r["epoch_seconds"] for r in rows],
+            "train_images_per_second": [r["images_per_second"] for r in rows],
+            "val_loss": [r["val_loss"] for r in rows],
+        }
+        print(f"  cache_features {mode}: epochs {[round(s, 2) for s in out[mode]['epoch_seconds']]} s", flush=True)
+    off, auto = (statistics.median(out[m]["epoch_seconds"][1:]) for m in ("off", "auto"))
+    return {
+        "setting": "worker.training.fit.train, Inception-V3 75 px, weights None, trainable head, dense_units 1024, "
+                   "dropout 0.2, batch 32, no augmentation; epoch seconds include validation and the per-epoch probe",
+        "epochs": epochs, "runs": out,
+        "median_epoch_seconds_from_2nd": {"off": off, "auto": auto},
+        "ratio_uncached_vs_cached": off / auto,
+        "whole_job_ratio": out["off"]["wall_seconds"] / out["auto"]["wall_seconds"],
+        "max_val_loss_difference": max(abs(a - b) for a, b in zip(out["off"]["val_loss"], out["auto"]["val_loss"])),
+    }
+
+
+def verdicts(result: dict) -> dict:
+    r = result["pipelines"]["ratios"]
+    return {
+        "ours_vs_classic": {"target": ">= 2.0", "measured": r["ours_vs_classic"],
+                            "met": r["ours_vs_classic"] >= TARGETS["ours_vs_classic"]},
+        "ours_vs_in_memory": {"target": ">= 0.9", "measured": r["ours_vs_in_memory"],
+                              "met": r["ours_vs_in_memory"] >= TARGETS["ours_vs_in_memory"]},
+        "cached_vs_uncached": {"target": ">= 10", "measured": result["feature_caching"]["ratio_uncached_vs_cached"],
+                               "met": result["feature_caching"]["ratio_uncached_vs_cached"]
+                               >= TARGETS["cached_vs_uncached"]},
+        "auto_precision_on_cpu": {"chosen": "float32", "bf16_vs_fp32": r["bf16_vs_fp32"],
+                                  "bf16_faster": r["bf16_vs_fp32"] > 1.0},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-class", type=int, default=96, help="training images per class (3 classes)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of each head-only job")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training.json")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from worker.sample_data import generate
+
+    t_start = time.perf_counter()
+    data_root = WORK / "data"
+    shutil.rmtree(data_root, ignore_errors=True)
+    generate(data_root / "shapes", classes=3, train=args.per_class, val=16, size=SOURCE_SIZE, seed=0)
+    result = {"command": "python -m benchmarks.training.run " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "machine": machine(), "load_average_before": load_average()}
+    print("pipelines, precision, XLA", flush=True)
+    result["pipelines"] = pipelines(data_root / "shapes", args.repeats)
+    print("head-only feature caching", flush=True)
+    result["feature_caching"] = feature_caching(data_root, args.epochs)
+    result["load_average_after"] = load_average()
+    result["total_seconds"] = time.perf_counter() - t_start
+    result["verdicts"] = verdicts(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["verdicts"], indent=2))
+    print(f"wrote {args.out} in {result['total_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

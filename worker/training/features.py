@@ -1,0 +1,78 @@
+"""Head-only training on cached features.
+
+With the base frozen and no augmentation, the base maps every image to the same pooled feature vector in
+every epoch. Computing those vectors once and training only the head on them gives the same model as
+training the whole network (up to float rounding), at the cost of one forward pass of the base.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+POOL_LAYER = "pool"
+HEAD_LAYERS = ("dropout_pool", "dense", "dropout_dense", "predictions")
+# Features are float32; above this the job trains on images instead (and says so).
+MAX_CACHE_BYTES = 1 << 30
+
+
+def cache_bytes(n_images: int, model: keras.Model) -> int:
+    return n_images * int(model.get_layer(POOL_LAYER).output.shape[-1]) * 4
+
+
+def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(extractor, head): image → pooled features of the frozen base in inference mode, and features → class
+    probabilities through the model's own head layers, so training the head trains `model`."""
+    extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output, name="feature_extractor")
+    features = keras.Input(tuple(extractor.output.shape[1:]), name="features")
+    x = features
+    for name in HEAD_LAYERS:
+        x = model.get_layer(name)(x)
+    return extractor, keras.Model(features, x, name="plateau_head")
+
+
+def extract(extractor: keras.Model, images: tf.data.Dataset, stop: threading.Event,
+            jit_compile: bool = False) -> np.ndarray | None:
+    """Features of every image of `images` (an unshuffled dataset of (image batch, label batch)), in order;
+    None if `stop` was set meanwhile."""
+    spec = tf.TensorSpec((None, *extractor.input_shape[1:]), tf.float32)  # one trace for every batch size
+    run = tf.function(lambda x: tf.cast(extractor(x, training=False), tf.float32), input_signature=[spec],
+                      jit_compile=jit_compile)
+    batches = []
+    for x, _ in images:
+        if stop.is_set():
+            return None
+        batches.append(run(x).numpy())
+    return np.concatenate(batches) if batches else np.zeros((0, extractor.output.shape[-1]), "float32")
+
+
+def feature_dataset(features: np.ndarray, labels: list[int], n_classes: int, *, batch_size: int, training: bool,
+                    seed: int | None) -> tf.data.Dataset:
+    """Batches of (features, one-hot label); shuffled like `pipeline.make_dataset` (same seed, same order)."""
+    onehot = np.eye(n_classes, dtype="float32")[np.asarray(labels, dtype="int64")]
+    ds = tf.data.Dataset.from_tensor_slices((features, onehot))
+    if training:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def pin_base(base: keras.Model, path: Path) -> str | None:
+    """Keeps a randomly initialised base identical across attempts of a job, since the head's checkpoint does
+    not hold it: the first attempt saves it, later ones load it. Returns a warning if the saved copy is unusable."""
+    if path.is_file():
+        try:
+            base.load_weights(str(path))
+            return None
+        except Exception as exc:  # noqa: BLE001 - an unreadable copy is replaced; training goes on
+            warning = f"saved base weights unreadable ({exc}); the head trains on a new random base"
+    else:
+        warning = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.weights.h5")
+    base.save_weights(str(partial))
+    partial.replace(path)
+    return warning
