@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import TypeAdapter
 
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
@@ -15,6 +16,7 @@ from models.spec import JobSpec
 from models.tables import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+_PAGE = TypeAdapter(dict[str, Any])
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -83,13 +85,14 @@ def get_metrics(
     caller: CallerDep,
     after_epoch: Annotated[int | None, Query(ge=0, le=2_147_483_647)] = None,  # epochs are a 32-bit column
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> MetricsPage:
+) -> Response:
     """Epoch rows in ascending order, only those after `after_epoch`."""
     job = service.get_job(session=session, job_id=job_id, owner=caller.scope)
     rows, next_after = service.list_metrics(session=session, job=job, after_epoch=after_epoch,
                                             limit=min(limit, settings.page_size_max))
-    # Plain dicts: FastAPI validates the whole page against MetricsPage in one pass, then serializes it.
-    return {"items": rows, "next_after_epoch": next_after}  # type: ignore[return-value]
+    # The rows come from typed columns and already have MetricsPage's shape: serialize them directly
+    # (same serializer, same bytes) instead of validating up to 1,000 rows into models first.
+    return Response(_PAGE.dump_json({"items": rows, "next_after_epoch": next_after}), media_type="application/json")
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobRead)

@@ -8,6 +8,7 @@ import json
 import uuid
 from datetime import datetime
 
+from pydantic_core import from_json
 from sqlalchemy import JSON, Text, and_, cast, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -137,8 +138,8 @@ _METRIC_JSON = [c.name for c in _METRIC_COLUMNS if isinstance(c.type, JSON)]
 def list_metrics(*, session: Session, job: Job, after_epoch: int | None, limit: int) -> tuple[list[dict], int | None]:
     """Plain column dicts, not ORM objects: a page holds up to 1,000 rows and is only serialized.
 
-    The JSON columns come back as text and are decoded in one `json.loads` call for the whole page,
-    instead of one call per cell.
+    The JSON columns come back as text and are decoded in one call for the whole page, instead of
+    one call per cell.
     """
     query = select(*[cast(c, Text).label(c.name) if c.name in _METRIC_JSON else c for c in _METRIC_COLUMNS])
     query = query.where(EpochMetric.job_id == job.id)
@@ -146,7 +147,7 @@ def list_metrics(*, session: Session, job: Job, after_epoch: int | None, limit: 
         query = query.where(EpochMetric.epoch > after_epoch)
     rows = [dict(zip(_METRIC_NAMES, r)) for r in session.execute(query.order_by(EpochMetric.epoch).limit(limit))]
     texts = [row[k] for row in rows for k in _METRIC_JSON]
-    values = iter(json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
+    values = iter(from_json("[" + ",".join("null" if t is None else t for t in texts) + "]"))
     for row in rows:
         for k in _METRIC_JSON:
             row[k] = next(values)

@@ -55,7 +55,7 @@ def percentile(ordered: list[float], p: float) -> float:
 
 
 async def _run(name: str, make: Callable[[int], Request], ok: Callable[[httpx.Response], bool], concurrency: int,
-               seconds: float, warmup: float) -> Cell:
+               seconds: float, warmup: float, on_window: Callable[[str], None] | None) -> Cell:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
         counter = 0
@@ -92,20 +92,26 @@ async def _run(name: str, make: Callable[[int], Request], ok: Callable[[httpx.Re
 
         tasks = [asyncio.create_task(one_client()) for _ in range(concurrency)]
         await asyncio.sleep(warmup)  # connections open, server caches warm; not counted
+        if on_window:
+            on_window("start")
         measuring = True
         t0 = time.perf_counter()
         stop_at = t0 + seconds
+        await asyncio.sleep(seconds)
+        if on_window:
+            on_window("end")
         await asyncio.gather(*tasks)
         # Requests still in flight at the deadline are not counted; the window is exactly `seconds`.
         return Cell(name, concurrency, seconds, len(latencies), len(errors), errors, latencies, received)
 
 
 def run_cell(name: str, make: Callable[[int], Request], ok: Callable[[httpx.Response], bool], *, concurrency: int,
-             seconds: float, warmup: float = 2.0) -> Cell:
+             seconds: float, warmup: float = 2.0, on_window: Callable[[str], None] | None = None) -> Cell:
+    """`on_window("start")` and `on_window("end")` are called at the edges of the measured window."""
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    return runner(_run(name, make, ok, concurrency, seconds, warmup))
+    return runner(_run(name, make, ok, concurrency, seconds, warmup, on_window))

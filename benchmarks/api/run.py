@@ -154,6 +154,50 @@ def drain_plateau_queue(db_url: str, keep: str, queue: str) -> int:
     return n
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> float:
+    """user+system CPU of the processes in a process group, or whose command line contains a string
+    (PostgreSQL backends show their database name there), read from /proc."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if pgid is not None and int(fields[2]) != pgid:
+                continue
+            if cmdline_has is not None:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                    if cmdline_has.encode() not in fh.read():
+                        continue
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLK_TCK
+
+
+class CpuMeter:
+    """CPU seconds used by one server's processes, its database backends and this client, over a window."""
+
+    def __init__(self, pgid: int, database: str):
+        self.pgid, self.database = pgid, database
+        self.start: tuple[float, float, float] | None = None
+        self.used: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        return cpu_seconds(pgid=self.pgid), cpu_seconds(cmdline_has=self.database), time.process_time()
+
+    def __call__(self, edge: str) -> None:
+        if edge == "start":
+            self.start = self._now()
+        else:
+            end = self._now()
+            self.used = tuple(b - a for a, b in zip(self.start, end))
+
+
 def busy_benchmarks() -> str:
     out = subprocess.run(["pgrep", "-af", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True,
                          text=True).stdout.strip()
@@ -221,6 +265,7 @@ def main() -> None:
                                                    "start_time": int(time.time() * 1000)}).encode()),
                 lambda r: r.status_code == 200),
         }
+        meters = {"plateau": (plateau.p.pid, plateau_db), "mlflow": (mlflow.p.pid, mlflow_db)}
         busy = busy_benchmarks()
         load_before = os.getloadavg()
         results = []
@@ -228,12 +273,18 @@ def main() -> None:
             for kind in kinds:
                 for server in ("plateau", "mlflow"):
                     make, ok = cells[(kind, server)]
+                    meter = CpuMeter(*meters[server])
                     cell = run_cell(f"{server}:{kind}", make, ok, concurrency=c, seconds=args.seconds,
-                                    warmup=args.warmup)
+                                    warmup=args.warmup, on_window=meter)
                     s = {"server": server, "endpoint": kind, **cell.summary()}
+                    n = max(1, cell.requests)
+                    s["cpu_ms_per_request"] = {"server": round(meter.used[0] * 1000 / n, 2),
+                                               "database": round(meter.used[1] * 1000 / n, 2),
+                                               "client": round(meter.used[2] * 1000 / n, 2)}
                     results.append(s)
                     print(f"{server:8s} {kind:8s} c={c:3d}  {s['rps']:9.1f} req/s  p50 {s['p50_ms']} ms  "
-                          f"p99 {s['p99_ms']} ms  errors {s['errors']}  {s['mean_response_bytes']} B", flush=True)
+                          f"p99 {s['p99_ms']} ms  errors {s['errors']}  {s['mean_response_bytes']} B  "
+                          f"cpu ms/req {s['cpu_ms_per_request']}", flush=True)
                     if kind == "create" and server == "plateau":
                         drain_plateau_queue(plateau_url_db, job_id, queue)
         comparisons = []
