@@ -117,9 +117,12 @@ async def poller(stats: Stats, client: httpx.AsyncClient, job_id: str, interval:
     while not stop.is_set():
         r = await timed(stats, client, METRICS, "GET", f"/jobs/{job_id}/metrics", params={"after_epoch": after})
         if r is not None and r.status_code == 200:
-            page = r.json()
-            stats.rows_seen += len(page["items"])
-            after = page["next_after_epoch"] or after
+            try:
+                page = r.json()
+                stats.rows_seen += len(page["items"])
+                after = page["next_after_epoch"] or after
+            except (ValueError, KeyError, TypeError):
+                stats.errors[METRICS]["bad body"] += 1
         await timed(stats, client, DETAIL, "GET", f"/jobs/{job_id}")
         if interval > 0:
             try:
@@ -196,7 +199,7 @@ async def drive(args: argparse.Namespace, url: str, job_ids: list[str]) -> tuple
         tasks.append(asyncio.create_task(submitter(stats, submitting, args.submit_rate, stop)))
         await asyncio.sleep(args.duration)
         stop.set()
-        # No request starts after the window; those in flight are waited for and measured, up to a bound.
+        # No poll cycle or submission starts after the window; requests in flight are waited for, up to a bound.
         _, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
         elapsed = time.perf_counter() - started
         for t in pending:
@@ -341,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         from models.db import get_engine
 
         get_engine().dispose()
-        redis.Redis.from_url(args.redis).delete(queue)
+        # the queue, and the exchange bindings kombu keeps for it
+        redis.Redis.from_url(args.redis).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         with psycopg.connect(args.pg_admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)
