@@ -181,6 +181,8 @@ def test_unknown_job_is_404_and_bad_id_is_422(sdk, api):
     jid = new_job(sdk)
     r = httpx.get(f"{api}/jobs/{jid}/events", headers={"Last-Event-ID": "e12"}, timeout=10)
     assert r.status_code == 422 and "last-event-id" in r.text
+    r = httpx.get(f"{api}/jobs/{jid}/events", params={"after": "99999999999-0"}, timeout=10)
+    assert r.status_code == 422  # beyond the 32-bit ids, refused up front instead of failing mid-stream
 
 
 def test_batches_stay_in_order_when_more_rows_wait_than_one_batch_holds(sdk):

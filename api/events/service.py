@@ -43,7 +43,13 @@ class Cursor:
         match = _CURSOR.match(raw.strip())
         if match is None:
             raise ValueError(f"{raw!r} is not an event id of this stream (expected '<event id>-<epoch>', e.g. '12-3')")
-        return cls(int(match.group(1)), int(match.group(2)))
+        event, epoch = int(match.group(1)), int(match.group(2))
+        if max(event, epoch) > _MAX_ID:  # ids and epochs are 32-bit columns
+            raise ValueError(f"{raw!r} is not an event id of this stream (parts above {_MAX_ID})")
+        return cls(event, epoch)
+
+
+_MAX_ID = 2_147_483_647
 
 
 @dataclass(frozen=True)
