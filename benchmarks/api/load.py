@@ -1,4 +1,10 @@
-"""A closed-loop HTTP load generator: N clients, each sending its next request as soon as the last one answered."""
+"""A closed-loop HTTP load generator: N clients, each sending its next request as soon as the last one answered.
+
+The client is a minimal HTTP/1.1 keep-alive client on asyncio streams (uvloop when installed): it
+sends pre-built requests and reads each response's status line, headers and body (Content-Length
+or chunked) without decoding the body. The client shares the machine with the servers, so it is
+kept cheap: what is measured is the servers, not the client's JSON or HTTP parsing.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
+from urllib.parse import urlsplit
 
 
 @dataclass
 class Request:
     method: str
     url: str
-    json: dict | None = None
-    body: bytes | None = None  # pre-encoded JSON body, so the client does not re-encode it every time
+    body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -46,6 +50,14 @@ class Cell:
         }
 
 
+def merge(cells: list[Cell]) -> Cell:
+    """Several windows of the same cell as one: requests over total measured time, latencies pooled."""
+    first = cells[0]
+    return Cell(first.name, first.concurrency, sum(c.seconds for c in cells), sum(c.requests for c in cells),
+                sum(c.errors for c in cells), [e for c in cells for e in c.error_samples],
+                [x for c in cells for x in c.latencies_ms], sum(c.bytes_received for c in cells))
+
+
 def percentile(ordered: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     if not ordered:
@@ -54,33 +66,83 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[k]
 
 
-async def _run(name: str, make: Callable[[int], Request], ok: Callable[[httpx.Response], bool], concurrency: int,
-               seconds: float, warmup: float, on_window: Callable[[str], None] | None) -> Cell:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
-        counter = 0
-        latencies: list[float] = []
-        errors: list[str] = []
-        received = 0
-        measuring = False
-        stop_at = float("inf")
+def encode(req: Request) -> tuple[str, int, bytes]:
+    """(host, port, the request's bytes)."""
+    url = urlsplit(req.url)
+    path = url.path + (f"?{url.query}" if url.query else "")
+    body = req.body or b""
+    lines = [f"{req.method} {path} HTTP/1.1", f"Host: {url.netloc}", f"Content-Length: {len(body)}",
+             *(f"{k}: {v}" for k, v in req.headers.items())]
+    return url.hostname, url.port, ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-        async def one_client() -> None:
-            nonlocal counter, received
+
+class Connection:
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def send(self, data: bytes) -> tuple[int, bytes]:
+        """One request/response; returns (status, body)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        self.writer.write(data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
             while True:
-                now = time.perf_counter()
-                if now >= stop_at:
-                    return
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    break
+                parts.append((await self.reader.readexactly(size + 2))[:-2])
+            body = b"".join(parts)
+        else:  # read to close
+            body = await self.reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _run(name: str, make: Callable[[int], Request], ok: Callable[[int], bool], concurrency: int,
+               seconds: float, warmup: float, on_window: Callable[[str], None] | None) -> Cell:
+    counter = 0
+    latencies: list[float] = []
+    errors: list[str] = []
+    received = 0
+    measuring = False
+    stop_at = float("inf")
+
+    async def one_client() -> None:
+        nonlocal counter, received
+        conn: Connection | None = None
+        try:
+            while time.perf_counter() < stop_at:
                 counter += 1
-                req = make(counter)
+                host, port, data = encode(make(counter))
+                if conn is None:
+                    conn = Connection(host, port)
                 start = time.perf_counter()
                 try:
-                    resp = await client.request(req.method, req.url, json=req.json, content=req.body,
-                                                headers=req.headers)
-                    good = ok(resp)
-                    size = len(resp.content)
-                    detail = f"{resp.status_code} {resp.text[:200]}"
-                except httpx.HTTPError as exc:
+                    status, body = await conn.send(data)
+                    good, size, detail = ok(status), len(body), f"{status} {body[:200]!r}"
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+                    conn.close()
                     good, size, detail = False, 0, f"{type(exc).__name__}: {exc}"
                 end = time.perf_counter()
                 if measuring and end <= stop_at:
@@ -89,25 +151,27 @@ async def _run(name: str, make: Callable[[int], Request], ok: Callable[[httpx.Re
                         received += size
                     else:
                         errors.append(detail)
+        finally:
+            if conn is not None:
+                conn.close()
 
-        tasks = [asyncio.create_task(one_client()) for _ in range(concurrency)]
-        await asyncio.sleep(warmup)  # connections open, server caches warm; not counted
-        if on_window:
-            on_window("start")
-        measuring = True
-        t0 = time.perf_counter()
-        stop_at = t0 + seconds
-        await asyncio.sleep(seconds)
-        if on_window:
-            on_window("end")
-        await asyncio.gather(*tasks)
-        # Requests still in flight at the deadline are not counted; the window is exactly `seconds`.
-        return Cell(name, concurrency, seconds, len(latencies), len(errors), errors, latencies, received)
+    tasks = [asyncio.create_task(one_client()) for _ in range(concurrency)]
+    await asyncio.sleep(warmup)  # connections open, server caches warm; not counted
+    if on_window:
+        on_window("start")
+    measuring = True
+    stop_at = time.perf_counter() + seconds
+    await asyncio.sleep(seconds)
+    if on_window:
+        on_window("end")
+    # Requests still in flight at the deadline are not counted; the window is exactly `seconds`.
+    await asyncio.gather(*tasks)
+    return Cell(name, concurrency, seconds, len(latencies), len(errors), errors, latencies, received)
 
 
-def run_cell(name: str, make: Callable[[int], Request], ok: Callable[[httpx.Response], bool], *, concurrency: int,
+def run_cell(name: str, make: Callable[[int], Request], ok: Callable[[int], bool], *, concurrency: int,
              seconds: float, warmup: float = 2.0, on_window: Callable[[str], None] | None = None) -> Cell:
-    """`on_window("start")` and `on_window("end")` are called at the edges of the measured window."""
+    """`ok(status)` says whether a response counts; `on_window("start"/"end")` marks the measured window."""
     try:
         import uvloop
 

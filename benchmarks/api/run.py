@@ -3,7 +3,7 @@
     # once: MLflow in its own virtual environment (it is not a Plateau dependency)
     python3 -m venv /tmp/mlflow-venv && /tmp/mlflow-venv/bin/pip install mlflow "psycopg[binary]"
 
-    .venv/bin/python -m benchmarks.api.run [--workers 2] [--seconds 10] [--concurrency 1,10,50]
+    .venv/bin/python -m benchmarks.api.run [--workers 2] [--seconds 5 --rounds 2] [--concurrency 1,10,50]
 
 What is compared (closed loop: each of N clients sends its next request when the last one answered):
 
@@ -19,8 +19,12 @@ name unique to this run that no worker consumes; between POST cells the queued j
 cancelled in the database so the per-tenant active-job count stays small, as it would with
 workers draining the queue. Authentication is off on both (MLflow's default server has none).
 MLflow's job-execution runner (GenAI background jobs) is turned off so that both sides run the
-same number of processes. Each cell runs `--warmup` seconds unmeasured, then `--seconds` measured;
-requests completed inside the window count. Results: `benchmarks/results/api_vs_mlflow.json`.
+same number of processes. A cell (endpoint × concurrency) alternates the two servers for `--rounds`
+windows each (Plateau, MLflow, Plateau, MLflow, …), so a change in background load hits both;
+a window is `--warmup` seconds unmeasured, then `--seconds` measured, and the requests completed
+inside the measured windows count (throughput = their number / measured seconds; latencies
+pooled). Server CPU per request is read from /proc for each server's process group (the client's
+own CPU too). Results: `benchmarks/results/api_vs_mlflow.json`.
 Target: Plateau ≥ 2× MLflow's requests/s with a p99 no higher than MLflow's.
 """
 
@@ -42,7 +46,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.api.load import Request, run_cell
+from benchmarks.api.load import Request, merge, run_cell
 from tests.procs import Proc, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,10 +161,10 @@ def drain_plateau_queue(db_url: str, keep: str, queue: str) -> int:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> float:
-    """user+system CPU of the processes in a process group, or whose command line contains a string
-    (PostgreSQL backends show their database name there), read from /proc."""
-    total = 0
+def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> dict[int, float]:
+    """user+system CPU seconds per process, for the processes in a process group or whose command line
+    contains a string (PostgreSQL backends show their database name there), read from /proc."""
+    out = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -173,29 +177,36 @@ def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> f
                 with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
                     if cmdline_has.encode() not in fh.read():
                         continue
-            total += int(fields[11]) + int(fields[12])
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
         except (OSError, IndexError, ValueError):
             continue
-    return total / CLK_TCK
+    return out
 
 
 class CpuMeter:
-    """CPU seconds used by one server's processes, its database backends and this client, over a window."""
+    """CPU seconds used by one server's processes, its database backends and this client, summed over windows.
+
+    Per process: CPU at the end of a window minus CPU at its start (0 for a process born inside it).
+    A process that exits inside a window (a database connection closed by the pool) is not counted,
+    so the database figure is a lower bound; the servers' processes live through the whole run.
+    """
 
     def __init__(self, pgid: int, database: str):
         self.pgid, self.database = pgid, database
-        self.start: tuple[float, float, float] | None = None
-        self.used: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.start: tuple[dict, dict, float] | None = None
+        self.used = [0.0, 0.0, 0.0]
 
-    def _now(self) -> tuple[float, float, float]:
+    def _now(self) -> tuple[dict, dict, float]:
         return cpu_seconds(pgid=self.pgid), cpu_seconds(cmdline_has=self.database), time.process_time()
 
     def __call__(self, edge: str) -> None:
         if edge == "start":
             self.start = self._now()
-        else:
-            end = self._now()
-            self.used = tuple(b - a for a, b in zip(self.start, end))
+            return
+        end = self._now()
+        for i in (0, 1):
+            self.used[i] += sum(v - self.start[i].get(pid, 0.0) for pid, v in end[i].items())
+        self.used[2] += end[2] - self.start[2]
 
 
 def busy_benchmarks() -> str:
@@ -207,7 +218,9 @@ def busy_benchmarks() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="server processes, the same for both")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per window")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="windows per server and cell, alternating Plateau and MLflow")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--epochs", type=int, default=1000)
@@ -251,42 +264,50 @@ def main() -> None:
         cells = {
             ("metrics", "plateau"): (
                 lambda i: Request("GET", f"{p_url}/jobs/{job_id}/metrics?limit={args.epochs}"),
-                lambda r: r.status_code == 200),
+                lambda status: status == 200),
             ("metrics", "mlflow"): (
                 lambda i: Request("GET", f"{m_url}/api/2.0/mlflow/metrics/get-history?run_id={run_id_ml}"
                                          "&metric_key=val_loss"),
-                lambda r: r.status_code == 200),
+                lambda status: status == 200),
             ("create", "plateau"): (
                 lambda i: Request("POST", f"{p_url}/jobs", body=spec_body, headers=json_headers),
-                lambda r: r.status_code == 202),
+                lambda status: status == 202),
             ("create", "mlflow"): (
                 lambda i: Request("POST", f"{m_url}/api/2.0/mlflow/runs/create", headers=json_headers,
                                   body=json.dumps({"experiment_id": experiment_id, "run_name": f"r{i}",
                                                    "start_time": int(time.time() * 1000)}).encode()),
-                lambda r: r.status_code == 200),
+                lambda status: status == 200),
         }
-        meters = {"plateau": (plateau.p.pid, plateau_db), "mlflow": (mlflow.p.pid, mlflow_db)}
+        groups = {"plateau": (plateau.p.pid, plateau_db), "mlflow": (mlflow.p.pid, mlflow_db)}
         busy = busy_benchmarks()
         load_before = os.getloadavg()
         results = []
         for c in levels:
             for kind in kinds:
+                windows: dict[str, list] = {"plateau": [], "mlflow": []}
+                meters = {server: CpuMeter(*groups[server]) for server in windows}
+                # Alternate the two servers window by window, so a change in background load hits both.
+                for _ in range(args.rounds):
+                    for server in ("plateau", "mlflow"):
+                        make, ok = cells[(kind, server)]
+                        windows[server].append(run_cell(f"{server}:{kind}", make, ok, concurrency=c,
+                                                        seconds=args.seconds, warmup=args.warmup,
+                                                        on_window=meters[server]))
+                        if kind == "create" and server == "plateau":
+                            drain_plateau_queue(plateau_url_db, job_id, queue)
                 for server in ("plateau", "mlflow"):
-                    make, ok = cells[(kind, server)]
-                    meter = CpuMeter(*meters[server])
-                    cell = run_cell(f"{server}:{kind}", make, ok, concurrency=c, seconds=args.seconds,
-                                    warmup=args.warmup, on_window=meter)
-                    s = {"server": server, "endpoint": kind, **cell.summary()}
+                    cell = merge(windows[server])
+                    s = {"server": server, "endpoint": kind, **cell.summary(),
+                         "windows_rps": [w.summary()["rps"] for w in windows[server]]}
                     n = max(1, cell.requests)
-                    s["cpu_ms_per_request"] = {"server": round(meter.used[0] * 1000 / n, 2),
-                                               "database": round(meter.used[1] * 1000 / n, 2),
-                                               "client": round(meter.used[2] * 1000 / n, 2)}
+                    used = meters[server].used
+                    s["cpu_ms_per_request"] = {"server": round(used[0] * 1000 / n, 2),
+                                               "database_lower_bound": round(used[1] * 1000 / n, 2),
+                                               "client": round(used[2] * 1000 / n, 2)}
                     results.append(s)
                     print(f"{server:8s} {kind:8s} c={c:3d}  {s['rps']:9.1f} req/s  p50 {s['p50_ms']} ms  "
                           f"p99 {s['p99_ms']} ms  errors {s['errors']}  {s['mean_response_bytes']} B  "
-                          f"cpu ms/req {s['cpu_ms_per_request']}", flush=True)
-                    if kind == "create" and server == "plateau":
-                        drain_plateau_queue(plateau_url_db, job_id, queue)
+                          f"cpu ms/req {s['cpu_ms_per_request']}  windows {s['windows_rps']}", flush=True)
         comparisons = []
         for c in levels:
             for kind in kinds:
@@ -303,7 +324,8 @@ def main() -> None:
         out = {
             "benchmark": "api_vs_mlflow",
             "command": " ".join(["python -m benchmarks.api.run", *sys.argv[1:]]),
-            "workers": args.workers, "seconds": args.seconds, "warmup": args.warmup, "epochs": args.epochs,
+            "workers": args.workers, "seconds_per_window": args.seconds, "rounds": args.rounds,
+            "warmup_per_window": args.warmup, "epochs": args.epochs,
             "backend": "PostgreSQL (one server, a fresh database each)",
             "mlflow_version": subprocess.run([MLFLOW, "--version"], capture_output=True, text=True).stdout.strip(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),

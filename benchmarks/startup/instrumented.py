@@ -2,25 +2,30 @@
 
     celery -A benchmarks.startup.instrumented worker -P solo -c 1 -Q QUEUE ...
 
-Exactly the worker `tests/procs.py:start_worker` starts (`worker.celery_app`'s app, tasks and
-signals, same options); importing this module additionally wraps a few functions the training
-code looks up at call time, so they record wall-clock marks (`time.time()`, comparable with the
-API's timestamps on the same machine). Behaviour is unchanged: every wrapper calls the original.
-When the training function returns, the marks of that job are appended as one JSON line to the
-file named by `PLATEAU_BENCH_MARKS`.
+Exactly the worker `tests/procs.py:start_worker` starts (`worker.celery_app`'s app, its task and
+signals, the same options); importing this module also wraps a few functions that the training
+code looks up when a job runs, so they record wall-clock times (`time.time()`, comparable with the
+API's timestamps on the same machine). Every wrapper calls the original with the same arguments
+and returns its result: behaviour is unchanged. TensorFlow is still imported where the stock worker
+imports it, inside the first job. When the training function returns, the job's timings are
+appended as one JSON line to the file named by `PLATEAU_BENCH_MARKS`.
 
-Marks, in the order the training code reaches them:
-  train_enter       worker.training.fit.train called (the job was claimed and its bookkeeping done)
-  keras_imported    `import keras` done (TensorFlow import: only the first job of a process pays it)
-  scan_start        first dataset folder scan begins (after device setup and seeding)
-  scan_end          last folder scan ends
-  model_start       build_model called (after class counts are written and pre-training checks)
-  datasets_start    first make_dataset call (the model is built and compiled)
-  probe_start       datasets built; the evaluation probe pulls its fixed batch through the pipeline
-  probe_end         probe ready; callbacks are set up next
-  fit_called        keras.Model.fit called
-  first_batch_begin the first training batch begins (on_train_batch_begin(0))
-  first_batch_end   the first training batch has run (on_train_batch_end(0))
+Marks (first time reached):
+  train_enter        worker.training.fit.train called (the job was claimed and its bookkeeping done)
+  keras_imported     `import keras` done (TensorFlow's import: only the first job of a process pays it)
+  fit_called         keras.Model.fit called
+  first_batch_begin  on_train_batch_begin(0)
+  first_batch_end    on_train_batch_end(0): the first training batch has run
+Durations (seconds, summed over calls):
+  scan               dataset folder scans and splits (every file opened and checked)
+  build_model        Inception-V3 + head built
+  split_model        extractor/head split (cached-features path only)
+  compile            keras Model.compile
+  make_dataset       tf.data image pipelines built (lazy: no image is read here)
+  pin_base           random base weights saved so a resumed job sees the same base (cached-features path)
+  extract            features computed: every image read, decoded and passed through the frozen base once
+  feature_dataset    tf.data pipelines over the cached features built
+  probe              evaluation probe set up (pulls its fixed batch through the pipeline)
 """
 
 from __future__ import annotations
@@ -32,75 +37,89 @@ import time
 from functools import wraps
 
 from worker.celery_app import app  # noqa: F401  (the Celery app this worker runs)
-import worker.tasks  # noqa: F401  (its task and signals, as `include` would load them)
+import worker.tasks  # noqa: F401  (its task and signals, as the app's `include` loads them)
 
 _marks: dict[str, float] = {}
+_durations: dict[str, float] = {}
 _lock = threading.Lock()
 
 
-def mark(name: str, *, first: bool = True) -> None:
-    """Record `name` now; with first=True a later call does not move it."""
+def mark(name: str) -> None:
     with _lock:
-        if not (first and name in _marks):
-            _marks[name] = time.time()
+        _marks.setdefault(name, time.time())
 
 
-def _wrap(module, attr: str, before: str | None = None, after: str | None = None, *,
-          first_before: bool = True, first_after: bool = False) -> None:
-    original = getattr(module, attr)
+def _timed(owner, attr: str, label: str) -> None:
+    """Replace owner.attr by a wrapper that adds its wall time to `label`; a missing attribute is skipped."""
+    original = getattr(owner, attr, None)
+    if original is None:
+        return
 
     @wraps(original)
     def wrapper(*args, **kwargs):
-        if before:
-            mark(before, first=first_before)
+        start = time.time()
         try:
             return original(*args, **kwargs)
         finally:
-            if after:
-                mark(after, first=first_after)
+            with _lock:
+                _durations[label] = _durations.get(label, 0.0) + time.time() - start
 
-    setattr(module, attr, wrapper)
+    setattr(owner, attr, wrapper)
 
 
 def install() -> None:
-    import worker.training.fit as fit
-    import worker.training.model as model
-    import worker.training.pipeline as pipeline
-    import worker.training.scan as scan
+    """Wrap the training entry point now, the TensorFlow-side functions when a job first imports Keras."""
+    import worker.training.fit as fit  # light: it imports TensorFlow only when train() runs
 
     original_train = fit.train
 
     @wraps(original_train)
-    def train(spec, *, data_root, workdir, sink, stop, release=None, history=None):
+    def train(*args, **kwargs):
         with _lock:
             _marks.clear()
+            _durations.clear()
         mark("train_enter")
-        import keras  # what fit.train does first; timed apart so TensorFlow's import is not counted as data time
+        import keras  # what fit.train does first; timed apart so TensorFlow's import is a phase of its own
 
         mark("keras_imported")
-        _patch_keras(keras)
+        _patch_training(keras)
         try:
-            return original_train(spec, data_root=data_root, workdir=workdir, sink=sink, stop=stop,
-                                  release=release, history=history)
+            return original_train(*args, **kwargs)
         finally:
-            _flush(workdir.name)
+            _flush(kwargs["workdir"].name)
 
     fit.train = train
-    _wrap(scan, "scan", "scan_start", "scan_end")
-    _wrap(scan, "split", "scan_start", "scan_end")
-    _wrap(model, "build_model", "model_start")
-    _wrap(pipeline, "make_dataset", "datasets_start", "probe_start")
 
 
 _patched = False
 
 
-def _patch_keras(keras) -> None:
+def _patch_training(keras) -> None:
     global _patched
     if _patched:
         return
     _patched = True
-    import worker.training.callbacks as cb
+    import importlib
+
+    def module(name: str):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            return None
+
+    scan, model, pipeline = (module(f"worker.training.{m}") for m in ("scan", "model", "pipeline"))
+    features, cb = module("worker.training.features"), module("worker.training.callbacks")
+    _timed(scan, "scan", "scan")
+    _timed(scan, "split", "scan")
+    _timed(model, "build_model", "build_model")
+    _timed(pipeline, "make_dataset", "make_dataset")
+    if features is not None:
+        _timed(features, "split_model", "split_model")
+        _timed(features, "pin_base", "pin_base")
+        _timed(features, "extract", "extract")
+        _timed(features, "feature_dataset", "feature_dataset")
+    _timed(keras.Model, "compile", "compile")
+    _timed(cb.EvalProbe, "__init__", "probe")
 
     original_fit = keras.Model.fit
 
@@ -110,18 +129,6 @@ def _patch_keras(keras) -> None:
         return original_fit(self, *args, **kwargs)
 
     keras.Model.fit = fit
-
-    original_probe_init = cb.EvalProbe.__init__
-
-    @wraps(original_probe_init)
-    def probe_init(self, *args, **kwargs):
-        mark("probe_start")
-        try:
-            original_probe_init(self, *args, **kwargs)
-        finally:
-            mark("probe_end")
-
-    cb.EvalProbe.__init__ = probe_init
 
     class TimedBatchLossStats(cb.BatchLossStats):
         def on_train_batch_begin(self, batch, logs=None):
@@ -140,7 +147,8 @@ def _flush(job_id: str) -> None:
     if not path:
         return
     with _lock:
-        line = json.dumps({"job_id": job_id, "pid": os.getpid(), "marks": dict(_marks)})
+        line = json.dumps({"job_id": job_id, "pid": os.getpid(), "marks": dict(_marks),
+                           "durations": dict(_durations)})
     with open(path, "a") as fh:
         fh.write(line + "\n")
 

@@ -10,17 +10,19 @@ with `-A benchmarks.startup.instrumented` in place of `-A worker.celery_app`: th
 and options, plus wall-clock marks around the training code's phases (see that module).
 
 Phases of one job (all wall clock on one machine):
-  submit       client sends POST → the job row's created_at (API timestamp)
-  queue        created_at → started_at (the worker's claim; API timestamp)
-  claim→train  started_at → the training function is entered (lease, artifacts dir, heartbeat)
-  tf import    `import keras` (TensorFlow): only the first job of a worker process pays it
-  data         folder scans (data_scan) + tf.data pipelines built, i.e. their map functions traced
-               (data_pipelines) + the evaluation probe's fixed batch pulled through the pipeline
-               (data_probe_batch: iterator start-up, file reads, decode)
-  model build  build_model (Inception-V3 + head) + compile
-  other        device setup, seeding, class counts written, pre-training checks, callbacks set up
-  first batch  keras fit() called → the first training batch has run (tf.function tracing and the
-               first batch's decode included)
+  submit        client sends POST → the job row's created_at (API timestamp)
+  queue         created_at → started_at (the worker's claim; API timestamp)
+  claim→train   started_at → the training function is entered (lease, artifacts dir, heartbeat)
+  tf import     `import keras` (TensorFlow): only the first job of a worker process pays it
+  data          folder scans (every file opened and checked) + tf.data pipelines built + the
+                evaluation probe's fixed batch pulled through its pipeline
+  model build   build_model (Inception-V3 + head) + compile (+ the extractor/head split)
+  feature cache only when the base is frozen and there is no augmentation (the worker then trains
+                the head on features computed once): random base weights saved for resumption +
+                every image read, decoded and passed through the base once
+  first batch   keras fit() called → the first training batch has run (tf.function tracing included)
+  other         the rest inside the training function: device setup, seeding, class counts and
+                events written, pre-training checks, callbacks set up
 The first job after the worker starts ("cold") is reported apart; the medians are over the
 following `--jobs` jobs ("warm", the steady state of a long-lived worker).
 Results: benchmarks/results/startup.json.
@@ -58,7 +60,6 @@ SPEC = {
     "optimizer": {"name": "adam", "learning_rate": 0.001},
     "batch_size": 16, "epochs": 1, "seed": 1,
 }
-PHASES = ["submit", "queue", "claim_to_train", "tf_import", "data", "model_build", "other", "first_batch"]
 
 
 def start_instrumented_worker(env: dict[str, str], log: Path) -> Proc:
@@ -76,30 +77,29 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def phases(t_post: float, job: dict, m: dict[str, float]) -> dict[str, float]:
+def phases(t_post: float, job: dict, m: dict[str, float], d: dict[str, float]) -> dict[str, float]:
     created, started = ts(job["created_at"]), ts(job["started_at"])
-    data = (m["scan_end"] - m["scan_start"]) + (m["probe_end"] - m["datasets_start"])
-    model = m["datasets_start"] - m["model_start"]
-    first_batch = m["first_batch_end"] - m["fit_called"]
-    total = m["first_batch_end"] - t_post
+    g = lambda *names: sum(d.get(n, 0.0) for n in names)  # noqa: E731
     out = {
         "submit": created - t_post,
         "queue": started - created,
         "claim_to_train": m["train_enter"] - started,
         "tf_import": m["keras_imported"] - m["train_enter"],
-        "data": data,
-        "model_build": model,
-        "first_batch": first_batch,
-        # device setup + seeding (before the scan), class counts and checks (scan → model), callbacks (probe → fit)
-        "other": (m["scan_start"] - m["keras_imported"]) + (m["model_start"] - m["scan_end"])
-                 + (m["fit_called"] - m["probe_end"]),
-        "total": total,
-        # the parts of `data`
-        "data_scan": m["scan_end"] - m["scan_start"],
-        "data_pipelines": m["probe_start"] - m["datasets_start"],
-        "data_probe_batch": m["probe_end"] - m["probe_start"],
-        "first_step_only": m["first_batch_end"] - m["first_batch_begin"],
+        "data": g("scan", "make_dataset", "feature_dataset", "probe"),
+        "model_build": g("build_model", "split_model", "compile"),
+        "feature_cache": g("pin_base", "extract"),
+        "first_batch": m["first_batch_end"] - m["fit_called"],
     }
+    in_train = m["first_batch_end"] - m["keras_imported"]
+    out["other"] = in_train - sum(out[k] for k in ("data", "model_build", "feature_cache", "first_batch"))
+    out["total"] = m["first_batch_end"] - t_post
+    # the parts
+    out.update({
+        "data_scan": g("scan"), "data_pipelines": g("make_dataset", "feature_dataset"), "data_probe": g("probe"),
+        "model_build_only": g("build_model"), "model_compile": g("compile"), "model_split": g("split_model"),
+        "feature_pin_base": g("pin_base"), "feature_extract": g("extract"),
+        "first_step_only": m["first_batch_end"] - m["first_batch_begin"],
+    })
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -152,9 +152,12 @@ def main() -> None:
                 lambda: f"job {job_id} did not finish:\n{worker.tail()}", interval=0.2)
             assert job["status"] == "succeeded", (job["status"], job.get("error"), worker.tail())
             lines = [json.loads(x) for x in marks_file.read_text().splitlines()]
-            marks = next(x["marks"] for x in lines if x["job_id"] == job_id)
-            p = phases(t_post, job, marks)
-            jobs.append({"job_id": job_id, "cold": i == 0, "phases_s": p, "marks": marks,
+            record = next(x for x in lines if x["job_id"] == job_id)
+            marks, durations = record["marks"], record["durations"]
+            p = phases(t_post, job, marks, durations)
+            perf = next((e for e in job.get("events", []) if e["kind"] == "performance"), None)
+            jobs.append({"job_id": job_id, "cold": i == 0, "phases_s": p, "marks": marks, "durations": durations,
+                         "performance_event": perf and perf.get("reason"),
                          "created_at": job["created_at"], "started_at": job["started_at"], "t_post": t_post})
             print(f"job {i} ({'cold' if i == 0 else 'warm'}): " + "  ".join(f"{k} {v:.3f}" for k, v in p.items()),
                   flush=True)

@@ -79,6 +79,19 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def busy_processes(min_cpu: float = 10.0) -> list[str]:
+    """Other processes using the CPU right now (ps' lifetime average %CPU), to tell contention in the figures."""
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "pid=,pcpu=,args="], capture_output=True, text=True).stdout
+    busy = []
+    for line in out.splitlines():
+        pid, cpu, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (line, "0", "")
+        if int(pid) != os.getpid() and float(cpu) >= min_cpu and not args.startswith("ps "):
+            busy.append(f"{cpu}% {args[:120]}")
+    return busy
+
+
 def build(policy: str = "float32", jit_compile: bool = False):
     import keras
 
@@ -289,7 +302,7 @@ def verdicts(result: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=96, help="training images per class (3 classes)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4, help="epochs of each head-only job")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training.json")
     args = parser.parse_args()
@@ -303,12 +316,13 @@ def main() -> None:
     generate(data_root / "shapes", classes=3, train=args.per_class, val=16, size=SOURCE_SIZE, seed=0)
     result = {"command": "python -m benchmarks.training.run " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-        "machine": machine(), "load_average_before": load_average()}
+        "machine": machine(), "load_average_before": load_average(), "busy_processes_before": busy_processes()}
     print("pipelines, precision, XLA", flush=True)
     result["pipelines"] = pipelines(data_root / "shapes", args.repeats)
     print("head-only feature caching", flush=True)
     result["feature_caching"] = feature_caching(data_root, args.epochs)
     result["load_average_after"] = load_average()
+    result["busy_processes_after"] = busy_processes()
     result["total_seconds"] = time.perf_counter() - t_start
     result["verdicts"] = verdicts(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
