@@ -7,17 +7,19 @@
 
 What is compared (closed loop: each of N clients sends its next request when the last one answered):
 
-| Plateau | MLflow |
-|---|---|
-| `GET /jobs/{id}/metrics?limit=1000` on a job with 1,000 epoch rows, every signal recorded (inserted with `models.lifecycle.upsert_epoch`) | `GET /api/2.0/mlflow/metrics/get-history?run_id=…&metric_key=val_loss` on a run with one metric of 1,000 steps (logged with `runs/log-batch`) |
-| `POST /jobs` with a valid spec whose folders exist under a generated image set | `POST /api/2.0/mlflow/runs/create` |
+- read a history: Plateau `GET /jobs/{id}/metrics?limit=1000` on a job with 1,000 epoch rows, every
+  signal recorded (inserted with `models.lifecycle.upsert_epoch`), against MLflow
+  `GET /api/2.0/mlflow/metrics/get-history?run_id=…&metric_key=val_loss` on a run with one metric of
+  1,000 steps (logged with `runs/log-batch`);
+- create: Plateau `POST /jobs` with a valid spec whose folders exist under a generated image set,
+  against MLflow `POST /api/2.0/mlflow/runs/create`.
 
 Both servers run under uvicorn with the same number of worker processes (`--workers`), on
 127.0.0.1, each against its own fresh database on the same PostgreSQL server (default
 `postgresql://postgres@127.0.0.1:5432`). Plateau enqueues each submitted job on Redis, on a queue
-name unique to this run that no worker consumes; between POST cells the queued jobs are marked
-cancelled in the database so the per-tenant active-job count stays small, as it would with
-workers draining the queue. Authentication is off on both (MLflow's default server has none).
+name unique to this run that no worker consumes; the per-tenant quota is raised for the run, and
+after each Plateau POST window the queued jobs are marked cancelled in the database so the
+tenant's active-job count (counted on every submit) stays small, as with workers draining the queue. Authentication is off on both (MLflow's default server has none).
 MLflow's job-execution runner (GenAI background jobs) is turned off so that both sides run the
 same number of processes. A cell (endpoint × concurrency) alternates the two servers for `--rounds`
 windows each (Plateau, MLflow, Plateau, MLflow, …), so a change in background load hits both;
@@ -352,7 +354,8 @@ def main() -> None:
         try:
             import redis
 
-            redis.Redis.from_url(REDIS_URL).delete(queue)
+            redis.Redis.from_url(REDIS_URL).delete(queue, f"_kombu.binding.{queue}",
+                                                   f"_kombu.binding_permanent.{queue}")
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
         drop_database(plateau_db)

@@ -68,7 +68,8 @@ def start_instrumented_worker(env: dict[str, str], log: Path) -> Proc:
             "-Q", env["PLATEAU_QUEUE"], "-n", "bench@%h", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     proc = Proc(args, env, log)
-    wait_for(lambda: "ready." in proc.tail(100_000) or not proc.alive(), 120, lambda: f"worker did not start:\n{proc.tail()}")
+    wait_for(lambda: "ready." in proc.tail(100_000) or not proc.alive(), 120,
+             lambda: f"worker did not start:\n{proc.tail()}")
     assert proc.alive(), proc.tail()
     return proc
 
@@ -189,7 +190,8 @@ def main() -> None:
         try:
             import redis
 
-            redis.Redis.from_url(REDIS_URL).delete(queue)
+            redis.Redis.from_url(REDIS_URL).delete(queue, f"_kombu.binding.{queue}",
+                                                   f"_kombu.binding_permanent.{queue}")
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
