@@ -35,19 +35,26 @@ def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return extractor, keras.Model(features, x, name="plateau_head")
 
 
-def extract(extractor: keras.Model, images: tf.data.Dataset, stop: threading.Event,
-            jit_compile: bool = False) -> np.ndarray | None:
-    """Features of every image of `images` (an unshuffled dataset of (image batch, label batch)), in order;
-    None if `stop` was set meanwhile."""
-    spec = tf.TensorSpec((None, *extractor.input_shape[1:]), tf.float32)  # one trace for every batch size
+def extract(extractor: keras.Model, datasets: list[tf.data.Dataset], stop: threading.Event,
+            jit_compile: bool = False) -> list[np.ndarray] | None:
+    """Features of every image of each of `datasets` (unshuffled datasets of (image batch, label batch)), in order;
+    None if `stop` was set meanwhile.
+
+    One tf.function serves every dataset and batch size: tracing Inception-V3 costs seconds, as much as the
+    forward pass of a small data set, so a job traces it once."""
+    spec = tf.TensorSpec((None, *extractor.input_shape[1:]), tf.float32)
     run = tf.function(lambda x: tf.cast(extractor(x, training=False), tf.float32), input_signature=[spec],
                       jit_compile=jit_compile)
-    batches = []
-    for x, _ in images:
-        if stop.is_set():
-            return None
-        batches.append(run(x).numpy())
-    return np.concatenate(batches) if batches else np.zeros((0, extractor.output.shape[-1]), "float32")
+    width = int(extractor.output.shape[-1])
+    out = []
+    for images in datasets:
+        batches = []
+        for x, _ in images:
+            if stop.is_set():
+                return None
+            batches.append(run(x).numpy())
+        out.append(np.concatenate(batches) if batches else np.zeros((0, width), "float32"))
+    return out
 
 
 def feature_dataset(features: np.ndarray, labels: list[int], n_classes: int, *, batch_size: int, training: bool,

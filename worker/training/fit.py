@@ -117,12 +117,12 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
                 shutil.rmtree(backup_dir, ignore_errors=True)
                 sink.event("warning", f"{warning}; training restarts from epoch 1")
         t0 = time.perf_counter()
-        features = {}
-        for name, images in (("train", train_set), ("val", val_set)):
-            ds = make_dataset(images, image_size=size, batch_size=bs, training=False, seed=seed, cache=False)
-            features[name] = extract(extractor, ds, stop, jit_compile=perf.jit_compile)
-            if features[name] is None:
-                return _interrupted(stop, release, max((r["epoch"] for r in history or []), default=0), None)
+        datasets = [make_dataset(images, image_size=size, batch_size=bs, training=False, seed=seed, cache=False)
+                    for images in (train_set, val_set)]
+        extracted = extract(extractor, datasets, stop, jit_compile=perf.jit_compile)
+        if extracted is None:
+            return _interrupted(stop, release, max((r["epoch"] for r in history or []), default=0), None)
+        features = dict(zip(("train", "val"), extracted))
         seconds = time.perf_counter() - t0
         k = len(train_set.classes)
         train_ds = feature_dataset(features["train"], train_set.labels, k, batch_size=bs, training=True, seed=seed)
