@@ -165,6 +165,8 @@ def upsert_epoch(session: Session, job_id: uuid.UUID, row: dict[str, Any]) -> No
         index_elements=["job_id", "epoch"], set_={k: stmt.excluded[k] for k in values if k != "epoch"}
     )
     session.execute(stmt)
+    # same transaction: a reader never sees the new row under the old version
+    session.execute(update(Job).where(Job.id == job_id).values(metrics_version=Job.metrics_version + 1))
     session.commit()
 
 

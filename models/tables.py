@@ -60,6 +60,8 @@ class Job(SQLModel, table=True):
     artifacts_dir: str | None = None
     model_path: str | None = None
     class_counts: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Bumped with every epoch row written: a metrics page is unchanged while this is (ETag, page cache).
+    metrics_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class EpochMetric(SQLModel, table=True):

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
-from api.jobs import service
+from api.jobs import page_cache, service
 from api.jobs.schemas import JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
 from models.spec import JobSpec
 from models.tables import Job
@@ -77,7 +77,8 @@ def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, caller: Ca
     })
 
 
-@router.get("/{job_id}/metrics", response_model=MetricsPage)
+@router.get("/{job_id}/metrics", response_model=MetricsPage,
+            responses={304: {"description": "Not Modified: the page is unchanged since the ETag sent in If-None-Match"}})
 def get_metrics(
     job_id: uuid.UUID,
     session: SessionDep,
@@ -85,14 +86,25 @@ def get_metrics(
     caller: CallerDep,
     after_epoch: Annotated[int | None, Query(ge=0, le=2_147_483_647)] = None,  # epochs are a 32-bit column
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Epoch rows in ascending order, only those after `after_epoch`."""
+    """Epoch rows in ascending order, only those after `after_epoch`; with an ETag for cheap polling."""
     job = service.get_job(session=session, job_id=job_id, owner=caller.scope)
-    rows, next_after = service.list_metrics(session=session, job=job, after_epoch=after_epoch,
-                                            limit=min(limit, settings.page_size_max))
-    # The rows come from typed columns and already have MetricsPage's shape: serialize them directly
-    # (same serializer, same bytes) instead of validating up to 1,000 rows into models first.
-    return Response(_PAGE.dump_json({"items": rows, "next_after_epoch": next_after}), media_type="application/json")
+    limit = min(limit, settings.page_size_max)
+    version = job.metrics_version  # read before the rows: see page_cache.page
+    tag = page_cache.etag(version, after_epoch, limit)
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}  # clients may keep it, but must revalidate
+    if if_none_match is not None and page_cache.matches(if_none_match, tag):
+        return Response(status_code=304, headers=headers)
+
+    def render() -> bytes:
+        rows, next_after = service.list_metrics(session=session, job=job, after_epoch=after_epoch, limit=limit)
+        # The rows come from typed columns and already have MetricsPage's shape: serialize them directly
+        # (same serializer, same bytes) instead of validating up to 1,000 rows into models first.
+        return _PAGE.dump_json({"items": rows, "next_after_epoch": next_after})
+
+    body = page_cache.page((job.id, after_epoch, limit), version, render)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobRead)
