@@ -109,3 +109,39 @@ def test_sqlite_migration_adds_the_version_and_epochs_bump_it(tmp_path: Path):
         s.expire_all()
         assert s.get(Job, job.id).metrics_version == 2
     engine.dispose()
+
+
+def test_unchanged_pages_are_served_without_reading_the_rows_again(client, monkeypatch):
+    from api.jobs import service
+
+    jid = new_job(client)
+    write(jid, 1, 0.7)
+    reads = []
+    original = service.list_metrics
+    monkeypatch.setattr(service, "list_metrics", lambda **kw: reads.append(kw["after_epoch"]) or original(**kw))
+    first = client.get(f"/jobs/{jid}/metrics")
+    second = client.get(f"/jobs/{jid}/metrics")
+    assert second.content == first.content and reads == [None]
+    write(jid, 2, 0.6)
+    third = client.get(f"/jobs/{jid}/metrics")
+    assert reads == [None, None] and [r["epoch"] for r in third.json()["items"]] == [1, 2]
+
+
+def test_cache_turned_off_still_answers_and_revalidates(client, monkeypatch):
+    from api.jobs import service
+    from models.settings import Settings, get_settings
+
+    jid = new_job(client)
+    write(jid, 1, 0.7)
+    reads = []
+    original = service.list_metrics
+    monkeypatch.setattr(service, "list_metrics", lambda **kw: reads.append(1) or original(**kw))
+    client.app.dependency_overrides[get_settings] = lambda: Settings(metrics_page_cache_mb=0)
+    try:
+        first = client.get(f"/jobs/{jid}/metrics")
+        second = client.get(f"/jobs/{jid}/metrics")
+        not_modified = client.get(f"/jobs/{jid}/metrics", headers={"If-None-Match": first.headers["etag"]})
+    finally:
+        client.app.dependency_overrides.clear()
+    assert first.content == second.content and len(reads) == 2
+    assert not_modified.status_code == 304 and len(reads) == 2

@@ -12,12 +12,10 @@ from collections.abc import Callable
 
 from cachetools import LRUCache
 
-MAX_BYTES = 64 << 20  # per process
-
 Key = tuple[uuid.UUID, int | None, int]
 
-_cache: LRUCache[Key, tuple[int, bytes]] = LRUCache(maxsize=MAX_BYTES, getsizeof=lambda entry: len(entry[1]) + 200)
 _lock = threading.Lock()  # sync routes run on a thread pool
+_cache: LRUCache[Key, tuple[int, bytes]] | None = None
 
 
 def etag(version: int, after_epoch: int | None, limit: int) -> str:
@@ -31,25 +29,36 @@ def matches(if_none_match: str, tag: str) -> bool:
     return "*" in listed or tag in listed
 
 
-def page(key: Key, version: int, render: Callable[[], bytes]) -> bytes:
+def _store(max_bytes: int) -> LRUCache[Key, tuple[int, bytes]]:
+    global _cache
+    if _cache is None or _cache.maxsize != max_bytes:
+        _cache = LRUCache(maxsize=max_bytes, getsizeof=lambda entry: len(entry[1]) + 200)
+    return _cache
+
+
+def page(key: Key, version: int, render: Callable[[], bytes], *, max_bytes: int) -> bytes:
     """The page's bytes for `version`, rendered only when this process has no copy of that version.
 
     `version` must be read before `render` reads the rows: a page rendered meanwhile may then hold rows newer
-    than its version (served until the next epoch, never older ones).
+    than its version (served until the next epoch, never older ones). `max_bytes` 0 turns caching off.
     """
+    if max_bytes <= 0:
+        return render()
     with _lock:
-        hit = _cache.get(key)
+        hit = _store(max_bytes).get(key)
     if hit is not None and hit[0] == version:
         return hit[1]
     body = render()
-    if len(body) <= MAX_BYTES // 8:
+    if len(body) <= max_bytes // 8:  # one huge page must not flush everyone else's
         with _lock:
-            current = _cache.get(key)
+            cache = _store(max_bytes)
+            current = cache.get(key)
             if current is None or current[0] <= version:
-                _cache[key] = (version, body)
+                cache[key] = (version, body)
     return body
 
 
 def clear() -> None:
     with _lock:
-        _cache.clear()
+        if _cache is not None:
+            _cache.clear()

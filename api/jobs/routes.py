@@ -103,7 +103,8 @@ def get_metrics(
         # (same serializer, same bytes) instead of validating up to 1,000 rows into models first.
         return _PAGE.dump_json({"items": rows, "next_after_epoch": next_after})
 
-    body = page_cache.page((job.id, after_epoch, limit), version, render)
+    body = page_cache.page((job.id, after_epoch, limit), version, render,
+                           max_bytes=settings.metrics_page_cache_mb << 20)
     return Response(body, media_type="application/json", headers=headers)
 
 

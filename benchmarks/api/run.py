@@ -11,6 +11,11 @@ What is compared (closed loop: each of N clients sends its next request when the
   signal recorded (inserted with `models.lifecycle.upsert_epoch`), against MLflow
   `GET /api/2.0/mlflow/metrics/get-history?run_id=…&metric_key=val_loss` on a run with one metric of
   1,000 steps (logged with `runs/log-batch`);
+  Plateau keeps serialized pages per process and revalidates them against the job's metrics version,
+  so a repeated read of an unchanged history is served from memory: the steady state of pollers;
+- read a history, page cache off: the same reads from a second Plateau server started with
+  `PLATEAU_METRICS_PAGE_CACHE_MB=0`, so every read queries and serializes (a first read, or a read right
+  after each new epoch), against the same MLflow reads;
 - create: Plateau `POST /jobs` with a valid spec whose folders exist under a generated image set,
   against MLflow `POST /api/2.0/mlflow/runs/create`.
 
@@ -226,12 +231,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--only", default="", help="comma-separated subset of: metrics,create")
+    parser.add_argument("--only", default="", help="comma-separated subset of: metrics,metrics_uncached,create")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="leave the servers and databases (prints their URLs)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    kinds = [k for k in ("metrics", "create") if not args.only or k in args.only.split(",")]
+    kinds = [k for k in ("metrics", "metrics_uncached", "create") if not args.only or k in args.only.split(",")]
 
     run_id = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="plateau-bench-api-"))
@@ -255,6 +260,10 @@ def main() -> None:
         }
         plateau, p_url = start_plateau(env, args.workers, work / "plateau.log")
         procs.append(plateau)
+        # the same service with its metrics page cache off: every read goes to the database and serializes
+        uncached, u_url = start_plateau({**env, "PLATEAU_METRICS_PAGE_CACHE_MB": "0"}, args.workers,
+                                        work / "plateau-uncached.log")
+        procs.append(uncached)
         mlflow, m_url = start_mlflow(mlflow_url_db, work / "mlartifacts", args.workers, work / "mlflow.log")
         procs.append(mlflow)
         job_id = seed_plateau(p_url, plateau_url_db, args.epochs)
@@ -271,6 +280,9 @@ def main() -> None:
                 lambda i: Request("GET", f"{m_url}/api/2.0/mlflow/metrics/get-history?run_id={run_id_ml}"
                                          "&metric_key=val_loss"),
                 lambda status: status == 200),
+            ("metrics_uncached", "plateau"): (
+                lambda i: Request("GET", f"{u_url}/jobs/{job_id}/metrics?limit={args.epochs}"),
+                lambda status: status == 200),
             ("create", "plateau"): (
                 lambda i: Request("POST", f"{p_url}/jobs", body=spec_body, headers=json_headers),
                 lambda status: status == 202),
@@ -280,14 +292,18 @@ def main() -> None:
                                                    "start_time": int(time.time() * 1000)}).encode()),
                 lambda status: status == 200),
         }
+        cells[("metrics_uncached", "mlflow")] = cells[("metrics", "mlflow")]
         groups = {"plateau": (plateau.p.pid, plateau_db), "mlflow": (mlflow.p.pid, mlflow_db)}
+
+        def group(kind: str, server: str) -> tuple[int, str]:
+            return (uncached.p.pid, plateau_db) if (kind, server) == ("metrics_uncached", "plateau") else groups[server]
         busy = busy_benchmarks()
         load_before = os.getloadavg()
         results = []
         for c in levels:
             for kind in kinds:
                 windows: dict[str, list] = {"plateau": [], "mlflow": []}
-                meters = {server: CpuMeter(*groups[server]) for server in windows}
+                meters = {server: CpuMeter(*group(kind, server)) for server in windows}
                 # Alternate the two servers window by window, so a change in background load hits both.
                 for _ in range(args.rounds):
                     for server in ("plateau", "mlflow"):
