@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
-from pydantic import ValidationError
+from cachetools import LRUCache
+from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
 import analysis
@@ -14,12 +16,18 @@ from api.jobs import service as jobs
 from models.lifecycle import record_event
 from models.settings import Settings
 from models.spec import JobSpec
-from models.tables import EpochMetric, Job, JobEvent
+from models.tables import Job, JobEvent
+
+_RECORDS = TypeAdapter(list[analysis.EpochRecord])
+# Diagnoses by job, metrics version and everything else they depend on: pollers re-ask while nothing changed.
+_diagnoses: LRUCache[tuple, analysis.Diagnosis] = LRUCache(maxsize=256)
+_lock = threading.Lock()
 
 
 def history(session: Session, job: Job) -> list[analysis.EpochRecord]:
-    rows = session.exec(select(EpochMetric).where(EpochMetric.job_id == job.id).order_by(EpochMetric.epoch)).all()
-    return [analysis.EpochRecord.model_validate(r.model_dump()) for r in rows]
+    """Every epoch row of the job, in order, validated in one call (10,000 rows are a normal long job)."""
+    rows, _ = jobs.list_metrics(session=session, job=job, after_epoch=None, limit=2**31 - 1)
+    return _RECORDS.validate_python(rows)
 
 
 def context(session: Session, job: Job) -> analysis.JobContext:
@@ -49,10 +57,26 @@ def parse_overrides(query: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: list[str] | None = None
              ) -> analysis.Diagnosis:
+    version = job.metrics_version  # read before the rows, as for metrics pages (api/jobs/page_cache.py)
+    ctx = context(session, job)
+    key = (job.id, version, ctx.model_dump_json(), json.dumps(params, sort_keys=True, default=str),
+           tuple(rules) if rules is not None else None)
+    with _lock:
+        cached = _diagnoses.get(key)
+    if cached is not None:
+        return cached
     try:
-        return analysis.diagnose(history(session, job), context(session, job), params=params, rules=rules)
+        found = analysis.diagnose(history(session, job), ctx, params=params, rules=rules)
     except ValueError as exc:
         raise InvalidField([{"loc": ["query"], "msg": str(exc), "type": "value_error"}]) from exc
+    with _lock:
+        _diagnoses[key] = found
+    return found
+
+
+def clear_cache() -> None:
+    with _lock:
+        _diagnoses.clear()
 
 
 def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], patch: dict[str, Any]

@@ -16,7 +16,8 @@ that has class counts, a spec and learning-rate cuts:
 Each history is diagnosed `--runs` times after one warm-up call; the median, p90 and min wall
 times are written to `benchmarks/results/analysis_latency.json`. Building the `EpochRecord`
 objects from row dicts (what `GET /jobs/{id}/analysis` also does) is timed separately and is not
-part of the `diagnose` figure. Target: median < 50 ms.
+part of the `diagnose` figure. Then `benchmarks/analysis_latency/endpoint.py` times the endpoint on the
+stagnating history stored in PostgreSQL, cold and warm. Target: median < 50 ms.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-endpoint", action="store_true",
+                        help="skip GET /jobs/{id}/analysis on a stored job (needs PostgreSQL)")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = parser.parse_args()
 
@@ -136,10 +139,19 @@ def main() -> None:
         print(f"{kind:11s} diagnose median {diag['median_ms']:8.2f} ms  p90 {diag['p90_ms']:8.2f} ms  "
               f"(build records {build['median_ms']:.1f} ms)  verdict={d.verdict} findings={results[kind]['findings']}")
 
+    endpoint = None
+    if not args.no_endpoint:
+        from benchmarks.analysis_latency.endpoint import measure
+
+        endpoint = measure(rows(args.epochs, "stagnating"), {**SPEC, "epochs": args.epochs}, args.runs)
+        print(f"endpoint    GET /jobs/{{id}}/analysis  cold median {endpoint['cold']['median_ms']:.1f} ms  "
+              f"warm median {endpoint['warm']['median_ms']:.2f} ms  (rows read and validated in "
+              f"{endpoint['read_and_validate_rows_ms']:.0f} ms)")
+
     out = {
         "benchmark": "analysis_latency", "command": "python -m benchmarks.analysis_latency.run "
         f"--epochs {args.epochs} --runs {args.runs}",
-        "epochs": args.epochs, "target_median_ms": TARGET_MS, "results": results,
+        "epochs": args.epochs, "target_median_ms": TARGET_MS, "results": results, "endpoint": endpoint,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "note": args.note, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
