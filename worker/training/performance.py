@@ -17,7 +17,7 @@ def resolve_precision(setting: str, gpus: int) -> str:
     """The Keras dtype policy for a spec's `performance.mixed_precision`.
 
     "auto" is mixed_float16 on a GPU and float32 on a CPU: on a CPU with AVX512-BF16 but no AMX, TensorFlow's
-    bfloat16 convolutions measured 0.78× the speed of float32 (docs/benchmarks.md, Training). Ask for
+    bfloat16 convolutions measured 0.79× the speed of float32 (docs/benchmarks.md, Training). Ask for
     mixed_bfloat16 explicitly on a CPU where it pays (AMX), or to halve activation memory.
     """
     if setting == "off":
