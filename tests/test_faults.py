@@ -15,7 +15,7 @@ from tests.conftest import new_database_url
 from tests.flows import TERMINAL, assert_epoch_rows, wait_epochs, wait_status
 from tests.procs import start_api, start_worker, wait_for
 from tests.services import PrivatePostgres, PrivateRedis
-from tests.specs import small_spec
+from tests.specs import running_spec, small_spec
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_postgres_outage_loses_no_epoch_and_both_recover(tmp_path):
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
-            jid = api.post("/jobs", json=small_spec(epochs=6)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=10)).json()["id"]
             wait_epochs(api, jid, 1, 300, worker.tail)
             pg.stop()
             r = api.get("/readyz")
@@ -81,7 +81,7 @@ def test_postgres_outage_loses_no_epoch_and_both_recover(tmp_path):
             wait_for(lambda: api.get("/readyz").status_code == 200, 30)
             done = wait_status(api, jid, TERMINAL, 400, worker.tail)
             assert done["status"] == "succeeded", done
-            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 6)
+            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 10)
     finally:
         worker.stop()
         api_proc.stop()
@@ -99,7 +99,7 @@ def test_sigterm_hands_the_job_back_and_another_worker_resumes_it(tmp_path):
     second = None
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
-            jid = api.post("/jobs", json=small_spec(epochs=5)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=12)).json()["id"]
             wait_epochs(api, jid, 2, 300, first.tail)
             first.kill(signal.SIGTERM)
             wait_for(lambda: any(e["to_status"] == "queued" and "worker shut down" in (e["reason"] or "")
@@ -109,8 +109,8 @@ def test_sigterm_hands_the_job_back_and_another_worker_resumes_it(tmp_path):
             second = start_worker(env, tmp_path / "worker-2.log", name="second")
             done = wait_status(api, jid, TERMINAL, 400, second.tail)
             assert done["status"] == "succeeded" and done["attempts"] == 1, done
-            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 5)
-            assert second.tail(1_000_000).count("epoch recorded") < 5  # resumed, not restarted
+            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 12)
+            assert second.tail(1_000_000).count("epoch recorded") < 12  # resumed, not restarted
     finally:
         for w in (first, second):
             if w:
@@ -126,7 +126,7 @@ def test_job_longer_than_visibility_timeout_runs_once(tmp_path):
     workers = [start_worker(env, tmp_path / f"worker-{i}.log", name=f"v{i}") for i in (1, 2)]
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
-            jid = api.post("/jobs", json=small_spec(epochs=3)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=3)).json()["id"]
             done = wait_status(api, jid, TERMINAL, 400, lambda: workers[0].tail() + workers[1].tail())
             assert done["status"] == "succeeded" and done["attempts"] == 1, done
             assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 3)
@@ -146,7 +146,7 @@ def test_job_fails_after_the_attempt_limit(tmp_path):
     worker = start_worker(env, tmp_path / "worker-1.log")
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
-            jid = api.post("/jobs", json=small_spec(epochs=20)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=20)).json()["id"]
             wait_epochs(api, jid, 1, 300, worker.tail)
             worker.kill(signal.SIGKILL)
             worker.p.wait(10)

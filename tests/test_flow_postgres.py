@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import new_database_url
 from tests.flows import TERMINAL, assert_epoch_rows, run_small_job_to_success, wait_epochs, wait_status
 from tests.procs import start_api, start_worker, wait_for
-from tests.specs import small_spec
+from tests.specs import running_spec, small_spec
 from worker.sample_data import generate
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def test_job_succeeds_and_a_cancelled_queued_job_is_skipped(api, worker, data_ro
 
 def test_cancel_running_job_stops_at_a_batch_boundary(api, worker):
     logs = lambda: worker["proc"].tail()  # noqa: E731
-    job = api.post("/jobs", json=small_spec(epochs=200)).json()
+    job = api.post("/jobs", json=running_spec(epochs=200)).json()
     wait_epochs(api, job["id"], 1, 300, logs)
     r = api.post(f"/jobs/{job['id']}/cancel")
     assert r.status_code == 202 and r.json()["cancel_requested"]
@@ -113,7 +113,7 @@ def test_forked_job_runs_and_on_stagnation_stops_it(api, worker):
 
 def test_sigkilled_worker_job_resumes_from_checkpoint(api, worker, env):
     logs = lambda: worker["proc"].tail()  # noqa: E731
-    job = api.post("/jobs", json=small_spec(epochs=5)).json()
+    job = api.post("/jobs", json=running_spec(epochs=12)).json()
     wait_epochs(api, job["id"], 2, 300, logs)
     worker["proc"].kill(signal.SIGKILL)
     worker["proc"].p.wait(10)
@@ -125,9 +125,9 @@ def test_sigkilled_worker_job_resumes_from_checkpoint(api, worker, env):
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2
     rows = api.get(f"/jobs/{job['id']}/metrics").json()["items"]
-    assert_epoch_rows(rows, 5)  # every epoch exactly once
+    assert_epoch_rows(rows, 12)  # every epoch exactly once
     reasons = [e["reason"] or "" for e in done["events"]]
     assert any("lease expired" in r for r in reasons) and any("resumed" in r or r == "started" for r in reasons)
     # resumed, not restarted: the second worker trained only the epochs after the last checkpoint
     second = worker["proc"].tail(1_000_000).count("epoch recorded")
-    assert 5 - killed_at <= second <= 5 - killed_at + 1, (killed_at, second)
+    assert 12 - killed_at <= second <= 12 - killed_at + 1, (killed_at, second)
