@@ -181,6 +181,22 @@ def test_mixed_float16_scales_the_loss_and_resets_the_policy(shapes, tmp_path):
     assert model.get_layer("predictions").dtype_policy.name == "float32"
 
 
+def test_mixed_bfloat16_trains_on_this_cpu_with_a_float32_output(shapes, tmp_path):
+    import keras
+
+    spec = spec_of(epochs=1, performance={"mixed_precision": "mixed_bfloat16", "cache_features": "off"})
+    result, sink = run(spec, shapes, tmp_path)
+    assert result.status == "succeeded" and performance_event(sink)["policy"] == "mixed_bfloat16"
+    assert np.isfinite(sink.rows[0]["loss"]) and np.isfinite(sink.rows[0]["val_loss"])
+    assert 0 < sink.rows[0]["grad_norm"] < float("inf")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.saving.load_model(result.model_path)
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # bf16 needs no loss scaling
+    assert model.get_layer("dense").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("predictions").dtype_policy.name == "float32"
+    assert model(np.zeros((1, 75, 75, 3), "float32")).dtype == "float32"
+
+
 def test_cancel_during_feature_extraction(shapes, tmp_path):
     stop = threading.Event()
     stop.set()
