@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often a training worker looks for a cancel request.")
     max_epochs: int = Field(1000, ge=1, description="Upper bound on a spec's epochs.")
     page_size_max: int = Field(1000, ge=1, description="Largest page served by list endpoints.")
+    analysis_history_cache_epochs: int = Field(
+        30_000, ge=0, description="Validated epoch rows each API process keeps for analyses, topped up per epoch (0: off)."
+    )
     metrics_page_cache_mb: int = Field(
         64, ge=0, description="Serialized metrics pages each API process keeps, revalidated per epoch (0 turns it off)."
     )

@@ -25,6 +25,7 @@ def get_analysis(
     job_id: uuid.UUID,
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     caller: CallerDep,
     rules: Annotated[str | None, Query(description="Comma-separated rule ids; all when absent.")] = None,
 ) -> AnalysisRead:
@@ -32,7 +33,8 @@ def get_analysis(
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     params = service.parse_overrides(dict(request.query_params))
     chosen = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
-    found = service.diagnose(session=session, job=job, params=params, rules=chosen)
+    found = service.diagnose(session=session, job=job, params=params, rules=chosen,
+                             max_cached_epochs=settings.analysis_history_cache_epochs)
     pre = session.exec(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.kind == "finding",
                                                    JobEvent.reason.like("before training%"))).all()
     return AnalysisRead(**found.model_dump(), job_id=job.id, status=job.status, pre_training=[d for d in pre if d])

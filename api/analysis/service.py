@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
 import analysis
+from api.analysis import history_cache
 from api.errors import InvalidField
 from api.jobs import service as jobs
 from models.lifecycle import record_event
@@ -24,10 +25,15 @@ _diagnoses: LRUCache[tuple, analysis.Diagnosis] = LRUCache(maxsize=256)
 _lock = threading.Lock()
 
 
-def history(session: Session, job: Job) -> list[analysis.EpochRecord]:
-    """Every epoch row of the job, in order, validated in one call (10,000 rows are a normal long job)."""
-    rows, _ = jobs.list_metrics(session=session, job=job, after_epoch=None, limit=2**31 - 1)
-    return _RECORDS.validate_python(rows)
+def history(session: Session, job: Job, *, max_cached_epochs: int = 0) -> list[analysis.EpochRecord]:
+    """Every epoch row of the job, in order, validated in one call (10,000 rows are a normal long job); with
+    `max_cached_epochs`, kept per process and topped up with the rows added since."""
+
+    def load(after_epoch: int | None) -> list[analysis.EpochRecord]:
+        rows, _ = jobs.list_metrics(session=session, job=job, after_epoch=after_epoch, limit=2**31 - 1)
+        return _RECORDS.validate_python(rows)
+
+    return history_cache.history(job.id, job.metrics_version, load, max_epochs=max_cached_epochs)
 
 
 def context(session: Session, job: Job) -> analysis.JobContext:
@@ -55,8 +61,8 @@ def parse_overrides(query: dict[str, str]) -> dict[str, dict[str, Any]]:
     return params
 
 
-def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: list[str] | None = None
-             ) -> analysis.Diagnosis:
+def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: list[str] | None = None,
+             max_cached_epochs: int = 0) -> analysis.Diagnosis:
     version = job.metrics_version  # read before the rows, as for metrics pages (api/jobs/page_cache.py)
     ctx = context(session, job)
     key = (job.id, version, ctx.model_dump_json(), json.dumps(params, sort_keys=True, default=str),
@@ -66,7 +72,8 @@ def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: l
     if cached is not None:
         return cached
     try:
-        found = analysis.diagnose(history(session, job), ctx, params=params, rules=rules)
+        found = analysis.diagnose(history(session, job, max_cached_epochs=max_cached_epochs), ctx, params=params,
+                                  rules=rules)
     except ValueError as exc:
         raise InvalidField([{"loc": ["query"], "msg": str(exc), "type": "value_error"}]) from exc
     with _lock:
@@ -75,8 +82,10 @@ def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: l
 
 
 def clear_cache() -> None:
+    """Forget cached diagnoses and histories (benchmarks measure the first request with this)."""
     with _lock:
         _diagnoses.clear()
+    history_cache.clear()
 
 
 def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], patch: dict[str, Any]
@@ -85,7 +94,7 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
     spec = dict(job.spec)
     applied = []
     if apply:
-        found = diagnose(session=session, job=job)
+        found = diagnose(session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs)
         available = sorted({r.id for f in found.findings for r in f.remedies})
         for i, remedy_id in enumerate(apply):
             remedy = analysis.remedy_by_id(found, remedy_id)

@@ -145,6 +145,7 @@ def main() -> None:
 
         endpoint = measure(rows(args.epochs, "stagnating"), {**SPEC, "epochs": args.epochs}, args.runs)
         print(f"endpoint    GET /jobs/{{id}}/analysis  cold median {endpoint['cold']['median_ms']:.1f} ms  "
+              f"after a new epoch {endpoint['after_new_epoch']['median_ms']:.1f} ms  "
               f"warm median {endpoint['warm']['median_ms']:.2f} ms  (rows read and validated in "
               f"{endpoint['read_and_validate_rows_ms']:.0f} ms)")
 
