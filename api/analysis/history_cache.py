@@ -10,34 +10,21 @@ history.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 
-from cachetools import LRUCache
-
 from analysis import EpochRecord
+from api.versioned_cache import VersionedCache
 
 Loader = Callable[[int | None], list[EpochRecord]]  # rows after an epoch (all when None), ascending
 
-_lock = threading.Lock()
-_cache: LRUCache[uuid.UUID, tuple[int, list[EpochRecord]]] | None = None
-
-
-def _store(max_epochs: int) -> LRUCache[uuid.UUID, tuple[int, list[EpochRecord]]]:
-    global _cache
-    if _cache is None or _cache.maxsize != max_epochs:
-        _cache = LRUCache(maxsize=max_epochs, getsizeof=lambda entry: len(entry[1]) + 1)
-    return _cache
+_histories: VersionedCache[list[EpochRecord]] = VersionedCache(len)
 
 
 def history(job_id: uuid.UUID, version: int, load: Loader, *, max_epochs: int) -> list[EpochRecord]:
     """The job's records at `version` (read before calling: rows may be newer, never older). The returned
     list is shared: callers must not change it."""
-    if max_epochs <= 0:
-        return load(None)
-    with _lock:
-        cached = _store(max_epochs).get(job_id)
+    cached = _histories.latest(job_id, limit=max_epochs)
     if cached is not None and cached[0] == version:
         return cached[1]
     records = None
@@ -47,16 +34,9 @@ def history(job_id: uuid.UUID, version: int, load: Loader, *, max_epochs: int) -
             records = cached[1] + added  # a new list: earlier callers keep theirs
     if records is None:
         records = load(None)
-    if len(records) < max_epochs:
-        with _lock:
-            store = _store(max_epochs)
-            current = store.get(job_id)
-            if current is None or current[0] <= version:
-                store[job_id] = (version, records)
+    _histories.put(job_id, version, records, limit=max_epochs)
     return records
 
 
 def clear() -> None:
-    with _lock:
-        if _cache is not None:
-            _cache.clear()
+    _histories.clear()

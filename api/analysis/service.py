@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
-from cachetools import LRUCache
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
@@ -14,15 +12,17 @@ import analysis
 from api.analysis import history_cache
 from api.errors import InvalidField
 from api.jobs import service as jobs
+from api.versioned_cache import VersionedCache
 from models.lifecycle import record_event
 from models.settings import Settings
 from models.spec import JobSpec
 from models.tables import Job, JobEvent
 
 _RECORDS = TypeAdapter(list[analysis.EpochRecord])
-# Diagnoses by job, metrics version and everything else they depend on: pollers re-ask while nothing changed.
-_diagnoses: LRUCache[tuple, analysis.Diagnosis] = LRUCache(maxsize=256)
-_lock = threading.Lock()
+# Diagnoses by job and everything else they depend on, at the job's metrics version: pollers re-ask while
+# nothing changed.
+_diagnoses: VersionedCache[analysis.Diagnosis] = VersionedCache(lambda _: 0)  # counted by entries
+DIAGNOSES_KEPT = 256
 
 
 def history(session: Session, job: Job, *, max_cached_epochs: int = 0) -> list[analysis.EpochRecord]:
@@ -65,26 +65,23 @@ def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: l
              max_cached_epochs: int = 0) -> analysis.Diagnosis:
     version = job.metrics_version  # read before the rows, as for metrics pages (api/jobs/page_cache.py)
     ctx = context(session, job)
-    key = (job.id, version, ctx.model_dump_json(), json.dumps(params, sort_keys=True, default=str),
+    key = (job.id, ctx.model_dump_json(), json.dumps(params, sort_keys=True, default=str),
            tuple(rules) if rules is not None else None)
-    with _lock:
-        cached = _diagnoses.get(key)
-    if cached is not None:
-        return cached
+    found = _diagnoses.get(key, version, limit=DIAGNOSES_KEPT)
+    if found is not None:
+        return found
     try:
         found = analysis.diagnose(history(session, job, max_cached_epochs=max_cached_epochs), ctx, params=params,
                                   rules=rules)
     except ValueError as exc:
         raise InvalidField([{"loc": ["query"], "msg": str(exc), "type": "value_error"}]) from exc
-    with _lock:
-        _diagnoses[key] = found
+    _diagnoses.put(key, version, found, limit=DIAGNOSES_KEPT)
     return found
 
 
 def clear_cache() -> None:
     """Forget cached diagnoses and histories (benchmarks measure the first request with this)."""
-    with _lock:
-        _diagnoses.clear()
+    _diagnoses.clear()
     history_cache.clear()
 
 

@@ -6,16 +6,14 @@ milliseconds to read and serialize, and a version check costs nothing (the job r
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 
-from cachetools import LRUCache
+from api.versioned_cache import VersionedCache
 
 Key = tuple[uuid.UUID, int | None, int]
 
-_lock = threading.Lock()  # sync routes run on a thread pool
-_cache: LRUCache[Key, tuple[int, bytes]] | None = None
+_pages: VersionedCache[bytes] = VersionedCache(lambda body: len(body) + 200, largest_share=1 / 8)
 
 
 def etag(version: int, after_epoch: int | None, limit: int) -> str:
@@ -29,36 +27,18 @@ def matches(if_none_match: str, tag: str) -> bool:
     return "*" in listed or tag in listed
 
 
-def _store(max_bytes: int) -> LRUCache[Key, tuple[int, bytes]]:
-    global _cache
-    if _cache is None or _cache.maxsize != max_bytes:
-        _cache = LRUCache(maxsize=max_bytes, getsizeof=lambda entry: len(entry[1]) + 200)
-    return _cache
-
-
 def page(key: Key, version: int, render: Callable[[], bytes], *, max_bytes: int) -> bytes:
     """The page's bytes for `version`, rendered only when this process has no copy of that version.
 
     `version` must be read before `render` reads the rows: a page rendered meanwhile may then hold rows newer
     than its version (served until the next epoch, never older ones). `max_bytes` 0 turns caching off.
     """
-    if max_bytes <= 0:
-        return render()
-    with _lock:
-        hit = _store(max_bytes).get(key)
-    if hit is not None and hit[0] == version:
-        return hit[1]
-    body = render()
-    if len(body) <= max_bytes // 8:  # one huge page must not flush everyone else's
-        with _lock:
-            cache = _store(max_bytes)
-            current = cache.get(key)
-            if current is None or current[0] <= version:
-                cache[key] = (version, body)
+    body = _pages.get(key, version, limit=max_bytes)
+    if body is None:
+        body = render()
+        _pages.put(key, version, body, limit=max_bytes)
     return body
 
 
 def clear() -> None:
-    with _lock:
-        if _cache is not None:
-            _cache.clear()
+    _pages.clear()

@@ -368,10 +368,9 @@ def main() -> None:
         for proc in procs:
             proc.stop()
         try:
-            import redis
+            from benchmarks.cleanup import drop_queue
 
-            redis.Redis.from_url(REDIS_URL).delete(queue, f"_kombu.binding.{queue}",
-                                                   f"_kombu.binding_permanent.{queue}")
+            drop_queue(REDIS_URL, queue)
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
         drop_database(plateau_db)

@@ -37,6 +37,8 @@ import httpx
 import psycopg
 import redis
 
+from benchmarks.cleanup import drop_queue
+
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 GRACE_SECONDS = 30  # after the measured window: for in-flight requests to finish before everything stops
@@ -344,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         from models.db import get_engine
 
         get_engine().dispose()
-        # the queue, and the exchange bindings kombu keeps for it
-        redis.Redis.from_url(args.redis).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        drop_queue(args.redis, queue)
         with psycopg.connect(args.pg_admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)

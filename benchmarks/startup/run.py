@@ -188,10 +188,9 @@ def main() -> None:
         for proc in reversed(procs):
             proc.stop()
         try:
-            import redis
+            from benchmarks.cleanup import drop_queue
 
-            redis.Redis.from_url(REDIS_URL).delete(queue, f"_kombu.binding.{queue}",
-                                                   f"_kombu.binding_permanent.{queue}")
+            drop_queue(REDIS_URL, queue)
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

@@ -268,6 +268,8 @@ def feature_caching(data_root: Path, dataset: str, image_size: int, epochs: int)
 
 
 def verdicts(result: dict) -> dict:
+    from worker.training.performance import resolve_precision
+
     r = result["pipelines"]["ratios"]
     return {
         "ours_vs_classic": {"target": ">= 2.0", "measured": r["ours_vs_classic"],
@@ -277,7 +279,7 @@ def verdicts(result: dict) -> dict:
         **{f"cached_vs_uncached_{fc['image_size']}px": {
             "target": ">= 10", "measured": fc["ratio_uncached_vs_cached"],
             "met": fc["ratio_uncached_vs_cached"] >= TARGETS["cached_vs_uncached"]} for fc in result["feature_caching"]},
-        "auto_precision_on_cpu": {"chosen": "float32", "bf16_vs_fp32": r["bf16_vs_fp32"],
+        "auto_precision_on_cpu": {"chosen": resolve_precision("auto", gpus=0), "bf16_vs_fp32": r["bf16_vs_fp32"],
                                   "bf16_faster": r["bf16_vs_fp32"] > 1.0},
     }
 
