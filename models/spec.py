@@ -43,6 +43,10 @@ class ModelSpec(_Strict):
     )
     trainable: Trainable = "head"
     dense_units: int = Field(1024, ge=1, le=16384)
+    batchnorm: Literal["auto", "frozen", "train"] = Field(
+        "auto", description='BatchNorm layers of the unfrozen base: "frozen" keeps them in inference mode with their '
+                            'pre-trained statistics, "train" updates them; "auto" is frozen for pre-trained weights and '
+                            "trained for a random-init base.")
 
     @field_validator("weights")
     @classmethod
