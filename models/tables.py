@@ -7,8 +7,10 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from models.db import UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -16,7 +18,7 @@ def utcnow() -> datetime:
 
 
 def _ts(**kw: Any) -> Any:
-    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+    return Field(sa_column=Column(UTCDateTime(), **kw))
 
 
 class JobStatus(str, Enum):
@@ -47,7 +49,7 @@ class Job(SQLModel, table=True):
     spec_hash: str = Field(max_length=64)
     idempotency_key: str | None = Field(default=None, max_length=200)
     parent_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     enqueued_at: datetime | None = _ts(nullable=True)
     started_at: datetime | None = _ts(nullable=True)
     finished_at: datetime | None = _ts(nullable=True)
@@ -80,6 +82,7 @@ class EpochMetric(SQLModel, table=True):
     images_per_second: float | None = None
     train_eval_loss: float | None = None
     train_eval_accuracy: float | None = None
+    regularization_loss: float | None = None
     batch_loss_mean: float | None = None
     batch_loss_std: float | None = None
     batch_loss_max: float | None = None
@@ -90,7 +93,7 @@ class EpochMetric(SQLModel, table=True):
     val_recall: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     val_support: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     confusion: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class JobEvent(SQLModel, table=True):
@@ -98,7 +101,7 @@ class JobEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     kind: str = Field(max_length=40, description="state, lr_reduced, early_stopped, finding, enqueued, …")
     from_status: str | None = Field(default=None, max_length=20)
     to_status: str | None = Field(default=None, max_length=20)
@@ -116,5 +119,5 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=64, unique=True)
     admin: bool = False
     label: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     revoked_at: datetime | None = _ts(nullable=True)

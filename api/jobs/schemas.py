@@ -74,6 +74,7 @@ class EpochRead(BaseModel):
     images_per_second: float | None
     train_eval_loss: float | None
     train_eval_accuracy: float | None
+    regularization_loss: float | None = None
     batch_loss_mean: float | None
     batch_loss_std: float | None
     batch_loss_max: float | None
