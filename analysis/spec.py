@@ -43,6 +43,15 @@ class SpecView:
         return _get(self.model, "trainable", "head")
 
     @property
+    def batchnorm(self) -> str:
+        """"frozen" or "train", resolved as the trainer does: "auto" keeps pre-trained statistics and trains a
+        random-init base's."""
+        mode = _get(self.model, "batchnorm", "auto")
+        if mode == "auto":
+            return "train" if self.weights is None else "frozen"
+        return str(mode)
+
+    @property
     def base_frozen(self) -> bool:
         return self.trainable == "head"
 

@@ -25,9 +25,10 @@ def test_batchnorm_collapse_outranks_overfitting_after_unfreezing():
     # 8 images per class, batch size 8, every layer trainable: val_loss 1e4, inference-mode accuracy at chance
     h = history(loss=[1.1, 0.7, 0.4, 0.2, 0.1], accuracy=[0.4, 0.7, 0.85, 0.95, 1.0],
                 val_loss=[1.1, 3.0, 80.0, 2e3, 1e4], val_accuracy=[0.4, 0.34, 0.33, 0.33, 0.33])
-    d = diagnose(h, ctx({"model": {"trainable": "all"}, "batch_size": 8}, class_counts_train=THREE))
+    d = diagnose(h, ctx({"model": {"trainable": "all", "batchnorm": "train"}, "batch_size": 8},
+                        class_counts_train=THREE))
     assert d.primary_cause == "batchnorm_mismatch"
-    assert d.findings[0].remedies[0].id == "unfreeze_fewer_at_low_lr"
+    assert [r.id for r in d.findings[0].remedies[:2]] == ["freeze_batchnorm", "unfreeze_fewer_at_low_lr"]
 
 
 def test_learning_rate_blows_up():
