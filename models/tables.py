@@ -121,3 +121,48 @@ class ApiKey(SQLModel, table=True):
     label: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     revoked_at: datetime | None = _ts(nullable=True)
+
+
+class Autopilot(SQLModel, table=True):
+    """One autopilot lineage: its whole state is this row and its fork outcomes, so restarts lose nothing."""
+
+    __tablename__ = "autopilots"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    root_job_id: uuid.UUID = Field(foreign_key="jobs.id", unique=True)
+    owner: str = Field(max_length=200, index=True)
+    config: dict = Field(sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="active", max_length=20, index=True, description="active | ended")
+    end_reason: str | None = Field(default=None, max_length=40)
+    end_detail: str | None = None
+    current_job_id: uuid.UUID = Field(foreign_key="jobs.id")
+    rounds_done: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = _ts(nullable=True)
+
+
+class ForkOutcome(SQLModel, table=True):
+    """A fork and, once its child ended, its measured effect on the metric (manual forks too)."""
+
+    __tablename__ = "fork_outcomes"
+    # A round of an autopilot exists at most once, whoever races to start it (manual forks have NULLs here).
+    __table_args__ = (UniqueConstraint("autopilot_id", "round", name="uq_fork_outcomes_autopilot_round"),
+                      Index("ix_fork_outcomes_owner_cause", "owner", "cause"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    parent_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    child_id: uuid.UUID = Field(foreign_key="jobs.id", unique=True)
+    owner: str = Field(max_length=200)
+    cause: str | None = Field(default=None, max_length=80)
+    remedies: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    patch: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metric: str = Field(default="val_accuracy", max_length=40)
+    parent_best: float | None = None
+    child_best: float | None = None
+    gain: float | None = None
+    parent_epochs: int | None = None
+    child_epochs: int | None = None
+    autopilot_id: uuid.UUID | None = Field(default=None, foreign_key="autopilots.id", index=True)
+    round: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    measured_at: datetime | None = _ts(nullable=True)
