@@ -6,22 +6,23 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import signal
 import sys
 
 import structlog
 import uvicorn
 
+from api import embedded_worker
 from models.db import prepare_database
 from models.settings import get_settings
 
 log = structlog.get_logger()
 
 
-def worker_command(queue: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
-            "-Q", queue, "-n", "embedded@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-            "--without-heartbeat"]
+def _exit_on(signum: int, _frame) -> None:
+    # uvicorn restores this handler after its own graceful shutdown and re-raises the signal: leaving by an
+    # exception (not the default handler's instant death) lets `finally` stop the worker.
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,17 +37,17 @@ def main(argv: list[str] | None = None) -> None:
     prepare_database()  # before the worker starts, so the two never race on the first migration
     log.info("embedded Plateau", database=settings.database_url, broker=settings.broker_url,
              data_root=str(settings.data_root.resolve()), url=f"http://{args.host}:{args.port}")
-    worker = None if args.no_worker else subprocess.Popen(worker_command(settings.queue))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on)
     try:
+        if not args.no_worker:
+            embedded_worker.start(settings.queue)
         uvicorn.run("api.main:app", host=args.host, port=args.port, log_level="info")
     finally:
-        if worker is not None:
-            worker.terminate()  # SIGTERM: a running job is handed back and resumes on the next start
-            try:
-                worker.wait(120)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the worker's hand-back short
+        embedded_worker.stop()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from api import embedded_worker
 from api.deps import SettingsDep
 from models.db import get_engine
 from models.settings import Settings
@@ -51,8 +52,9 @@ def livez() -> dict:
 
 @router.get("/readyz")
 def readyz(settings: SettingsDep) -> JSONResponse:
-    """The database and the broker answer; 503 naming whichever does not."""
-    problems = {name: p for name, p in (("database", database_ok()), ("broker", broker_ok(settings))) if p}
+    """The database and the broker answer, and the embedded launcher's worker is alive; 503 naming whichever is not."""
+    checks = (("database", database_ok()), ("broker", broker_ok(settings)), ("worker", embedded_worker.problem()))
+    problems = {name: p for name, p in checks if p}
     if problems:
         return JSONResponse(status_code=503, content={"status": "unavailable", "failing": problems})
     return JSONResponse(content={"status": "ok"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,8 +12,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
 from models.settings import get_settings
@@ -20,6 +22,28 @@ from models.settings import get_settings
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every Plateau process.
 _MIGRATION_LOCK = 72_61_74_65
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is always time-zone aware in Python, stored as UTC.
+
+    PostgreSQL's timestamptz round-trips the zone; SQLite stores text without one and hands back naive
+    values, which then fail every comparison with `utcnow()`. Both come back as aware UTC here."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class SchemaOutOfDate(RuntimeError):

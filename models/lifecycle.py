@@ -145,6 +145,21 @@ def request_cancel(session: Session, job: Job) -> Job:
         session.rollback()
         session.refresh(job)  # it started meanwhile: fall through to the running case
     if job.status == JobStatus.running.value:
+        # Its lease lapsed: no worker is left to stop at a batch boundary, so the cancel takes effect now.
+        result = session.execute(
+            update(Job).where(Job.id == job.id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
+            .values(status=JobStatus.cancelled.value, finished_at=utcnow(), lease_until=None, cancel_requested=True,
+                    stop_reason="cancelled by request")
+        )
+        if result.rowcount == 1:
+            record_event(session, job.id, "state", from_status="running", to_status="cancelled",
+                         reason=f"cancelled by request; lease expired (worker {job.worker_host} lost)")
+            session.commit()
+            session.refresh(job)
+            return job
+        session.rollback()
+        session.refresh(job)
+    if job.status == JobStatus.running.value:
         if not job.cancel_requested:
             job.cancel_requested = True
             session.add(job)

@@ -22,10 +22,10 @@ def free_port() -> int:
 
 
 class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT):
         self.log = log
         self._fh = open(log, "ab")
-        self.p = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=self._fh, stderr=subprocess.STDOUT,
+        self.p = subprocess.Popen(args, cwd=cwd, env={**os.environ, **env}, stdout=self._fh, stderr=subprocess.STDOUT,
                                   start_new_session=True)
 
     def alive(self) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
+from celery.signals import worker_init
 
 from models.logs import configure_logging
 from models.settings import Settings, get_settings
@@ -15,11 +18,14 @@ def broker_options(settings: Settings) -> dict:
         folder = settings.broker_dir.resolve()
         (folder / "queue").mkdir(parents=True, exist_ok=True)
         (folder / "processed").mkdir(parents=True, exist_ok=True)
+        (folder / "control").mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            # kombu's default is ./control in the current directory: keep every piece of broker state here
+            "control_folder": str(folder / "control"),
         }
     # Redis redelivers a task nobody acknowledged within this window: keep it above the longest job.
     return {"visibility_timeout": settings.visibility_timeout, **settings.broker_transport_options}
@@ -48,6 +54,16 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_redirect_stdouts=False,
     )
     return app
+
+
+@worker_init.connect
+def _watch_launcher(**_: object) -> None:
+    # Set by the embedded launcher: this worker must not outlive it.
+    parent = os.environ.get("PLATEAU_PARENT_PID")
+    if parent and parent.isdigit():
+        from worker.parent_watch import watch_parent
+
+        watch_parent(int(parent))
 
 
 configure_logging()

@@ -1,19 +1,21 @@
-"""Re-sends work the broker may have lost, from the database: jobs never enqueued, and jobs whose worker died."""
+"""Re-sends work the broker may have lost, from the database: jobs never enqueued, and jobs whose worker died.
+
+Each job is handled on its own: one that fails (a locked row, a broker blip) is logged and retried on the
+next pass, and never keeps the others from being requeued or re-sent."""
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import update
 
 from models.db import session_scope
-from datetime import timedelta
-
 from models.lifecycle import expired_running, record_event, stale_queued, unenqueued_queued
 from models.settings import get_settings
-from worker.broker_view import waiting_job_ids
 from models.tables import Job, JobStatus, utcnow
+from worker.broker_view import waiting_job_ids
 from worker.queue import enqueue
 from worker.webhooks import notify
 
@@ -21,44 +23,87 @@ log = structlog.get_logger()
 
 
 def reconcile_once() -> dict[str, int]:
-    requeued = sent = 0
+    counts = {"requeued": 0, "cancelled": 0, "sent": 0, "failed": 0}
     with session_scope() as s:
-        for job in expired_running(s):
-            # Back to queued, so exactly one claimer wins; the attempt counter caps the loop.
-            result = s.execute(
-                update(Job).where(Job.id == job.id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
-                .values(status=JobStatus.queued.value, enqueued_at=None, lease_until=None)
-            )
-            if result.rowcount == 1:
-                record_event(s, job.id, "state", from_status="running", to_status="queued",
-                             reason=f"lease expired (worker {job.worker_host} lost); requeued")
-                requeued += 1
-                if (job.spec or {}).get("webhook"):
-                    notify(job.id, "queued", status="queued")
+        expired = expired_running(s)
+    for job in expired:
+        outcome = _per_job("recover a lost worker's job", job.id, _recover_expired, job)
+        if outcome:
+            counts[outcome] += 1
+    with session_scope() as s:
+        unsent = [j.id for j in unenqueued_queued(s)]
+    for job_id in unsent:
+        counts["sent"] += _per_job("send a queued job", job_id, _send, job_id, "re-sent by the reconciler") or 0
+    for job_id in _lost_messages():
+        counts["sent"] += _per_job("re-send a lost message", job_id, _send, job_id,
+                                   "re-sent: its message was no longer on the broker") or 0
+    if any(counts.values()):
+        log.info("reconciled", **counts)
+    return counts
+
+
+def _per_job(what: str, job_id, fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - one job's trouble must not stop the pass; it is tried next pass
+        log.warning("reconcile step failed", step=what, job_id=str(job_id), error=f"{type(exc).__name__}: {exc}")
+        return "failed" if fn is _recover_expired else 0
+
+
+def _recover_expired(job: Job) -> str | None:
+    """Its worker stopped renewing the lease: end it if a cancel was asked for, else queue it to resume."""
+    lost = f"lease expired (worker {job.worker_host} lost)"
+    expired = (Job.id == job.id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
+    with session_scope() as s:
+        if job.cancel_requested:
+            # Nobody is left to stop at a batch boundary: the cancel takes effect here.
+            result = s.execute(update(Job).where(*expired).values(
+                status=JobStatus.cancelled.value, finished_at=utcnow(), lease_until=None,
+                stop_reason="cancelled by request"))
+            if result.rowcount != 1:
+                s.rollback()
+                return None
+            record_event(s, job.id, "state", from_status="running", to_status="cancelled",
+                         reason=f"cancelled by request; {lost}")
             s.commit()
-        for job in unenqueued_queued(s):
-            sent += enqueue(s, job.id, reason="re-sent by the reconciler")
-        sent += _resend_lost(s)
-    if requeued or sent:
-        log.info("reconciled", requeued=requeued, sent=sent)
-    return {"requeued": requeued, "sent": sent}
+            if (job.spec or {}).get("webhook"):
+                notify(job.id, "cancelled", status="cancelled")
+            return "cancelled"
+        # Back to queued, so exactly one claimer wins; the attempt counter caps the loop.
+        result = s.execute(update(Job).where(*expired).values(
+            status=JobStatus.queued.value, enqueued_at=None, lease_until=None))
+        if result.rowcount != 1:
+            s.rollback()
+            return None
+        record_event(s, job.id, "state", from_status="running", to_status="queued", reason=f"{lost}; requeued")
+        s.commit()
+        if (job.spec or {}).get("webhook"):
+            notify(job.id, "queued", status="queued")
+        enqueue(s, job.id, reason="re-sent by the reconciler")
+        return "requeued"
 
 
-def _resend_lost(session) -> int:
-    """Queued for a while, yet not waiting on the broker: the message was lost (a broker restart, a
-    message stranded in a worker). Sending it again is safe, since only one worker can claim a job."""
+def _send(job_id, reason: str) -> int:
+    with session_scope() as s:
+        return int(enqueue(s, job_id, reason=reason))
+
+
+def _lost_messages() -> list:
+    """Queued for a while, yet not waiting on the broker: the message was lost (a broker restart, a wiped
+    broker folder, a message stranded in a worker). Sending it again is safe: only one worker can claim a job."""
     settings = get_settings()
-    stale = stale_queued(session, utcnow() - timedelta(seconds=settings.requeue_after))
-    if not stale:
-        return 0
-    waiting = waiting_job_ids(settings)
+    try:
+        with session_scope() as s:
+            stale = [j.id for j in stale_queued(s, utcnow() - timedelta(seconds=settings.requeue_after))]
+        if not stale:
+            return []
+        waiting = waiting_job_ids(settings)
+    except Exception as exc:  # noqa: BLE001 - the broker or database is away; next pass
+        log.warning("reconcile step failed", step="look for lost messages", error=f"{type(exc).__name__}: {exc}")
+        return []
     if waiting is None:
-        return 0
-    sent = 0
-    for job in stale:
-        if str(job.id) not in waiting:
-            sent += enqueue(session, job.id, reason="re-sent: its message was no longer on the broker")
-    return sent
+        return []
+    return [job_id for job_id in stale if str(job_id) not in waiting]
 
 
 class Reconciler(threading.Thread):
@@ -72,7 +117,7 @@ class Reconciler(threading.Thread):
             try:
                 reconcile_once()
             except Exception as exc:  # noqa: BLE001 - try again next pass
-                log.warning("reconcile failed", error=str(exc))
+                log.warning("reconcile failed", error=f"{type(exc).__name__}: {exc}")
             if self._done.wait(self.interval):
                 return
 
