@@ -1,5 +1,8 @@
 """Pre-train an Inception-V3 base on a larger generated source task and save its weights.
 
+The source task (benchmarks/diagnosis/families.py `SOURCE`) mixes shapes and periodic patterns that are
+neither target family's classes, so fine-tuning on shapes and on textures are both transfer tasks.
+
 Inception-V3 from random weights sits at chance on a few hundred small images for many epochs,
 which would look like a stagnation in every run. Fine-tuning from this file is the path a user
 with a local weights file takes.
@@ -7,10 +10,11 @@ with a local weights file takes.
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
-from worker.sample_data import generate
+from benchmarks.diagnosis.families import SOURCE, write_split
 
 
 def recalibrate_batchnorm(base, ds, passes: int = 3) -> None:
@@ -26,7 +30,7 @@ def recalibrate_batchnorm(base, ds, passes: int = 3) -> None:
         layer.momentum = 0.99
 
 
-def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 60, epochs: int = 8, seed: int = 100) -> Path:
+def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 60, epochs: int = 8, seed: int = SOURCE.seed) -> Path:
     import keras
     import tensorflow as tf
 
@@ -36,7 +40,7 @@ def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 60, epoc
     if out.exists():
         return out
     if not (data / "train").exists():
-        generate(data, classes=8, train=per_class, val=4, size=80, seed=seed)
+        write_split(SOURCE, data / "train", {c: per_class for c in SOURCE.classes}, random.Random(seed), size=size)
     images = scan(data / "train", field_name="train_dir")
     ds = make_dataset(images, image_size=size, batch_size=32, training=True, seed=seed)
     keras.utils.set_random_seed(seed)
@@ -58,3 +62,9 @@ def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 60, epoc
     base.save_weights(out)
     del tf
     return out
+
+
+if __name__ == "__main__":
+    from benchmarks.diagnosis.run import WORK
+
+    pretrain(WORK / "data" / "base.weights.h5", WORK / "source")

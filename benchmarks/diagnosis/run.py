@@ -1,108 +1,53 @@
-"""Planted-cause evaluation of the stagnation analysis, through the real service.
+"""Planted-cause evaluation of the stagnation analysis, through the real service; records the corpus.
 
-    .venv/bin/python -m benchmarks.diagnosis.run --seeds 2 --epochs 8
+    .venv/bin/python -m benchmarks.diagnosis.run --seeds 3 --epochs 12 --families shapes,textures
 
-Pre-trains an Inception-V3 base once (cached), writes target data sets with planted causes, starts
-the embedded service, submits every run as a job, and scores `GET /jobs/{id}/analysis` against what
-was planted: per-cause precision and recall, and the false-alarm rate on healthy runs. Targets A
-and B are different generated data sets; the rule thresholds are the published defaults on both.
+Pre-trains an Inception-V3 base once (cached), writes each family's data sets with planted causes, starts
+the embedded service (API + Celery worker + SQLite), and submits every run as a real job, one at a time.
+For every finished job it stores the epoch rows and the job context exactly as the analysis endpoint
+builds them (api/analysis/service.py) as one fixture, tests/analysis/corpus/<family>/<case>-s<seed>.json,
+judges whether the plant manifested (benchmarks/diagnosis/manifest.py), and finally scores the corpus
+with analysis/evaluate.py into benchmarks/results/diagnosis.json. Runs whose fixture exists with the same
+spec are skipped (resume); `--rerun` records them again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 
-from benchmarks.diagnosis import plant
+from analysis import evaluate
+from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
+from benchmarks.diagnosis.families import FAMILIES
+from benchmarks.diagnosis.manifest import judge
 from benchmarks.diagnosis.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-diagnosis"
-
-# planted condition → (data set builder, spec changes, causes that count as detecting it)
-CONDITIONS = {
-    "healthy": (plant.base_set, {}, set()),
-    "label_noise": (plant.noisy, {}, {"label_noise_suspected"}),
-    "imbalance": (plant.imbalanced, {}, {"class_imbalance"}),
-    "small_no_reg": (plant.shrunken, {"regularization": {"dropout": 0.0}, "model": {"dense_units": 1024}},
-                     {"overfitting"}),
-    "lr_x10": (plant.base_set, {"optimizer": {"learning_rate": 1e-2}}, {"learning_rate_too_high"}),
-    "lr_x0.01": (plant.base_set, {"optimizer": {"learning_rate": 1e-5}}, {"learning_rate_too_low"}),
-    "frozen_heavy_dropout": (plant.base_set, {"regularization": {"dropout": 0.9}},
-                             {"regularization_too_strong", "base_too_frozen"}),
-}
-SYMPTOM_ONLY = {"plateau"}  # a symptom, not a cause: not counted as a false alarm
+DONE = ("succeeded", "failed", "cancelled")
 
 
-def merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def service_env() -> dict[str, str]:
+    return {"TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(WORK / "data"),
+            "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
+            "PLATEAU_BROKER_DIR": str(WORK / "broker"), "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts")}
 
 
-def spec_for(data_dir: Path, changes: dict, seed: int, epochs: int) -> dict:
-    base = {
-        "dataset": {"train_dir": f"{data_dir.name}/train", "val_dir": f"{data_dir.name}/val", "image_size": 75},
-        "model": {"weights": "base.weights.h5", "trainable": "head", "dense_units": 128},
-        "regularization": {"dropout": 0.2},
-        "optimizer": {"name": "adam", "learning_rate": 1e-3},
-        "batch_size": 16, "epochs": epochs, "seed": seed,
-    }
-    return merge(base, changes)
-
-
-def start_service(port: int, worker: bool = True) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(WORK / "data"),
-           "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
-           "PLATEAU_BROKER_DIR": str(WORK / "broker"), "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts")}
+def start_service(port: int) -> subprocess.Popen:
     log = open(WORK / "service.log", "ab")
-    args = [sys.executable, "-m", "api.embedded", "--port", str(port)] + ([] if worker else ["--no-worker"])
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def observe(api: httpx.Client, run: dict) -> dict:
-    """The job's outcome and the service's diagnosis of it."""
-    job = api.get(f"/jobs/{run['job_id']}").json()
-    diag = api.get(f"/jobs/{run['job_id']}/analysis").json()
-    last = (api.get(f"/jobs/{run['job_id']}/metrics", params={"limit": 1000}).json()["items"] or [{}])[-1]
-    return {**{k: run[k] for k in ("target", "condition", "seed", "job_id")},
-            "status": job["status"], "error": job["error"], "verdict": diag["verdict"],
-            "primary_cause": diag["primary_cause"], "causes": sorted({f["cause"] for f in diag["findings"]}),
-            "train_eval_accuracy": last.get("train_eval_accuracy"), "val_accuracy": last.get("val_accuracy"),
-            "val_loss": last.get("val_loss")}
-
-
-def rescore(args: argparse.Namespace) -> int:
-    """Diagnose the stored runs again with the current rules (no retraining)."""
-    previous = json.loads(args.out.read_text())
-    service = start_service(args.port, worker=False)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
-            wait_ready(api)
-            runs = [observe(api, run) for run in previous["runs"]]
-    finally:
-        os.killpg(service.pid, signal.SIGTERM)
-        service.wait(120)
-    return write(args, runs, previous["wall_seconds"])
-
-
-def write(args: argparse.Namespace, runs: list[dict], wall: int) -> int:
-    targets = sorted({r["target"] for r in runs})
-    result = {"wall_seconds": wall, "epochs": args.epochs, "seeds": args.seeds, "runs": runs, "all": score(runs),
-              "by_target": {t: score([r for r in runs if r["target"] == t]) for t in targets}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("all", "by_target", "wall_seconds")}, indent=2))
-    return 0
+    return subprocess.Popen([sys.executable, "-m", "api.embedded", "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, **service_env()}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def wait_ready(api: httpx.Client) -> None:
@@ -113,71 +58,126 @@ def wait_ready(api: httpx.Client) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise SystemExit("service did not start; see var/bench-diagnosis/service.log")
+    raise SystemExit(f"service did not start; see {WORK / 'service.log'}")
 
 
-def score(runs: list[dict]) -> dict:
-    causes = sorted({c for _, _, accepted in CONDITIONS.values() for c in accepted})
-    table = {}
-    for cause in causes:
-        planted = [r for r in runs if cause in CONDITIONS[r["condition"]][2]]
-        flagged = [r for r in runs if cause in r["causes"]]
-        hits = [r for r in flagged if cause in CONDITIONS[r["condition"]][2]]
-        table[cause] = {
-            "planted": len(planted), "flagged": len(flagged), "true_positive": len(hits),
-            "precision": round(len(hits) / len(flagged), 3) if flagged else None,
-            "recall": round(sum(cause in r["causes"] for r in planted) / len(planted), 3) if planted else None,
-        }
-    healthy = [r for r in runs if r["condition"] == "healthy"]
-    alarms = [r for r in healthy if set(r["causes"]) - SYMPTOM_ONLY]
-    return {"per_cause": table, "healthy_runs": len(healthy), "false_alarms": len(alarms),
-            "false_alarm_rate": round(len(alarms) / len(healthy), 3) if healthy else None}
+def compact(x):
+    """Floats to 5 significant digits, recursively: fixtures stay small and diffable."""
+    if isinstance(x, float):
+        return float(f"{x:.5g}") if math.isfinite(x) else x
+    if isinstance(x, dict):
+        return {k: compact(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [compact(v) for v in x]
+    return x
 
 
-def main() -> int:
+def recorded(job_id: str) -> tuple[dict, list[dict]]:
+    """The JobContext and epoch rows the analysis endpoint passes to `analysis.diagnose`, read by its own code."""
+    from sqlmodel import Session
+
+    from api.analysis import service
+    from models.db import make_engine
+    from models.tables import Job
+
+    engine = make_engine(service_env()["PLATEAU_DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            job = session.get(Job, uuid.UUID(job_id))
+            ctx = service.context(session, job)
+            rows = service.history(session, job)
+            return ctx.model_dump(mode="json"), [r.model_dump(exclude_none=True) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict) -> dict:
+    t0 = time.perf_counter()
+    r = api.post("/jobs", json=spec)
+    if r.status_code != 202:
+        raise SystemExit(f"submit refused ({r.status_code}): {r.text}")
+    job_id = r.json()["id"]
+    while (job := api.get(f"/jobs/{job_id}").json())["status"] not in DONE:
+        time.sleep(1)
+    seconds = round(time.perf_counter() - t0, 1)
+    context, rows = recorded(job_id)
+    c = CASES[case]
+    fx = compact({"format": 1, "family": family, "case": case, "seed": seed, "held_out": FAMILIES[family].held_out,
+                  "planted": c.planted, "accepted": c.accepted, "manifested": None, "manifest": None,
+                  "job": {"id": job_id, "status": job["status"], "error": job["error"], "seconds": seconds,
+                          "spec": spec},
+                  "context": context, "history": rows})
+    served = api.get(f"/jobs/{job_id}/analysis").json()
+    replayed = evaluate.diagnose_fixture(fx)
+    if sorted({f["cause"] for f in served["findings"]}) != sorted({f.cause for f in replayed.findings}):
+        print(f"warning: {family}/{case}/s{seed}: the fixture's diagnosis differs from the endpoint's "
+              f"({[f['cause'] for f in served['findings']]} vs {[f.cause for f in replayed.findings]})", flush=True)
+    return fx
+
+
+def judge_all(corpus: Path, families: list[str]) -> None:
+    """(Re)judge manifestation of every fixture of these families against its family-and-seed baseline."""
+    for family in families:
+        folder = corpus / family
+        for path in sorted(folder.glob("*.json")):
+            fx = json.loads(path.read_text())
+            base_path = folder / f"{BASELINE_CASE}-s{fx['seed']}.json"
+            base = json.loads(base_path.read_text())["history"] if base_path.exists() else None
+            n = len(fx["context"].get("class_counts_val") or {}) or len(FAMILIES[family].classes)
+            ok, observed = judge(CASES[fx["case"]].check, fx["history"], base, n)
+            if fx["job"]["status"] != "succeeded" and not fx["history"]:
+                ok, observed = None, {"job": fx["job"]["status"], "error": fx["job"]["error"]}
+            if (ok, observed) != (fx["manifested"], (fx["manifest"] or {}).get("observed")):
+                fx.update(manifested=ok, manifest={"check": CASES[fx["case"]].check, "observed": observed})
+                path.write_text(json.dumps(compact(fx), separators=(",", ":")) + "\n")
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    cases = [c for c in CASES if c in args.cases]  # table order: the baseline first
+    return [(f, c, s) for f in args.families for s in range(args.seeds) for c in cases]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--targets", default="A,B")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--corpus", type=Path, default=evaluate.CORPUS)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "diagnosis.json")
-    parser.add_argument("--rescore", action="store_true",
-                        help="diagnose the runs stored in --out again with the current rules, without training")
-    args = parser.parse_args()
-    if args.rescore:
-        return rescore(args)
+    parser.add_argument("--rerun", action="store_true", help="record runs again even when their fixture exists")
+    args = parser.parse_args(argv)
+    args.families, args.cases = args.families.split(","), args.cases.split(",")
+    for name, given, known in (("families", args.families, FAMILIES), ("cases", args.cases, CASES)):
+        if unknown := set(given) - set(known):
+            parser.error(f"--{name}: unknown {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     data = WORK / "data"
     data.mkdir(parents=True, exist_ok=True)
     pretrain(data / "base.weights.h5", WORK / "source")
-    plan = []
-    for target in args.targets.split(","):
-        for condition in args.conditions.split(","):
-            build, changes, _ = CONDITIONS[condition]
-            folder = build(data, target)
-            for seed in range(args.seeds):
-                plan.append({"target": target, "condition": condition, "seed": seed,
-                             "spec": spec_for(folder, changes, seed, args.epochs)})
-    service = start_service(args.port)
-    runs = []
-    t0 = time.perf_counter()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
-            wait_ready(api)
-            for item in plan:
-                r = api.post("/jobs", json={**item["spec"], "name": f"{item['target']}/{item['condition']}/{item['seed']}"})
-                if r.status_code != 202:
-                    raise SystemExit(f"submit refused ({r.status_code}): {r.text}")
-                item["job_id"] = r.json()["id"]
-            for item in plan:
-                while api.get(f"/jobs/{item['job_id']}").json()["status"] not in ("succeeded", "failed", "cancelled"):
-                    time.sleep(2)
-                runs.append(observe(api, item))
-                print(json.dumps(runs[-1]), flush=True)
-    finally:
-        os.killpg(service.pid, signal.SIGTERM)
-        service.wait(120)
-    return write(args, runs, round(time.perf_counter() - t0))
+    todo = []
+    for family, case, seed in plan(args):
+        spec = spec_for(case, data, family, seed, args.epochs)
+        path = args.corpus / family / f"{case}-s{seed}.json"
+        if path.exists() and not args.rerun and json.loads(path.read_text())["job"]["spec"] == spec:
+            continue
+        todo.append((family, case, seed, spec, path))
+    print(f"{len(todo)} run(s) to record", flush=True)
+    if todo:
+        service = start_service(args.port)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
+                wait_ready(api)
+                for family, case, seed, spec, path in todo:
+                    fx = record(api, family, case, seed, spec)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(fx, separators=(",", ":")) + "\n")
+                    print(f"{family}/{case}/s{seed}: {fx['job']['status']} in {fx['job']['seconds']} s", flush=True)
+        finally:
+            os.killpg(service.pid, signal.SIGTERM)
+            service.wait(120)
+    judge_all(args.corpus, args.families)
+    return evaluate.main(["--corpus", str(args.corpus), "--out", str(args.out)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,193 @@
+"""Score the analysis on recorded runs: per-cause precision/recall/F1, false alarms, confusion, time to the
+first correct finding, and calibration. Pure: fixtures in, numbers out (no TensorFlow, database or HTTP).
+
+A fixture is one recorded job (benchmarks/diagnosis writes them under tests/analysis/corpus/<family>/):
+`history` (epoch rows), `context` (the JobContext the analysis endpoint builds), `planted` (the cause id
+planted, null for a healthy run), `accepted` (cause ids that count as finding the plant), `manifested`
+(whether the plant's symptom was observed in the run, judged from its metrics, not from any diagnosis).
+Only manifested runs are scored; the others are listed.
+
+    .venv/bin/python -m analysis.evaluate                     # score tests/analysis/corpus
+    .venv/bin/python -m analysis.evaluate --record-baseline   # and store the figures the regression test holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from analysis.diagnose import diagnose
+from analysis.findings import Diagnosis
+from analysis.records import EpochRecord, JobContext
+
+SYMPTOMS = frozenset({"plateau"})  # symptoms, not causes: never a false alarm, never scored
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "analysis" / "corpus"
+BASELINE = CORPUS / "baseline.json"
+
+
+def load_corpus(root: Path = CORPUS) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))]
+
+
+def diagnose_fixture(fx: dict, upto: int | None = None) -> Diagnosis:
+    """The diagnosis of the first `upto` epochs (all when None), as the endpoint would have given it then."""
+    rows = fx["history"] if upto is None else fx["history"][:upto]
+    history = [EpochRecord.model_validate(r) for r in rows]
+    ctx = dict(fx["context"])
+    if upto is not None and upto < len(fx["history"]):
+        last = rows[-1]["epoch"] if rows else 0
+        ctx.update(status="running", lr_reductions=[e for e in ctx.get("lr_reductions", []) if e <= last])
+    return diagnose(history, JobContext.model_validate(ctx))
+
+
+def found(fx: dict, diagnosis: Diagnosis) -> set[str]:
+    """Reported causes, symptoms left out, with any accepted alternative counted as the planted cause."""
+    accepted = set(fx.get("accepted") or [])
+    return {fx["planted"] if c in accepted else c for c in (f.cause for f in diagnosis.findings) if c not in SYMPTOMS}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def _f1(p: float | None, r: float | None) -> float | None:
+    if r is None:
+        return None
+    p = p or 0.0  # a planted cause never reported has precision 0 for F1
+    return round(2 * p * r / (p + r), 4) if p + r else 0.0
+
+
+def first_correct(fx: dict) -> int | None:
+    """Finished epochs at the first prefix whose diagnosis names the planted cause."""
+    for k in range(1, len(fx["history"]) + 1):
+        if fx["planted"] in found(fx, diagnose_fixture(fx, k)):
+            return k
+    return None
+
+
+def reliability(pairs: list[tuple[float, bool]], bins: int = 5) -> dict:
+    """Findings binned by confidence against the fraction that was right; expected calibration error."""
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = [(c, ok) for c, ok in pairs if lo <= c < hi or (b == bins - 1 and c == 1.0)]
+        if not inside:
+            table.append({"bin": [lo, hi], "findings": 0, "mean_confidence": None, "fraction_correct": None})
+            continue
+        conf = sum(c for c, _ in inside) / len(inside)
+        acc = sum(ok for _, ok in inside) / len(inside)
+        ece += len(inside) / len(pairs) * abs(acc - conf)
+        table.append({"bin": [round(lo, 2), round(hi, 2)], "findings": len(inside),
+                      "mean_confidence": round(conf, 4), "fraction_correct": round(acc, 4)})
+    return {"bins": table, "findings": len(pairs), "ece": round(ece, 4) if pairs else None}
+
+
+def run_summary(fx: dict) -> dict:
+    d = diagnose_fixture(fx)
+    last = fx["history"][-1] if fx["history"] else {}
+    planted_first = first_correct(fx) if fx["planted"] and fx.get("manifested") else None
+    return {
+        "family": fx["family"], "case": fx["case"], "seed": fx["seed"], "planted": fx["planted"],
+        "accepted": fx.get("accepted") or [],
+        "manifested": fx.get("manifested"), "manifest": fx.get("manifest"), "verdict": d.verdict,
+        "primary_cause": d.primary_cause, "causes": sorted({f.cause for f in d.findings}),
+        "found": sorted(found(fx, d)), "findings": [(f.cause, f.confidence) for f in d.findings],
+        "first_correct_epoch": planted_first, "planned_epochs": fx["context"].get("planned_epochs"),
+        "train_eval_accuracy": last.get("train_eval_accuracy"), "val_accuracy": last.get("val_accuracy"),
+        "val_loss": last.get("val_loss"),
+    }
+
+
+def score_family(runs: list[dict]) -> dict:
+    """Scores of one family's run summaries (run_summary); only manifested runs count."""
+    counted = [r for r in runs if r["manifested"] is True]
+    planted = sorted({r["planted"] for r in counted if r["planted"]})
+    reported = sorted({c for r in counted for c in r["found"]})
+    per_cause = {}
+    for cause in sorted(set(planted) | set(reported)):
+        flagged = [r for r in counted if cause in r["found"]]
+        hits = [r for r in flagged if r["planted"] == cause]
+        truth = [r for r in counted if r["planted"] == cause]
+        p, rec = _ratio(len(hits), len(flagged)), _ratio(len(hits), len(truth))
+        per_cause[cause] = {"planted": len(truth), "flagged": len(flagged), "true_positive": len(hits),
+                            "precision": p, "recall": rec, "f1": _f1(p, rec)}
+    f1s = [per_cause[c]["f1"] for c in planted]
+    healthy = [r for r in counted if not r["planted"]]
+    alarms = [r for r in healthy if r["found"]]
+    confusion: dict[str, dict[str, int]] = {}
+    for r in counted:
+        row = confusion.setdefault(r["case"], {})
+        key = r["primary_cause"] or "none"
+        row[key] = row.get(key, 0) + 1
+    plants = [r for r in counted if r["planted"]]
+    firsts = [r["first_correct_epoch"] for r in plants if r["first_correct_epoch"] is not None]
+    fractions = [r["first_correct_epoch"] / r["planned_epochs"] for r in plants
+                 if r["first_correct_epoch"] is not None and r["planned_epochs"]]
+    by_half = [r for r in plants if r["first_correct_epoch"] is not None and r["planned_epochs"]
+               and r["first_correct_epoch"] <= 0.5 * r["planned_epochs"]]
+    # a finding is right when it names the planted cause or an accepted alternative
+    pairs = [(conf, cause == r["planted"] or cause in r["accepted"])
+             for r in counted for cause, conf in r["findings"] if cause not in SYMPTOMS]
+    return {
+        "runs": len(runs), "counted": len(counted),
+        "not_manifested": [f"{r['case']}-s{r['seed']}" for r in runs if r["manifested"] is not True],
+        "per_cause": per_cause, "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
+        "healthy_runs": len(healthy), "false_alarms": len(alarms), "false_alarm_rate": _ratio(len(alarms), len(healthy)),
+        "false_alarm_ci95": wilson(len(alarms), len(healthy)),
+        "confusion": confusion,
+        "first_correct": {"plants": len(plants), "found": len(firsts),
+                          "median_epoch": statistics.median(firsts) if firsts else None,
+                          "median_fraction": round(statistics.median(fractions), 4) if fractions else None,
+                          "by_half_of_planned": _ratio(len(by_half), len(plants))},
+        "calibration": reliability(pairs),
+    }
+
+
+def score(fixtures: list[dict]) -> dict:
+    runs = [run_summary(fx) for fx in fixtures]
+    families = sorted({r["family"] for r in runs})
+    held = {fx["family"]: bool(fx.get("held_out")) for fx in fixtures}
+    return {"families": {f: {"held_out": held[f], **score_family([r for r in runs if r["family"] == f])}
+                         for f in families},
+            "runs": runs}
+
+
+def headline(result: dict) -> dict:
+    """The figures the regression test holds: macro-F1 and false-alarm rate per family."""
+    return {f: {"macro_f1": s["macro_f1"], "false_alarm_rate": s["false_alarm_rate"], "counted": s["counted"]}
+            for f, s in result["families"].items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "diagnosis.json")
+    parser.add_argument("--record-baseline", action="store_true", help=f"write the headline figures to {BASELINE.name}")
+    args = parser.parse_args(argv)
+    result = score(load_corpus(args.corpus))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(headline(result), indent=2))
+    if args.record_baseline:
+        (args.corpus / BASELINE.name).write_text(json.dumps({"families": headline(result)}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

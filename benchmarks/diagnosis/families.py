@@ -1,0 +1,121 @@
+"""Generated image families for the diagnosis benchmark: two target families that differ in kind, and the
+generic source task the base is pre-trained on.
+
+- "shapes" (development): one filled or outlined shape on noise (worker/sample_data.py's generator).
+- "textures" (held out): a textured patch on noise: oriented gratings, checkerboards, dot fields, smooth
+  noise blobs, with random colours, phases, scales, orientations and positions. Never looked at while
+  choosing recipes, manifestation checks, rules or thresholds.
+- source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, concentric rings,
+  spokes, zigzags, grids, gradients), neither target family's classes, so both targets are transfer tasks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from worker.sample_data import draw as draw_shape
+
+SIZE = 75
+
+
+def _noise(size: int, rng: random.Random) -> np.ndarray:
+    return np.random.default_rng(rng.randrange(2**32)).integers(0, 90, (size, size, 3)).astype(np.float32)
+
+
+def _colours(rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    a = np.array([rng.randrange(140, 256) for _ in range(3)], np.float32)
+    b = np.array([rng.randrange(0, 110) for _ in range(3)], np.float32)
+    return a, b
+
+
+def _patch_mask(size: int, rng: random.Random) -> np.ndarray:
+    """A random rectangle covering 35-80 % of each side: where the texture is."""
+    w, h = (int(rng.uniform(0.55, 0.9) * size) for _ in range(2))
+    x0, y0 = rng.randrange(0, size - w + 1), rng.randrange(0, size - h + 1)
+    mask = np.zeros((size, size), bool)
+    mask[y0:y0 + h, x0:x0 + w] = True
+    return mask
+
+
+def _coords(size: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates rotated by a random angle, so every pattern has a random orientation."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    t = rng.uniform(0, np.pi)
+    return x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+
+
+def _texture(pattern: str, size: int, rng: random.Random) -> np.ndarray:
+    """A value in [0, 1] per pixel."""
+    u, v = _coords(size, rng)
+    period = rng.uniform(6, 16)
+    phase = rng.uniform(0, 2 * np.pi)
+    if pattern == "grating":
+        return 0.5 + 0.5 * np.sin(2 * np.pi * u / period + phase)
+    if pattern == "checker":
+        return ((np.floor(u / period + phase) + np.floor(v / period + phase)) % 2).astype(np.float32)
+    if pattern == "dotfield":
+        cu, cv = (np.mod(a / period + phase, 1.0) - 0.5 for a in (u, v))
+        return (np.hypot(cu, cv) < rng.uniform(0.18, 0.32)).astype(np.float32)
+    if pattern == "blobs":  # smooth noise: a coarse random grid upsampled
+        cells = rng.randrange(3, 7)
+        coarse = np.random.default_rng(rng.randrange(2**32)).random((cells, cells)).astype(np.float32)
+        img = Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+        return (np.asarray(img, np.float32) / 255 > 0.5).astype(np.float32)
+    # source-only patterns
+    if pattern == "concentric":
+        cx, cy = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.8) * size
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+        return 0.5 + 0.5 * np.sin(2 * np.pi * np.hypot(x - cx, y - cy) / period + phase)
+    if pattern == "spokes":
+        cx, cy = rng.uniform(0.3, 0.7) * size, rng.uniform(0.3, 0.7) * size
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+        return 0.5 + 0.5 * np.sign(np.sin(rng.randrange(4, 10) * np.arctan2(y - cy, x - cx) + phase))
+    if pattern == "zigzag":
+        return 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * (v + period / 2 * np.abs(np.mod(u / period, 2) - 1)) / period))
+    if pattern == "grid":
+        return ((np.mod(u / period + phase, 1) < 0.2) | (np.mod(v / period + phase, 1) < 0.2)).astype(np.float32)
+    if pattern == "gradient":
+        return np.clip((u - u.min()) / (np.ptp(u) + 1e-6), 0, 1)
+    raise ValueError(pattern)
+
+
+def draw_texture(pattern: str, size: int, rng: random.Random) -> Image.Image:
+    img = _noise(size, rng)
+    mask = _patch_mask(size, rng)
+    hi, lo = _colours(rng)
+    t = _texture(pattern, size, rng)[..., None]
+    img[mask] = (lo + t * (hi - lo))[mask]
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+
+
+@dataclass(frozen=True)
+class Family:
+    classes: tuple[str, ...]
+    draw: Callable[[str, int, random.Random], Image.Image]
+    seed: int
+    held_out: bool
+
+
+FAMILIES = {
+    "shapes": Family(("circle", "square", "triangle", "cross"), draw_shape, 11, held_out=False),
+    "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=True),
+}
+
+SOURCE_SHAPES = ("ring", "bar", "diamond")
+SOURCE_PATTERNS = ("concentric", "spokes", "zigzag", "grid", "gradient")
+SOURCE = Family(SOURCE_SHAPES + SOURCE_PATTERNS,
+                lambda c, size, rng: (draw_shape if c in SOURCE_SHAPES else draw_texture)(c, size, rng), 100, False)
+
+
+def write_split(family: Family, out: Path, counts: dict[str, int], rng: random.Random, size: int = SIZE) -> None:
+    for cls, n in counts.items():
+        folder = out / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            family.draw(cls, size, rng).save(folder / f"{cls}_{i:04d}.png")
