@@ -1,6 +1,11 @@
 """Errors a client can act on: 404, 409, 422 with the field and the reason."""
 
-from fastapi import FastAPI, Request
+import math
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from models.lifecycle import IllegalTransition
@@ -34,8 +39,48 @@ def field_error(loc: tuple[str, ...], msg: str, kind: str = "value_error") -> di
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
 
 
+ECHO_DEPTH = 8  # how deep a 422 echoes the offending input
+ECHO_CHARS = 200  # how much of a long input string it echoes
+
+
+def renderable(value: Any, depth: int = 0, cut: int | None = ECHO_CHARS) -> Any:
+    """`value` as an error may echo it: JSON that any renderer accepts and, with `cut`, short.
+
+    Errors echo the client's input (`input`, `ctx`); NaN, Infinity or a lone surrogate in it would make
+    the error response itself fail with a 500.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value if cut is None or len(value) <= cut else value[:cut] + "…"
+    if isinstance(value, (dict, list, tuple)):
+        if depth >= ECHO_DEPTH:
+            return "…"
+        if isinstance(value, dict):
+            return {str(renderable(k, depth + 1, cut)): renderable(v, depth + 1, cut) for k, v in value.items()}
+        return [renderable(v, depth + 1, cut) for v in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return renderable(str(value), depth, cut)  # exceptions in ctx, and anything else
+
+
+def _error_items(errors: list[dict]) -> list[dict]:
+    """Each error with its echoes made short and renderable, and everything else made renderable."""
+    return [{k: renderable(v) if k in ("input", "ctx") else renderable(v, cut=None) for k, v in e.items()}
+            for e in errors]
+
+
 def install(app: FastAPI) -> None:
     from api.auth import Unauthorized
+    from api.json_body import refuse_hostile_json
+
+    # On the app's router, so every route included after this runs it (main.py installs errors first).
+    app.router.dependencies.append(Depends(refuse_hostile_json))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_error_items(exc.errors()))})
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -59,4 +104,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidField)
     async def _invalid(_: Request, exc: InvalidField) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": exc.errors})
+        return JSONResponse(status_code=422, content={"detail": _error_items(exc.errors)})

@@ -13,8 +13,14 @@ Metric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
 INCEPTION_BLOCK = re.compile(r"^mixed(10|[0-9])$")
 
 
+# Seeds reach numpy and tf.random, which take 0 <= seed < 2**32.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not 1 and "299" is not 299 (a JSON integer still fills a float field);
+    # allow_inf_nan=False: NaN and Infinity can neither train nor be stored as JSON.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
@@ -22,7 +28,7 @@ class DatasetSpec(_Strict):
     val_dir: str | None = Field(None, min_length=1, description="Validation directory; exclusive with validation_split.")
     validation_split: float | None = Field(None, gt=0, lt=1, description="Fraction of train_dir held out for validation.")
     image_size: int = Field(299, ge=75, le=512, description="Square input size; Inception-V3 needs at least 75.")
-    seed: int | None = Field(None, description="Seed of the train/validation split and shuffling.")
+    seed: Seed | None = Field(None, description="Seed of the train/validation split and shuffling, 0 <= seed < 2**32.")
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> DatasetSpec:
@@ -109,6 +115,7 @@ class OnStagnationSpec(_Strict):
     action: Literal["stop", "none"] = "none"
     rules: list[str] | None = Field(None, description="Rule ids that may stop the job; all when null.")
     after_epochs: int = Field(3, ge=1, description="Run the analysis from this many finished epochs on.")
+    min_confidence: float = Field(0.7, ge=0, le=1, description="Stop only on a finding at least this confident.")
 
 
 class PerformanceSpec(_Strict):
@@ -134,7 +141,7 @@ class JobSpec(_Strict):
     on_stagnation: OnStagnationSpec | None = None
     batch_size: int = Field(32, ge=1, le=4096)
     epochs: int = Field(10, ge=1, le=100_000)
-    seed: int | None = None
+    seed: Seed | None = Field(None, description="Seeds Keras, shuffling and augmentation, 0 <= seed < 2**32.")
     class_weight: Literal["none", "balanced"] = "none"
     webhook: WebhookSpec | None = Field(
         None, description="POST state changes and findings to this URL, signed (see docs/observability.md)."
@@ -145,8 +152,7 @@ class JobSpec(_Strict):
         opt = self.optimizer
         if opt.momentum and opt.name not in ("sgd", "rmsprop"):
             raise ValueError(f"optimizer.momentum applies to sgd and rmsprop, not {opt.name}")
-        if opt.weight_decay is not None and opt.name not in ("adamw", "sgd", "adam", "rmsprop"):
-            raise ValueError(f"optimizer.weight_decay is not supported by {opt.name}")
+        # weight_decay needs no such check: all four Keras optimizers take it.
         return self
 
     def path_fields(self) -> dict[tuple[str, ...], str]:

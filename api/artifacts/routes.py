@@ -29,6 +29,11 @@ def _read(request: Request, job_id: uuid.UUID, info: service.FileInfo) -> Artifa
     return ArtifactFile(path=info.path, size=info.size, modified_at=info.modified_at, url=url)
 
 
+def _shown(path: str, limit: int = 120) -> str:
+    """The requested name as a 404 echoes it: quoted, and cut when it is longer than any real artifact name."""
+    return repr(path if len(path) <= limit else path[:limit] + "…")
+
+
 @router.get("/{job_id}/model", name="download_model", response_class=FileResponse,
             responses={200: {"content": {OCTET: {}}, "description": "The trained Keras model (.keras)."},
                        404: {"description": "The job succeeded but its model file is missing (the reason is given)."},
@@ -80,5 +85,5 @@ def download_artifact(job_id: uuid.UUID, path: str, session: SessionDep, setting
         reason = str(exc).replace("the data root", "the job's artifacts directory")
         raise InvalidField([{"loc": ["path", "path"], "msg": f"{path!r} {reason}", "type": "path_escape"}]) from None
     except FileNotFoundError:
-        raise HTTPException(status_code=404, detail=f"job {job.id} has no artifact {path!r}") from None
+        raise HTTPException(status_code=404, detail=f"job {job.id} has no artifact {_shown(path)}") from None
     return FileResponse(target, media_type=OCTET, filename=target.name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models.paths import PathEscape, resolve_under
+from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
 from models.tables import Job, JobStatus
 
@@ -101,10 +101,18 @@ def model_info(settings: Settings, job: Job) -> FileInfo | None:
 
 
 def artifact_file(settings: Settings, job: Job, rel: str) -> Path:
-    """A file below the job's folder; PathEscape when `rel` leads out, FileNotFoundError when there is none."""
+    """A file below the job's folder; PathEscape when `rel` leads out, FileNotFoundError when there is none
+    (a name no file system can hold included: like any unknown name, it is simply not there)."""
     base = job_dir(settings, job)
-    target = resolve_under(base, rel)  # refuses absolute paths, '..', encoded forms and symlinks out
-    if not target.is_file():
+    try:
+        target = resolve_under(base, rel)  # refuses absolute paths, '..', encoded forms and symlinks out
+    except NameTooLong:
+        raise FileNotFoundError(rel) from None
+    try:
+        found = target.is_file()
+    except OSError:  # unreadable: to the client, the same as absent
+        found = False
+    if not found:
         raise FileNotFoundError(rel)
     return target
 

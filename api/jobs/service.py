@@ -13,9 +13,10 @@ from sqlalchemy import JSON, Text, and_, cast, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from analysis.rules import RULES
 from api.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from models import lifecycle
-from models.paths import PathEscape, resolve_under
+from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
 from models.spec import JobSpec
 from models.tables import EpochMetric, Job, JobEvent, JobStatus
@@ -32,13 +33,28 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
     """What the schema alone cannot know: paths stay inside the data root and exist; limits of this service."""
     errors = []
     for loc, user_path in spec.path_fields().items():
+        shown = _shown(user_path)
         try:
             target = resolve_under(settings.data_root, user_path)
-        except PathEscape as exc:
-            errors.append(field_error(loc, f"{user_path!r} {exc}", "path_escape"))
+        except NameTooLong as exc:
+            errors.append(field_error(loc, f"{shown} {exc}", "path_too_long"))
             continue
-        if not target.exists():
-            errors.append(field_error(loc, f"{user_path!r} does not exist under the data root", "path_missing"))
+        except PathEscape as exc:
+            errors.append(field_error(loc, f"{shown} {exc}", "path_escape"))
+            continue
+        try:
+            exists = target.exists()
+        except OSError as exc:  # e.g. a folder on the way that the service may not read
+            errors.append(field_error(loc, f"{shown} cannot be read under the data root ({exc.strerror})",
+                                      "path_unreadable"))
+            continue
+        if not exists:
+            errors.append(field_error(loc, f"{shown} does not exist under the data root", "path_missing"))
+    if spec.on_stagnation is not None and spec.on_stagnation.rules is not None:
+        unknown = [r for r in spec.on_stagnation.rules if r not in RULES]
+        if unknown:
+            errors.append(field_error(("on_stagnation", "rules"), f"unknown rule id(s) {unknown}; known: "
+                                      f"{sorted(RULES)}", "unknown_rule"))
     if spec.dataset.image_size > settings.max_image_size:
         errors.append(field_error(("dataset", "image_size"), f"{spec.dataset.image_size} is above this service's limit "
                                   f"of {settings.max_image_size}", "limit"))
@@ -47,6 +63,11 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
                                   "limit"))
     if errors:
         raise InvalidField(errors)
+
+
+def _shown(user_path: str, limit: int = 120) -> str:
+    """A user's path as a message quotes it: cut when longer than any sensible path."""
+    return repr(user_path if len(user_path) <= limit else user_path[:limit] + "…")
 
 
 def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: str = "default",

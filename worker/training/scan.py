@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,11 @@ class ImageSet:
         return len(self.paths)
 
 
-def scan(folder: Path, *, field_name: str, classes: list[str] | None = None) -> ImageSet:
+def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, root: Path | None = None) -> ImageSet:
+    """The images of `folder`, checked. Symlinks may point anywhere inside `root` (the data root; `folder`
+    itself when not given), never out of it: a class folder or file leading out fails the job, named."""
+    boundary = "the data root" if root is not None else field_name
+    root = (root or folder).resolve()
     if not folder.is_dir():
         raise DataError(f"{field_name} {folder.name!r} is not a directory")
     found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -43,25 +49,52 @@ def scan(folder: Path, *, field_name: str, classes: list[str] | None = None) -> 
         raise DataError(f"{field_name} classes {found} differ from train_dir classes {classes}")
     images = ImageSet(classes=classes)
     for label, name in enumerate(classes):
+        _inside(folder / name, root, boundary, f"{field_name} class folder {name!r}")
         files = sorted(p for p in (folder / name).iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:
             raise DataError(f"{field_name} class folder {name!r} has no images")
         for path in files:
-            _check_image(path, folder)
+            _inside(path, root, boundary, f"{field_name} file {path.relative_to(folder).as_posix()}")
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                shown = path.relative_to(folder).as_posix()
+                raise DataError(f"file {shown} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
             images.paths.append(str(path))
             images.labels.append(label)
+    _check_images([Path(p) for p in images.paths], folder)
     return images
 
 
-def _check_image(path: Path, root: Path) -> None:
-    shown = path.relative_to(root).as_posix()
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise DataError(f"file {shown} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+def _inside(path: Path, root: Path, boundary: str, what: str) -> None:
+    """Refuse a symlink leading out of the data root, before anything below it is listed or read."""
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise DataError(f"{what} is a symlink leading outside {boundary}")
+
+
+def _check_images(paths: list[Path], root: Path) -> None:
+    """Decode every image fully, a few at a time (Pillow decodes without the GIL), and name the first bad one.
+
+    A header check alone passes a PNG whose pixel data is garbage; tf.data would then fail mid-epoch
+    with an error that names no file.
+    """
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for path, problem in zip(paths, pool.map(_image_problem, paths)):
+            if problem:
+                raise DataError(f"file {path.relative_to(root).as_posix()} is not an image ({problem})")
+
+
+def _image_problem(path: Path) -> str | None:
     try:
-        with Image.open(path) as img:  # reads the header only; decoding happens in tf.data
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"file {shown} is not an image ({exc.__class__.__name__})") from exc
+        with Image.open(path) as img:
+            img.verify()  # structure and checksums
+        with Image.open(path) as img:  # verify() leaves the image unusable: open again to decode the pixels
+            img.load()
+    except UnidentifiedImageError:  # its message holds the absolute path: say it in words
+        return "UnidentifiedImageError: not a format Pillow can read"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        text = str(exc).replace(str(path), path.name)
+        return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+    return None
 
 
 def split(images: ImageSet, fraction: float, seed: int | None) -> tuple[ImageSet, ImageSet]:
