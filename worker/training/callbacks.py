@@ -1,4 +1,9 @@
-"""Small Keras callbacks, one job each."""
+"""Small Keras callbacks, one job each.
+
+The measuring callbacks add their signals to the epoch's `logs`; `EpochRecorder` and the per-epoch
+diagnosis read them from there, so no callback holds a reference to another. They run after Keras'
+own callbacks (TensorBoard, ReduceLROnPlateau, EarlyStopping), which see only Keras' metrics.
+"""
 
 from __future__ import annotations
 
@@ -30,24 +35,70 @@ class StopOnEvent(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class BatchLossStats(keras.callbacks.Callback):
-    """Per-batch losses recovered from Keras' running mean, for mean/std/max and non-finite counts."""
+class LearningRateLog(keras.callbacks.Callback):
+    """`learning_rate`: the rate this epoch trained with (ReduceLROnPlateau may cut it as the epoch ends)."""
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.losses: list[float] = []
-        self._prev_mean = 0.0
-        self.train_seconds = 0.0
+        self._lr = current_lr(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = self._lr
+
+
+class Throughput(keras.callbacks.Callback):
+    """`epoch_seconds` (training and validation) and `images_per_second` (training steps only)."""
+
+    def __init__(self, n_train: int):
+        super().__init__()
+        self.n_train = n_train
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._t0 = time.perf_counter()
+        self._train_seconds = 0.0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        mean = float((logs or {}).get("loss", float("nan")))
-        n = batch + 1
-        self.losses.append(mean * n - self._prev_mean * (n - 1) if math.isfinite(mean) else mean)
-        self._prev_mean = mean if math.isfinite(mean) else self._prev_mean
-        self.train_seconds = time.perf_counter() - self._t0
+        self._train_seconds = time.perf_counter() - self._t0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._t0
+            logs["images_per_second"] = self.n_train / self._train_seconds if self._train_seconds else None
+
+
+def batch_losses(running_means: list[float], sizes: list[int]) -> list[float]:
+    """Each batch's own loss from Keras' running loss, which is the mean weighted by batch size:
+    l_n = (m_n·W_n − m_{n−1}·W_{n−1}) / w_n, with W_n the images seen up to batch n."""
+    out, prev_total, seen = [], 0.0, 0
+    for mean, size in zip(running_means, sizes):
+        seen += size
+        if not math.isfinite(mean):
+            out.append(mean)
+            continue
+        total = mean * seen
+        out.append((total - prev_total) / size)
+        prev_total = total
+    return out
+
+
+class BatchLossStats(keras.callbacks.Callback):
+    """`batch_loss_mean/std/max` over the epoch's training batches, and `nonfinite_batches`."""
+
+    def __init__(self, n_train: int, batch_size: int):
+        super().__init__()
+        self.n_train, self.batch_size = n_train, batch_size
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._means: list[float] = []
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._means.append(float((logs or {}).get("loss", float("nan"))))
+
+    def _sizes(self) -> list[int]:
+        return [max(1, min(self.batch_size, self.n_train - i * self.batch_size)) for i in range(len(self._means))]
 
     def summary(self) -> dict[str, Any]:
-        arr = np.asarray(self.losses, dtype="float64")
+        arr = np.asarray(batch_losses(self._means, self._sizes()), dtype="float64")
         finite = arr[np.isfinite(arr)]
         return {
             "batch_loss_mean": float(finite.mean()) if finite.size else None,
@@ -56,31 +107,76 @@ class BatchLossStats(keras.callbacks.Callback):
             "nonfinite_batches": int(arr.size - finite.size),
         }
 
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs.update(self.summary())
 
-class EvalProbe:
-    """Inference-mode passes a per-epoch diagnosis needs: a fixed training subset, the validation set, one batch's gradients."""
 
-    def __init__(self, model: keras.Model, loss_fn: keras.losses.Loss, train_subset: tf.data.Dataset,
-                 val: tf.data.Dataset, classes: list[str], head_layers: tuple[str, ...], base: keras.Model):
-        self.model, self.loss_fn, self.train_subset, self.val, self.classes = model, loss_fn, train_subset, val, classes
+class UpdateRatio(keras.callbacks.Callback):
+    """`update_ratio_<part>`: ‖W_after − W_before‖ / ‖W_before‖ across one optimizer step, the real step the
+    optimizer took, measured once per epoch on the middle step (DeepDiagnosis' per-layer check, per part)."""
+
+    def __init__(self, parts: dict[str, list], steps_per_epoch: int):
+        super().__init__()
+        self.parts = {name: list(weights) for name, weights in parts.items()}  # an empty part (frozen) logs None
+        self.step = max(0, steps_per_epoch // 2)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._before: dict[str, list[np.ndarray]] | None = None
+        self._ratios: dict[str, float | None] = dict.fromkeys(self.parts)
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if batch == self.step:
+            self._before = {name: [np.array(w.numpy(), dtype="float64") for w in ws] for name, ws in self.parts.items()}
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if batch != self.step or self._before is None:
+            return
+        for name, weights in self.parts.items():
+            before = self._before[name]
+            delta = math.sqrt(sum(float(np.sum(np.square(np.asarray(w.numpy(), "float64") - b)))
+                                  for w, b in zip(weights, before)))
+            norm = math.sqrt(sum(float(np.sum(np.square(b))) for b in before))
+            self._ratios[name] = delta / norm if norm and math.isfinite(delta) else None  # no weights: None
+        self._before = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs.update({f"update_ratio_{name}": value for name, value in self._ratios.items()})
+
+
+class EvalProbe(keras.callbacks.Callback):
+    """The model in inference mode after each epoch: a fixed training subset (`train_eval_loss`,
+    `train_eval_accuracy`), the validation set (`confusion`, `val_recall`, `val_support`), the weight penalty
+    (`regularization_loss`) and one batch's gradient norm (`grad_norm`, for people).
+
+    `train_eval_loss` includes the same weight penalty Keras adds to `val_loss`, so the two compare like for like.
+    """
+
+    def __init__(self, loss_fn: keras.losses.Loss, train_subset: tf.data.Dataset, val: tf.data.Dataset,
+                 classes: list[str]):
+        super().__init__()
+        self.loss_fn, self.train_subset, self.val, self.classes = loss_fn, train_subset, val, classes
         self.probe_batch = next(iter(train_subset))
-        self.head_vars = [w for name in head_layers for w in model.get_layer(name).trainable_weights]
-        names = [layer.name for layer in base.layers]
-        last_block = names.index("mixed9") + 1 if "mixed9" in names else 0
-        self.block_vars = [w for layer in base.layers[last_block:] for w in layer.trainable_weights]
 
     def _predict(self, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
         ys, ps = [], []
         for x, y in ds:
-            ps.append(self.model(x, training=False).numpy())
+            ps.append(np.asarray(self.model(x, training=False), dtype="float32"))
             ys.append(y.numpy())
         return np.concatenate(ys), np.concatenate(ps)
 
-    def measure(self, lr: float) -> dict[str, Any]:
+    def penalty(self) -> float:
+        losses = self.model.losses
+        return float(sum(float(keras.ops.convert_to_numpy(loss)) for loss in losses)) if losses else 0.0
+
+    def measure(self) -> dict[str, Any]:
+        penalty = self.penalty()
         y, p = self._predict(self.train_subset)
         out: dict[str, Any] = {
-            "train_eval_loss": float(self.loss_fn(y, p)),
+            "train_eval_loss": float(self.loss_fn(y, p)) + penalty,
             "train_eval_accuracy": float(np.mean(p.argmax(1) == y.argmax(1))),
+            "regularization_loss": penalty,
         }
         y, p = self._predict(self.val)
         true, pred = y.argmax(1), p.argmax(1)
@@ -92,70 +188,51 @@ class EvalProbe:
         out["val_support"] = {c: int(support[i]) for i, c in enumerate(self.classes)}
         out["val_recall"] = {c: (float(confusion[i, i] / support[i]) if support[i] else None)
                              for i, c in enumerate(self.classes)}
-        out.update(self._gradients(lr))
+        out["grad_norm"] = self._grad_norm()
         return out
 
-    def _gradients(self, lr: float) -> dict[str, Any]:
+    def _grad_norm(self) -> float | None:
         x, y = self.probe_batch
         variables = self.model.trainable_weights
-        # under mixed_float16, scale the loss as training does, so small float16 gradients do not flush to zero
-        optimizer = getattr(self.model, "optimizer", None)
-        scale = (float(keras.ops.convert_to_numpy(optimizer.scale_loss(1.0)))
-                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else 1.0)
         with tf.GradientTape() as tape:
-            loss = self.loss_fn(y, self.model(x, training=False)) * scale
-        grads = dict(zip((id(v) for v in variables),
-                         (None if g is None else tf.cast(g, tf.float32) / scale for g in tape.gradient(loss, variables))))
+            loss = self.loss_fn(y, self.model(x, training=False))
+        norms = [float(tf.norm(tf.cast(g, tf.float32))) for g in tape.gradient(loss, variables) if g is not None]
+        return math.sqrt(sum(n * n for n in norms)) if norms else None
 
-        def ratio(group: list) -> float | None:
-            pairs = [(grads.get(id(v)), v) for v in group if grads.get(id(v)) is not None]
-            if not pairs:
-                return None
-            g = math.sqrt(sum(float(tf.reduce_sum(tf.square(g_))) for g_, _ in pairs))
-            w = math.sqrt(sum(float(tf.reduce_sum(tf.square(v_))) for _, v_ in pairs))
-            return lr * g / w if w else None
-
-        norms = [float(tf.norm(g)) for g in grads.values() if g is not None]
-        return {
-            "grad_norm": math.sqrt(sum(n * n for n in norms)) if norms else None,
-            "update_ratio_head": ratio(self.head_vars),
-            "update_ratio_base": ratio(self.block_vars),
-        }
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs.update(self.measure())
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Writes one row per finished epoch to the sink, with the learning rate that epoch actually used."""
+    """Writes one row per finished epoch to the sink from the epoch's `logs`, and records learning-rate cuts."""
 
-    def __init__(self, sink: Sink, n_train: int, stats: BatchLossStats, probe: EvalProbe | None):
+    def __init__(self, sink: Sink, last_lr: float | None = None):
         super().__init__()
-        self.sink, self.n_train, self.stats, self.probe = sink, n_train, stats, probe
-        self._last_lr: float | None = None
-        self.rows: list[dict[str, Any]] = []  # this job's epochs so far, earlier attempts included
+        self.sink = sink
+        self._last_lr = last_lr  # the rate of the last recorded epoch, earlier attempts included
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._t0 = time.perf_counter()
-        self._lr = current_lr(self.model)
-        if self._last_lr is not None and self._lr < self._last_lr:
-            self.sink.event("lr_reduced", f"learning rate {self._last_lr:.3g} → {self._lr:.3g}",
-                            {"epoch": epoch + 1, "from": self._last_lr, "to": self._lr})
+        lr = current_lr(self.model)
+        if self._last_lr is not None and lr < self._last_lr:
+            self.sink.event("lr_reduced", f"learning rate {self._last_lr:.3g} → {lr:.3g}",
+                            {"epoch": epoch + 1, "from": self._last_lr, "to": lr})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,  # people count epochs from 1
-            "learning_rate": self._lr,
-            "epoch_seconds": time.perf_counter() - self._t0,
-            "images_per_second": self.n_train / self.stats.train_seconds if self.stats.train_seconds else None,
-        }
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            if key in logs:
-                row[key] = float(logs[key])
-        row.update(self.stats.summary())
-        if self.probe is not None:
-            row.update(self.probe.measure(self._lr))
-        self._last_lr = self._lr
+        row = epoch_row(epoch, logs or {})
+        self._last_lr = row.get("learning_rate", self._last_lr)
         self.sink.epoch(row)
-        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+
+
+def epoch_row(epoch: int, logs: dict[str, Any]) -> dict[str, Any]:
+    """The row of a finished epoch: everything the callbacks logged, numbers as plain Python values."""
+    row: dict[str, Any] = {"epoch": epoch + 1}  # people count epochs from 1
+    for key, value in logs.items():
+        if isinstance(value, (dict, list, int, float, type(None))) and not isinstance(value, bool):
+            row[key] = value
+        else:  # a numpy or tensor scalar from Keras
+            row[key] = float(keras.ops.convert_to_numpy(value))
+    return row
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):

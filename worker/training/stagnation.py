@@ -1,4 +1,4 @@
-"""The analysis, run inside training: before the first step on class counts, and after each epoch when asked."""
+"""The analysis, run inside training: before the first step on class counts, and after every epoch."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import keras
 
 import analysis
 from models.spec import JobSpec
+from worker.training.callbacks import epoch_row
 from worker.training.sink import Sink
 
 
 def context(spec: JobSpec, counts: dict[str, dict[str, int]], lr_cuts: list[int]) -> analysis.JobContext:
     return analysis.JobContext(spec=spec.model_dump(mode="json"), class_counts_train=counts.get("train"),
-                               class_counts_val=counts.get("val"), planned_epochs=spec.epochs, lr_reductions=lr_cuts)
+                               class_counts_val=counts.get("val"), planned_epochs=spec.epochs, lr_reductions=lr_cuts,
+                               status="running")
 
 
 def check_before_training(spec: JobSpec, counts: dict[str, dict[str, int]], sink: Sink) -> list[analysis.Finding]:
@@ -24,25 +26,59 @@ def check_before_training(spec: JobSpec, counts: dict[str, dict[str, int]], sink
     return found.findings
 
 
-class StopOnStagnation(keras.callbacks.Callback):
-    """Runs the chosen rules after each epoch (from `after_epochs` on) and stops training on the first finding."""
+def lr_cuts(rows: list[dict[str, Any]]) -> list[int]:
+    return [r["epoch"] for prev, r in zip(rows, rows[1:])
+            if r.get("learning_rate") and prev.get("learning_rate") and r["learning_rate"] < prev["learning_rate"]]
 
-    def __init__(self, spec: JobSpec, counts: dict[str, dict[str, int]], sink: Sink, recorder: Any):
+
+class EpochDiagnosis(keras.callbacks.Callback):
+    """Diagnoses the job after every epoch (milliseconds) from the epoch's `logs`.
+
+    Records a `finding` event when the primary cause first appears, changes or clears, and, when the spec's
+    `on_stagnation.action` is "stop", stops training on a finding of a chosen rule at or above
+    `on_stagnation.min_confidence`, from `after_epochs` finished epochs on.
+    """
+
+    def __init__(self, spec: JobSpec, counts: dict[str, dict[str, int]], sink: Sink,
+                 history: list[dict[str, Any]] | None = None):
         super().__init__()
-        self.spec, self.counts, self.sink, self.recorder = spec, counts, sink, recorder
+        self.spec, self.counts, self.sink = spec, counts, sink
+        self.rows: list[dict[str, Any]] = list(history or [])  # earlier attempts' epochs, as recorded
         self.policy = spec.on_stagnation
         self.stopped_by: analysis.Finding | None = None
+        self._cause: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        rows = self.recorder.rows  # EpochRecorder runs first, so this epoch is in
-        if self.policy is None or self.policy.action != "stop" or len(rows) < self.policy.after_epochs:
+        row = epoch_row(epoch, logs or {})
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        history = [analysis.EpochRecord.model_validate(r) for r in self.rows]
+        ctx = context(self.spec, self.counts, lr_cuts(self.rows))
+        found = analysis.diagnose(history, ctx)
+        self._report(found, row["epoch"])
+        self._maybe_stop(history, ctx)
+
+    def _report(self, found: analysis.Diagnosis, epoch: int) -> None:
+        cause = found.primary_cause
+        if cause == self._cause:
             return
-        cuts = [r["epoch"] for prev, r in zip(rows, rows[1:])
-                if r.get("learning_rate") and prev.get("learning_rate") and r["learning_rate"] < prev["learning_rate"]]
-        history = [analysis.EpochRecord.model_validate(r) for r in rows]
-        found = analysis.diagnose(history, context(self.spec, self.counts, cuts), rules=self.policy.rules)
-        if found.findings:
-            self.stopped_by = found.findings[0]
+        if cause is None:
+            self.sink.event("finding", f"epoch {epoch}: {self._cause.replace('_', ' ')} no longer found ({found.verdict})",
+                            {"epoch": epoch, "cleared": self._cause, "verdict": found.verdict})
+        else:
+            top = found.findings[0]
+            self.sink.event("finding", f"epoch {epoch}: {top.summary}",
+                            {**top.model_dump(mode="json"), "epoch": epoch, "verdict": found.verdict,
+                             "previous": self._cause})
+        self._cause = cause
+
+    def _maybe_stop(self, history: list[analysis.EpochRecord], ctx: analysis.JobContext) -> None:
+        policy = self.policy
+        if policy is None or policy.action != "stop" or len(history) < policy.after_epochs:
+            return
+        found = analysis.diagnose(history, ctx, rules=policy.rules)
+        confident = [f for f in found.findings if f.confidence >= policy.min_confidence]
+        if confident:
+            self.stopped_by = confident[0]
             self.sink.event("finding", f"on_stagnation stopped the job: {self.stopped_by.summary}",
                             self.stopped_by.model_dump(mode="json"))
             self.model.stop_training = True
