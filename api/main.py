@@ -11,6 +11,7 @@ from api import errors, health
 from api.body_limit import BodyLimit
 from api.analysis.routes import router as analysis_router
 from api.artifacts.routes import router as artifacts_router
+from api.autopilot.routes import router as autopilot_router
 from api.dashboard import router as dashboard_router
 from api.events.routes import router as events_router
 from api.jobs.routes import router as jobs_router
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs_router)
     app.include_router(analysis_router)
+    app.include_router(autopilot_router)
     app.include_router(events_router)
     app.include_router(artifacts_router)
     app.include_router(observability_router)

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.spec import JobSpec
+
 AutopilotMetric = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
 EndReason = Literal["healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled"]
 END_REASONS: tuple[str, ...] = ("healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled")
@@ -24,3 +26,10 @@ class AutopilotSpec(BaseModel):
 
 def higher_is_better(metric: str) -> bool:
     return "accuracy" in metric
+
+
+class JobSubmission(JobSpec):
+    """`POST /jobs`: the training spec plus an optional autopilot, which is kept out of the stored spec."""
+
+    autopilot: AutopilotSpec | None = Field(None, exclude=True, description="Put the job under autopilot (see "
+                                                                              "POST /jobs/{id}/autopilot).")

@@ -121,6 +121,9 @@ def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
     if ended:
         notify(job_id, status.value, status=status.value,
                data={k: kw[k] for k in ("error", "stop_reason") if kw.get(k)})
+        from api.autopilot.hooks import after_job_end  # never raises; lazy, as the worker needs it only here
+
+        after_job_end(job_id)
     return status.value if ended else "ended, but the job was no longer ours"
 
 

@@ -9,7 +9,9 @@ from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
 import analysis
+from analysis.ranking import rerank
 from api.analysis import history_cache
+from api.autopilot import outcomes
 from api.errors import InvalidField
 from api.jobs import service as jobs
 from api.versioned_cache import VersionedCache
@@ -62,7 +64,14 @@ def parse_overrides(query: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: list[str] | None = None,
-             max_cached_epochs: int = 0) -> analysis.Diagnosis:
+             max_cached_epochs: int = 0, ranking_metric: str = "val_accuracy") -> analysis.Diagnosis:
+    """Remedies come ranked by evidence: the rules' order blended with this tenant's measured fork outcomes."""
+    return rerank(_diagnose(session=session, job=job, params=params, rules=rules, max_cached_epochs=max_cached_epochs),
+                  outcomes.evidence(session, job.owner, ranking_metric))
+
+
+def _diagnose(*, session: Session, job: Job, params: dict | None, rules: list[str] | None,
+              max_cached_epochs: int) -> analysis.Diagnosis:
     version = job.metrics_version  # read before the rows, as for metrics pages (api/jobs/page_cache.py)
     ctx = context(session, job)
     key = (job.id, ctx.model_dump_json(), json.dumps(params, sort_keys=True, default=str),
@@ -85,11 +94,15 @@ def clear_cache() -> None:
     history_cache.clear()
 
 
-def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], patch: dict[str, Any]
-         ) -> tuple[Job, list[str]]:
-    """A new queued job whose spec is the parent's with the chosen remedies' patches, then `patch`, merged in."""
+def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], patch: dict[str, Any],
+         idempotency_key: str | None = None, outcome: dict[str, Any] | None = None) -> tuple[Job, list[str]]:
+    """A new queued job whose spec is the parent's with the chosen remedies' patches, then `patch`, merged in.
+
+    Every fork gets a fork-outcome row (`outcome` adds the autopilot's metric, id, round and cause), measured
+    when the child ends."""
     spec = dict(job.spec)
     applied = []
+    found = None
     if apply:
         found = diagnose(session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs)
         available = sorted({r.id for f in found.findings for r in f.remedies})
@@ -107,8 +120,15 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
     except ValidationError as exc:
         raise InvalidField([{"loc": ["body", "spec", *e["loc"]], "msg": e["msg"], "type": e["type"]}
                             for e in exc.errors()]) from exc
-    child, _ = jobs.create_job(session=session, spec=new_spec, settings=settings, owner=job.owner, parent_id=job.id)
-    record_event(session, job.id, "forked", reason=f"forked as {child.id}",
-                 data={"child_id": str(child.id), "applied": applied, "patch": patch})
-    session.commit()
+    child, created = jobs.create_job(session=session, spec=new_spec, settings=settings, owner=job.owner,
+                                     parent_id=job.id, idempotency_key=idempotency_key)
+    if created:
+        record_event(session, job.id, "forked", reason=f"forked as {child.id}",
+                     data={"child_id": str(child.id), "applied": applied, "patch": patch})
+        session.commit()
+    extra = dict(outcome or {})
+    cause = extra.pop("cause", None) or (outcomes.cause_of(found, applied[0]) if found and applied else None)
+    remedy_patches = [analysis.remedy_by_id(found, r).patch for r in applied] if found else []
+    outcomes.record_fork(session, parent=job, child=child, remedies=applied,
+                         patch=outcomes.compose(*remedy_patches, patch), cause=cause, **extra)
     return child, applied

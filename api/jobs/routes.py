@@ -12,7 +12,8 @@ from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.jobs import page_cache, service
 from api.jobs.schemas import JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
-from models.spec import JobSpec
+from api.autopilot import service as autopilot
+from models.autopilot import JobSubmission
 from models.tables import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -32,7 +33,7 @@ def to_read(request: Request, job: Job) -> JobRead:
 
 @router.post("", status_code=202, response_model=JobRead)
 def submit_job(
-    spec: JobSpec,
+    spec: JobSubmission,
     request: Request,
     response: Response,
     session: SessionDep,
@@ -46,6 +47,9 @@ def submit_job(
                                       idempotency_key=idempotency_key or None)
     if not created:
         response.status_code = 200
+    elif spec.autopilot is not None:  # stored beside the job, never inside its training spec
+        autopilot.start(session=session, job=job, config=spec.autopilot, settings=settings)
+        session.refresh(job)
     response.headers["Location"] = str(request.url_for("get_job", job_id=job.id))
     return to_read(request, job)
 

@@ -1,0 +1,75 @@
+"""Response schemas of the autopilot, lineage and outcome endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.autopilot import AutopilotSpec
+
+
+class AutopilotRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    root_job_id: uuid.UUID
+    config: AutopilotSpec
+    state: str = Field(description="active | ended")
+    end_reason: str | None = Field(description="healthy | no_confident_cause | max_rounds | no_gain | cancelled")
+    end_detail: str | None
+    current_job_id: uuid.UUID
+    rounds_done: int
+    created_at: datetime
+    ended_at: datetime | None
+
+
+class DiagnosisSummary(BaseModel):
+    verdict: str
+    primary_cause: str | None
+    confidence: float | None
+    summary: str
+
+
+class LineageStep(BaseModel):
+    round: int | None = Field(description="0 for the root; the autopilot round that started this job; None for a "
+                                          "manual fork")
+    job_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    name: str | None
+    status: str
+    epochs: int
+    best: float | None = Field(description="This job's best value of the lineage's metric")
+    diagnosis: DiagnosisSummary
+    cause: str | None = Field(None, description="The cause the fork that made this job acted on")
+    remedies: list[str] = Field(default_factory=list)
+    patch: dict[str, Any] = Field(default_factory=dict)
+    parent_best: float | None = None
+    gain: float | None = Field(None, description="best − parent's best (reversed for losses): positive is better; "
+                                                 "None until the job ended, or when the two used different data")
+
+
+class LineageRead(BaseModel):
+    job_id: uuid.UUID
+    root_id: uuid.UUID
+    metric: str
+    autopilot: AutopilotRead | None
+    steps: list[LineageStep]
+
+
+class OutcomeStat(BaseModel):
+    cause: str | None
+    remedy: str = Field(description='Remedy id, several joined by "+", or "patch" for a fork without remedies')
+    metric: str
+    count: int
+    measured: int = Field(description="Forks whose child ended and could be compared with its parent")
+    improved_share: float | None
+    median_gain: float | None
+    mean_gain: float | None
+
+
+class OutcomesRead(BaseModel):
+    items: list[OutcomeStat]
+    ranking: dict[str, Any] = Field(description="The ranking's constants: score = (n·mean_gain + k·prior)/(n + k)")

@@ -1,0 +1,251 @@
+"""Autopilot decisions, outcomes and endpoints on real PostgreSQL, with epoch rows written as a worker would.
+
+No training here: each job's history is recorded through the same lifecycle calls the worker uses, so every
+decision the autopilot takes is checked against a known history. tests/test_autopilot_flow.py trains for real."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from analysis import Diagnosis, Finding, Remedy
+from analysis.ranking import Evidence, prior, rerank, score
+from api.auth import create_key
+from api.autopilot import service
+from api.autopilot.decide import End, Fork, next_step
+from api.autopilot.hooks import after_job_end, sweep_safely
+from models.autopilot import AutopilotSpec
+from models.db import session_scope
+from models.lifecycle import upsert_epoch
+from models.settings import Settings, get_settings
+from models.tables import Autopilot, ForkOutcome, Job, utcnow
+from tests.specs import small_spec
+
+AUTO = {"max_rounds": 3, "metric": "val_accuracy", "min_gain": 0.01, "min_confidence": 0.7}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def weights_file(data_root):
+    # the planted job names a local weights file; nothing trains here, the path only has to exist
+    (data_root / "base.weights.h5").write_bytes(b"weights")
+
+
+def planted(**overrides) -> dict:
+    """Planted cause: a learning rate of 1e-6 on a head over a frozen base."""
+    spec = small_spec(epochs=7, optimizer={"learning_rate": 1e-6}, **overrides)
+    spec["model"] = {**spec["model"], "weights": "base.weights.h5"}
+    return spec
+
+
+def run_as_worker(job_id, val_accuracy: list[float], *, train_accuracy: list[float] | None = None,
+                  lr: float = 1e-6, ratio: float = 1.2e-7, status: str = "succeeded") -> None:
+    """Record a finished run: one epoch row per value, then the terminal state, then the worker's hook."""
+    jid = uuid.UUID(str(job_id))
+    train_accuracy = train_accuracy or val_accuracy
+    with session_scope() as s:
+        for i, (va, ta) in enumerate(zip(val_accuracy, train_accuracy), start=1):
+            upsert_epoch(s, jid, {"epoch": i, "val_accuracy": va, "accuracy": ta, "loss": 1.1 - ta / 2,
+                                  "val_loss": 1.1 - va / 2, "learning_rate": lr, "update_ratio_head": ratio,
+                                  "epoch_seconds": 0.1})
+        s.execute(update(Job).where(Job.id == jid).values(status=status, finished_at=utcnow()))
+        s.commit()
+    after_job_end(jid)
+
+
+FLAT = [0.1667] * 7
+RISING = [0.3, 0.45, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+
+def lineage(client, job_id, headers=None) -> dict:
+    r = client.get(f"/jobs/{job_id}/lineage", headers=headers or {})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def best_from_rows(client, job_id) -> float:
+    return max(r["val_accuracy"] for r in client.get(f"/jobs/{job_id}/metrics").json()["items"])
+
+
+def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
+    r = client.post("/jobs", json={**planted(), "autopilot": AUTO})
+    assert r.status_code == 202, r.text
+    root = r.json()
+    assert "autopilot" not in root["spec"]  # kept beside the training spec, not in it
+    body = lineage(client, root["id"])
+    assert body["autopilot"]["state"] == "active" and body["autopilot"]["config"] == AUTO
+    assert [s["job_id"] for s in body["steps"]] == [root["id"]]
+
+    # the worker's hook and the sweep race on the same ended job: one child, one round
+    with session_scope() as s:
+        for i, va in enumerate(FLAT, start=1):
+            upsert_epoch(s, uuid.UUID(root["id"]), {"epoch": i, "val_accuracy": va, "accuracy": 0.3, "loss": 1.0,
+                                                    "val_loss": 1.1, "learning_rate": 1e-6,
+                                                    "update_ratio_head": 1.2e-7})
+        s.execute(update(Job).where(Job.id == uuid.UUID(root["id"])).values(status="succeeded", finished_at=utcnow()))
+        s.commit()
+    calls = [threading.Thread(target=after_job_end, args=(uuid.UUID(root["id"]),)) for _ in range(3)]
+    calls += [threading.Thread(target=sweep_safely) for _ in range(2)]
+    for t in calls:
+        t.start()
+    for t in calls:
+        t.join()
+    children = client.get(f"/jobs/{root['id']}").json()["children"]
+    assert len(children) == 1
+    child = client.get(f"/jobs/{children[0]}").json()
+    assert child["spec"]["optimizer"]["learning_rate"] == pytest.approx(1e-5)
+    body = lineage(client, child["id"])
+    assert body["autopilot"]["rounds_done"] == 1 and body["autopilot"]["current_job_id"] == child["id"]
+    step = body["steps"][1]
+    assert (step["round"], step["cause"], step["remedies"]) == (1, "learning_rate_too_low", ["increase_learning_rate"])
+    assert step["patch"] == {"optimizer": {"learning_rate": 1e-5}} and step["gain"] is None  # not ended yet
+    assert body["steps"][0]["diagnosis"]["primary_cause"] == "learning_rate_too_low"
+
+    run_as_worker(child["id"], RISING, lr=1e-5, ratio=1e-3)
+    body = lineage(client, root["id"])
+    expected = best_from_rows(client, child["id"]) - best_from_rows(client, root["id"])
+    assert body["steps"][1]["gain"] == pytest.approx(expected, abs=1e-6) and expected > 0.7
+    assert body["steps"][1]["best"] == pytest.approx(0.95)
+    assert body["autopilot"]["state"] == "ended" and body["autopilot"]["end_reason"] == "healthy", body["autopilot"]
+    assert len(body["steps"]) == 2
+    with session_scope() as s:
+        row = s.exec(select(ForkOutcome).where(ForkOutcome.child_id == uuid.UUID(child["id"]))).one()
+        assert (row.parent_epochs, row.child_epochs) == (7, 7)
+    stats = client.get("/remedies/outcomes", params={"metric": "val_accuracy"}).json()
+    item = next(i for i in stats["items"] if (i["cause"], i["remedy"]) == ("learning_rate_too_low",
+                                                                            "increase_learning_rate"))
+    assert item["count"] >= 1 and item["measured"] >= 1 and item["improved_share"] > 0 and item["median_gain"] > 0
+
+
+def test_no_gain_goes_back_to_the_parent_and_ends_when_no_remedy_is_left(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    run_as_worker(root["id"], FLAT)
+    ap = lineage(client, root["id"])["autopilot"]
+    run_as_worker(ap["current_job_id"], FLAT, lr=1e-5)  # the remedy did nothing
+    body = lineage(client, root["id"])
+    assert body["steps"][1]["gain"] == pytest.approx(0.0)
+    assert body["autopilot"]["end_reason"] == "no_gain" and body["autopilot"]["rounds_done"] == 1
+
+
+def test_max_rounds_ends_the_lineage(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, "max_rounds": 1}}).json()
+    run_as_worker(root["id"], FLAT)
+    ap = lineage(client, root["id"])["autopilot"]
+    run_as_worker(ap["current_job_id"], [0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3], lr=1e-5)
+    ap = lineage(client, root["id"])["autopilot"]
+    assert (ap["state"], ap["end_reason"], ap["rounds_done"]) == ("ended", "max_rounds", 1)
+
+
+def test_cancelling_a_job_of_the_lineage_ends_the_autopilot(client):
+    root = client.post("/jobs", json=planted()).json()
+    r = client.post(f"/jobs/{root['id']}/autopilot", json=AUTO)
+    assert r.status_code == 201, r.text
+    run_as_worker(root["id"], FLAT)
+    child_id = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    assert child_id != root["id"]
+    assert client.post(f"/jobs/{child_id}/cancel").json()["status"] == "cancelled"
+    sweep_safely()
+    ap = lineage(client, child_id)["autopilot"]
+    assert (ap["state"], ap["end_reason"]) == ("ended", "cancelled")
+    sweep_safely()  # nothing more happens to an ended lineage
+    assert client.get(f"/jobs/{child_id}").json()["children"] == []
+
+
+def test_illegal_autopilot_starts_are_409(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    assert client.post(f"/jobs/{root['id']}/autopilot", json=AUTO).status_code == 409
+    run_as_worker(root["id"], FLAT)
+    child_id = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    assert client.post(f"/jobs/{child_id}/autopilot", json=AUTO).status_code == 409
+    cancelled = client.post("/jobs", json=planted()).json()
+    client.post(f"/jobs/{cancelled['id']}/cancel")
+    r = client.post(f"/jobs/{cancelled['id']}/autopilot", json=AUTO)
+    assert r.status_code == 409 and "cancelled" in r.json()["detail"]
+    assert client.post(f"/jobs/{uuid.uuid4()}/autopilot", json=AUTO).status_code == 404
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"max_rounds": 11}, "max_rounds"), ({"max_rounds": 0}, "max_rounds"), ({"metric": "f1"}, "metric"),
+    ({"min_gain": -0.1}, "min_gain"), ({"min_confidence": 1.5}, "min_confidence"), ({"rounds": 2}, "rounds"),
+])
+def test_bad_autopilot_spec_is_422_naming_the_field(client, bad, field):
+    r = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, **bad}})
+    assert r.status_code == 422, r.text
+    assert any(e["loc"][-2:] == ["autopilot", field] for e in r.json()["detail"]), r.json()
+    job = client.post("/jobs", json=planted()).json()
+    r = client.post(f"/jobs/{job['id']}/autopilot", json={**AUTO, **bad})
+    assert r.status_code == 422 and any(e["loc"][-1] == field for e in r.json()["detail"]), r.json()
+    assert lineage(client, job["id"])["autopilot"] is None
+
+
+def test_manual_fork_records_its_outcome(client):
+    root = client.post("/jobs", json=planted()).json()
+    run_as_worker(root["id"], FLAT)
+    r = client.post(f"/jobs/{root['id']}/fork", json={"apply": ["increase_learning_rate"], "patch": {"epochs": 8}})
+    assert r.status_code == 202, r.text
+    child = r.json()
+    run_as_worker(child["id"], [0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5], lr=1e-5, ratio=1e-3)
+    body = lineage(client, child["id"])
+    assert body["autopilot"] is None and [s["job_id"] for s in body["steps"]] == [root["id"], child["id"]]
+    step = body["steps"][1]
+    assert step["cause"] == "learning_rate_too_low" and step["remedies"] == ["increase_learning_rate"]
+    assert step["patch"] == {"optimizer": {"learning_rate": 1e-5}, "epochs": 8}
+    assert step["gain"] == pytest.approx(0.5 - 0.1667, abs=1e-6)
+
+
+def test_another_tenants_lineage_is_hidden(client):
+    settings = Settings(auth_enabled=True)
+    client.app.dependency_overrides[get_settings] = lambda: settings
+    try:
+        with session_scope() as s:
+            a = {"Authorization": f"Bearer {create_key(session=s, tenant=f'a-{uuid.uuid4().hex[:6]}')}"}
+            b = {"Authorization": f"Bearer {create_key(session=s, tenant=f'b-{uuid.uuid4().hex[:6]}')}"}
+        root = client.post("/jobs", json={**planted(), "autopilot": AUTO}, headers=a).json()
+        run_as_worker(root["id"], FLAT)
+        assert client.get(f"/jobs/{root['id']}/lineage", headers=b).status_code == 404
+        assert client.post(f"/jobs/{root['id']}/autopilot", json=AUTO, headers=b).status_code == 404
+        assert lineage(client, root["id"], a)["autopilot"]["rounds_done"] == 1
+        assert client.get("/remedies/outcomes", headers=b).json()["items"] == []
+        assert client.get("/remedies/outcomes", headers=a).json()["items"][0]["count"] == 1
+    finally:
+        client.app.dependency_overrides.clear()
+
+
+def test_state_lives_in_the_database_only():
+    with session_scope() as s:
+        active = s.exec(select(Autopilot).where(Autopilot.state == "active")).all()
+        for ap in active:  # every decision is re-derived from rows: advancing again changes nothing
+            before = (ap.rounds_done, ap.current_job_id)
+            after = service.advance(s, ap.id)
+            assert (after.rounds_done, after.current_job_id) == before or after.state == "ended"
+
+
+def _diagnosis(*remedies: str, confidence: float = 0.8, verdict: str = "stagnating") -> Diagnosis:
+    finding = Finding(rule="r", cause="c", confidence=confidence, summary="",
+                      remedies=[Remedy(id=r, text=r, patch={"x": i}) for i, r in enumerate(remedies)])
+    return Diagnosis(verdict=verdict, findings=[finding], summary="")
+
+
+def test_ranking_blends_the_prior_with_measured_outcomes():
+    d = _diagnosis("first", "second")
+    assert [r.id for r in rerank(d, {}).findings[0].remedies] == ["first", "second"]
+    assert score(0, None) == prior(0) > prior(1)
+    one_bad = {("c", "first"): Evidence(1, -0.05)}
+    assert [r.id for r in rerank(d, one_bad).findings[0].remedies] == ["first", "second"]  # one outcome: prior holds
+    many_bad = {("c", "first"): Evidence(10, -0.1)}
+    assert [r.id for r in rerank(d, many_bad).findings[0].remedies] == ["second", "first"]
+
+
+def test_next_step_decisions():
+    config = AutopilotSpec(max_rounds=2, min_confidence=0.7)
+    step = next_step(config, rounds_done=0, last_helped=True, diagnosis=_diagnosis("a", "b"), tried={"a"})
+    assert isinstance(step, Fork) and step.remedy.id == "b"
+    assert next_step(config, rounds_done=2, last_helped=True, diagnosis=_diagnosis("a"), tried=set()).reason == "max_rounds"
+    low = next_step(config, rounds_done=0, last_helped=True, diagnosis=_diagnosis("a", confidence=0.5), tried=set())
+    assert isinstance(low, End) and low.reason == "no_confident_cause"
+    assert next_step(config, rounds_done=1, last_helped=False, diagnosis=_diagnosis("a"), tried={"a"}).reason == "no_gain"
+    healthy = Diagnosis(verdict="healthy", summary="fine")
+    assert next_step(config, rounds_done=1, last_helped=True, diagnosis=healthy, tried=set()).reason == "healthy"
