@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -39,6 +40,8 @@ from client.render import (
     job_label,
     print_diagnosis,
     print_job_summary,
+    print_lineage,
+    round_header,
     when,
 )
 
@@ -226,6 +229,40 @@ def watch(client: PlateauClient, job: JobRead, as_json: bool) -> int:
     return EXIT_OK if final.status == "succeeded" else EXIT_JOB_FAILED
 
 
+def watch_lineage(client: PlateauClient, root: JobRead, as_json: bool, poll: float = 1.0) -> int:
+    """Follow an autopilot lineage round by round (a header per round, a line per epoch) until it ends, then print
+    the lineage table. 1 when the lineage was cancelled."""
+    console = out()
+    shown = 0
+    while True:
+        lineage = client.lineage(root.id)
+        if shown < len(lineage.steps):
+            step = lineage.steps[shown]
+            shown += 1
+            if as_json:
+                emit({"event": "round", **step.model_dump(mode="json")}, indent=None)
+            else:
+                console.print(round_header(step), markup=False, style="bold")
+                console.print(EPOCH_HEADER, markup=False)
+            for row in client.follow_metrics(step.job_id, poll=poll):
+                if as_json:
+                    emit({"event": "epoch", "job_id": str(step.job_id), **row.model_dump(mode="json")}, indent=None)
+                else:
+                    console.print(epoch_line(row), markup=False)
+            continue
+        if lineage.autopilot is None or lineage.autopilot.state != "active":
+            break
+        time.sleep(poll)
+    final = client.lineage(root.id)
+    if as_json:
+        emit({"event": "result", "lineage": final.model_dump(mode="json")}, indent=None)
+    else:
+        console.print()
+        print_lineage(console, final)
+    cancelled = final.autopilot is not None and final.autopilot.end_reason == "cancelled"
+    return EXIT_JOB_FAILED if cancelled else EXIT_OK
+
+
 # -- commands ----------------------------------------------------------------------------------------------------------
 
 
@@ -237,12 +274,21 @@ def submit(
     watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job live, then print its diagnosis.")] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", "-k",
                                                         help="Submitting again with this key returns the same job.")] = None,
+    autopilot: Annotated[int | None, typer.Option(
+        "--autopilot", min=1, max=10, metavar="ROUNDS",
+        help="Put the job under autopilot for at most ROUNDS forks; with --watch, follow the whole lineage.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job spec."""
     spec = load_spec(spec_file)
     with connect(ctx) as client:
-        job = client.submit(spec, idempotency_key=idempotency_key)
+        job = client.submit(spec, idempotency_key=idempotency_key,
+                            autopilot={"max_rounds": autopilot} if autopilot else None)
+        if watch_ and autopilot:
+            if not as_json:
+                out().print(f"submitted job {job.id} ({job.status}) under autopilot, {autopilot} round(s) at most",
+                            markup=False)
+            raise typer.Exit(watch_lineage(client, job, as_json))
         if as_json and not watch_:
             emit(job.model_dump(mode="json"))
             return
@@ -408,6 +454,67 @@ def fork(
             out().print(f"forked job {child.id} ({child.status}) from {job_id}: {child.links.self}", markup=False)
         if watch_:
             raise typer.Exit(watch(client, child, as_json))
+
+
+@app.command()
+@handled
+def lineage(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> None:
+    """The chain from the root: diagnosis, remedy and measured gain of every step, and the autopilot's state."""
+    with connect(ctx) as client:
+        found = client.lineage(job_id)
+    if as_json:
+        emit(found.model_dump(mode="json"))
+    else:
+        print_lineage(out(), found)
+
+
+@app.command()
+@handled
+def autopilot(
+    ctx: typer.Context,
+    job_id: JobIdArg,
+    rounds: Annotated[int, typer.Option("--rounds", "-r", min=1, max=10, help="Forks at most.")] = 3,
+    metric: Annotated[str, typer.Option("--metric", help="val_accuracy, val_loss, accuracy or loss.")] = "val_accuracy",
+    min_gain: Annotated[float, typer.Option("--min-gain", min=0.0, help="Smallest gain that counts as help.")] = 0.01,
+    min_confidence: Annotated[float, typer.Option("--min-confidence", min=0.0, max=1.0,
+                                                  help="Findings below this are not acted on.")] = 0.7,
+    watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the lineage live.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put an existing job under autopilot."""
+    with connect(ctx) as client:
+        ap = client.start_autopilot(job_id, max_rounds=rounds, metric=metric, min_gain=min_gain,
+                                    min_confidence=min_confidence)
+        if as_json and not watch_:
+            emit(ap.model_dump(mode="json"))
+            return
+        if not as_json:
+            out().print(f"autopilot {ap.id} on job {job_id}: {ap.state}", markup=False)
+        if watch_:
+            raise typer.Exit(watch_lineage(client, client.job(job_id), as_json))
+
+
+@app.command()
+@handled
+def outcomes(
+    ctx: typer.Context,
+    metric: Annotated[str | None, typer.Option("--metric", help="Only outcomes measured on this metric.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measured effect of every remedy forked so far, per cause."""
+    with connect(ctx) as client:
+        found = client.remedy_outcomes(metric)
+    if as_json:
+        emit(found.model_dump(mode="json"))
+        return
+    table = Table(title="remedy outcomes", title_justify="left")
+    for column in ("cause", "remedy", "metric", "forks", "measured", "improved", "median gain"):
+        table.add_column(column, justify="right" if column in ("forks", "measured", "improved", "median gain") else "left")
+    for i in found.items:
+        table.add_row(escape(i.cause or "—"), escape(i.remedy), i.metric, str(i.count), str(i.measured),
+                      "—" if i.improved_share is None else f"{i.improved_share:.0%}",
+                      "—" if i.median_gain is None else f"{i.median_gain:+.4f}")
+    out().print(table)
 
 
 if __name__ == "__main__":

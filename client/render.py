@@ -8,8 +8,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
-from client.sdk import AnalysisRead, EpochRead, JobRead, ServerEvent
+from client.sdk import AnalysisRead, EpochRead, JobRead, LineageRead, LineageStep, ServerEvent
 
 EPOCH_HEADER = f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'val_loss':>9} {'val_acc':>8} {'lr':>9} {'sec':>6}"
 
@@ -77,3 +78,40 @@ def print_diagnosis(console: Console, job_id: Any, diagnosis: AnalysisRead) -> N
     remedies = [r.id for f in diagnosis.findings for r in f.remedies if r.patch]
     if remedies:
         console.print(f"\nnext: plateau fork {job_id} --apply {remedies[0]}", markup=False)
+
+
+def _gain(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.4f}"
+
+
+def round_header(step: LineageStep) -> str:
+    """One line announcing a lineage step: the root, or a round with the remedy it applied."""
+    if not step.round:
+        return f"── root {step.job_id} ({step.name or 'job'})"
+    remedy = "+".join(step.remedies) or "patch"
+    return (f"── round {step.round}: {step.cause or 'no cause'} → {remedy} {json.dumps(step.patch)} "
+            f"(job {step.job_id})")
+
+
+def lineage_table(lineage: LineageRead) -> Table:
+    table = Table(title=f"lineage of {lineage.root_id} ({lineage.metric})", title_justify="left")
+    for column, justify in (("round", "right"), ("job", "left"), ("status", "left"), ("cause", "left"),
+                            ("remedy", "left"), ("epochs", "right"), (f"best {lineage.metric}", "right"),
+                            ("gain", "right"), ("diagnosis", "left")):
+        table.add_column(column, justify=justify)
+    for step in lineage.steps:
+        table.add_row("—" if step.round is None else str(step.round), str(step.job_id)[:8], step.status,
+                      escape(step.cause or ""), escape("+".join(step.remedies)), str(step.epochs),
+                      "—" if step.best is None else f"{step.best:.4f}", _gain(step.gain),
+                      escape(f"{step.diagnosis.verdict}" + (f": {step.diagnosis.primary_cause}"
+                                                           if step.diagnosis.primary_cause else "")))
+    return table
+
+
+def print_lineage(console: Console, lineage: LineageRead) -> None:
+    console.print(lineage_table(lineage))
+    ap = lineage.autopilot
+    if ap is not None:
+        state = ap.state if ap.state == "active" else f"ended: [bold]{ap.end_reason}[/bold]"
+        console.print(f"autopilot {state} after {ap.rounds_done} of {ap.config.max_rounds} rounds"
+                      + (f" ({escape(ap.end_detail)})" if ap.end_detail else ""))

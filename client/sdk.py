@@ -25,11 +25,14 @@ import httpx
 from pydantic import ValidationError
 
 from api.analysis.schemas import AnalysisRead
+from api.autopilot.schemas import AutopilotRead, LineageRead, LineageStep, OutcomesRead
 from api.jobs.schemas import EpochRead, JobDetail, JobRead, MetricsPage
+from models.autopilot import AutopilotSpec
 from models.spec import JobSpec
 
 __all__ = [
-    "TERMINAL", "AnalysisRead", "EpochRead", "JobDetail", "JobRead", "PlateauClient", "PlateauConnectionError",
+    "TERMINAL", "AnalysisRead", "AutopilotRead", "AutopilotSpec", "EpochRead", "JobDetail", "JobRead", "LineageRead",
+    "LineageStep", "OutcomesRead", "PlateauClient", "PlateauConnectionError",
     "PlateauError", "ServerEvent", "parse_sse",
 ]
 
@@ -153,10 +156,14 @@ class PlateauClient:
 
     # -- jobs -----------------------------------------------------------------------------------------------------
 
-    def submit(self, spec: Mapping[str, Any] | JobSpec, idempotency_key: str | None = None) -> JobRead:
+    def submit(self, spec: Mapping[str, Any] | JobSpec, idempotency_key: str | None = None,
+               autopilot: Mapping[str, Any] | AutopilotSpec | None = None) -> JobRead:
         """Queue a job. The spec is validated here first; invalid specs raise `PlateauError(422, field errors)`
-        without a request. A repeated `idempotency_key` with the same spec returns the job it first created."""
+        without a request. A repeated `idempotency_key` with the same spec returns the job it first created.
+        `autopilot` (e.g. `{"max_rounds": 3}`) puts the job under autopilot: see `lineage`."""
         body = validate_spec(spec)
+        if autopilot is not None:
+            body = {**body, "autopilot": validate_autopilot(autopilot)}
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return JobRead.model_validate(self._request("POST", "/jobs", json=body, headers=headers).json())
 
@@ -238,6 +245,25 @@ class PlateauClient:
         body = {"apply": list(apply), "patch": dict(patch or {})}
         return JobRead.model_validate(self._request("POST", f"{_job_path(job_id)}/fork", json=body).json())
 
+    # -- autopilot --------------------------------------------------------------------------------------------------
+
+    def start_autopilot(self, job_id: JobId, autopilot: Mapping[str, Any] | AutopilotSpec | None = None,
+                        **config: Any) -> AutopilotRead:
+        """Put an existing job under autopilot (`max_rounds`, `metric`, `min_gain`, `min_confidence`); 409 when it
+        already is part of an autopilot lineage."""
+        body = validate_autopilot({**dict(autopilot or {}), **config} if not isinstance(autopilot, AutopilotSpec)
+                                  else autopilot)
+        return AutopilotRead.model_validate(self._request("POST", f"{_job_path(job_id)}/autopilot", json=body).json())
+
+    def lineage(self, job_id: JobId) -> LineageRead:
+        """The chain from the root: each job's diagnosis, the remedy its fork applied, and the measured gain."""
+        return LineageRead.model_validate(self._request("GET", f"{_job_path(job_id)}/lineage").json())
+
+    def remedy_outcomes(self, metric: str | None = None) -> OutcomesRead:
+        """Measured fork outcomes of this tenant per (cause, remedy, metric)."""
+        params = {"metric": metric} if metric else {}
+        return OutcomesRead.model_validate(self._request("GET", "/remedies/outcomes", params=params).json())
+
     # -- events -----------------------------------------------------------------------------------------------------
 
     def events(self, job_id: JobId, last_event_id: str | None = None, *, poll: float | None = None,
@@ -275,6 +301,18 @@ class PlateauClient:
                     raise PlateauConnectionError(
                         f"event stream from {self.base_url} lost: {exc or type(exc).__name__}") from exc
                 time.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
+
+
+def validate_autopilot(config: Mapping[str, Any] | AutopilotSpec) -> dict[str, Any]:
+    """The JSON body of an autopilot config, checked with the service's schema; raises `PlateauError(422)`."""
+    if isinstance(config, AutopilotSpec):
+        return config.model_dump(mode="json")
+    try:
+        return AutopilotSpec.model_validate(dict(config)).model_dump(mode="json")
+    except ValidationError as exc:
+        errors = json.loads(exc.json(include_url=False))
+        raise PlateauError(422, [{"loc": ["body", "autopilot", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                 for e in errors]) from exc
 
 
 def validate_spec(spec: Mapping[str, Any] | JobSpec) -> dict[str, Any]:
