@@ -81,6 +81,20 @@ class View:
                 return r.epoch, v
         return None
 
+    def penalty_share(self) -> float | None:
+        """The weight penalty's share of the inference-mode training loss (Keras' loss if that is all there is), at
+        the latest epoch that recorded both."""
+        reg, loss = self.series("regularization_loss"), self.pick("train_eval_loss", "loss")
+        if not reg or not loss:
+            return None
+        _, r, total = self.paired(reg, loss)
+        return r[-1] / total[-1] if r and total[-1] > 0 else None
+
+    def chance_bar(self, near: float) -> float | None:
+        """Accuracy at or below which a model is near chance: 1/K + near × (1 − 1/K); None without K."""
+        k = self.num_classes
+        return None if not k else 1 / k + near * (1 - 1 / k)
+
     @property
     def num_classes(self) -> int | None:
         c = self.context

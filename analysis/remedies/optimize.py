@@ -33,6 +33,18 @@ def add_reduce_lr_on_plateau(spec: SpecView, monitor: str = "val_loss", patience
                   text=f"Cut the learning rate ×0.1 when {monitor} stalls for {patience} epochs (down to {min_lr:g}).")
 
 
+def lengthen_reduce_lr_patience(spec: SpecView) -> Remedy | None:
+    current = spec.reduce_lr
+    if current is None:
+        return None
+    patience = max(5, 2 * int(current["patience"]))
+    cooldown = max(2, int(current["cooldown"]))
+    return Remedy(id="lengthen_reduce_lr_patience",
+                  patch={"callbacks": {"reduce_lr_on_plateau": {"patience": patience, "cooldown": cooldown}}},
+                  text=f"Let ReduceLROnPlateau wait {patience} epochs (cooldown {cooldown}) before cutting, so warm-up "
+                       "noise does not cut the rate while the model still improves.")
+
+
 def raise_min_lr(spec: SpecView) -> Remedy | None:
     target = round_sig(spec.lr * 0.01)
     if spec.min_lr >= target:

@@ -16,11 +16,18 @@ from analysis.view import View
 class ClassImbalanceParams(Params):
     ratio_threshold: float = Field(10.0, gt=1, description="SageMaker ClassImbalance threshold_imbalance: largest/smallest count above this.")
     min_recall: float = Field(0.3, gt=0, lt=1, description="SageMaker threshold_misprediction 0.7: a class recalled below this is ignored.")
-    majority_margin: float = Field(0.02, ge=0, description="val accuracy within this of the majority share looks like majority voting.")
+    recall_ratio: float = Field(0.5, gt=0, lt=1, description="…or recalled at most this fraction of the best-recalled class.")
+    minority_ratio: float = Field(1.5, gt=1, description="Recall evidence counts only when the poorly recalled classes have this many "
+                                                         "times fewer training images than the largest class.")
+    persist: int = Field(3, ge=1, description="The recall disparity must hold in each of the latest this many epochs.")
+    above_chance: float = Field(0.15, ge=0, lt=1, description="…while val accuracy is above 1/K + above_chance × (1 − 1/K).")
 
 
 class ClassImbalance(Rule):
-    """Works from class counts alone (a pre-training check) and uses per-class recall once epochs exist.
+    """Needs imbalanced counts: counts alone above SageMaker's threshold, or counts below it together with a
+    per-class recall disparity on the under-represented classes that persists while the model is clearly above
+    chance. Balanced counts never make a class-imbalance finding: a model at chance predicts one class because it
+    learned nothing, and a hard class is recalled less because it is hard.
 
     Reference: SageMaker Debugger ClassImbalance (threshold_imbalance 10, threshold_misprediction 0.7).
     """
@@ -34,85 +41,68 @@ class ClassImbalance(Rule):
         return 0
 
     def check(self, view: View, p: ClassImbalanceParams) -> list[Finding] | Abstention:
-        ctx = view.context
-        counts = ctx.class_counts_train or ctx.class_counts_val
-        recall = _recall(view)
-        if not counts and recall is None:
-            return self.abstain_missing("class_counts_train or class_counts_val", "val_recall or confusion")
-        observed: dict = {}
+        counts = view.context.class_counts_train
+        if not counts:
+            return self.abstain_missing("class_counts_train")
+        hi, lo = max(counts.values()), min(counts.values())
+        ratio = math.inf if lo == 0 else hi / lo
+        observed: dict = {"count_ratio": ratio if math.isfinite(ratio) else "inf", "class_counts": counts}
         signals: list[str] = []
-        flagged: set[str] = set()
         epochs: list[int] = []
-
-        if counts:
-            hi, lo = max(counts.values()), min(counts.values())
-            ratio = math.inf if lo == 0 else hi / lo
-            observed.update(count_ratio=ratio if math.isfinite(ratio) else "inf", class_counts=counts)
-            if gt(ratio, p.ratio_threshold):
-                signals.append("count_ratio")
-                flagged.update(k for k, v in counts.items() if v * p.ratio_threshold < hi)
-        minority = {k for k, v in counts.items() if v < sum(counts.values()) / len(counts)} if counts else set()
-
-        if recall is not None:
-            epoch, per_class = recall
-            low = sorted(k for k, v in per_class.items() if v is not None and lt(v, p.min_recall))
-            observed["val_recall"] = per_class
-            if low:
-                signals.append("low_recall")
-                flagged.update(low)
-                observed["low_recall_classes"] = low
-                epochs.append(epoch)
-
-        share = self._majority_share(view)
-        val_acc = view.series("val_accuracy")
-        if share is not None and val_acc:
-            k = view.num_classes or 1
-            observed.update(majority_share=round(share, 4), val_accuracy=val_acc.last)
-            # A balanced set at chance is not imbalance: the majority must stand out from 1/K.
-            if gt(share, 1 / k + p.majority_margin) and le(abs(val_acc.last - share), p.majority_margin):
-                signals.append("majority_accuracy")
-                epochs.append(val_acc.last_epoch)
-
+        flagged = {c for c, v in counts.items() if v * p.ratio_threshold < hi}
+        if gt(ratio, p.ratio_threshold):
+            signals.append("count_ratio")
+        minority = {c for c, v in counts.items() if v * p.minority_ratio <= hi}
+        low = self._persistent_low_recall(view, p)
+        if low is not None and minority:
+            classes, seen = low
+            on_minority = sorted(set(classes) & minority)
+            observed["low_recall_classes"] = classes
+            if on_minority:
+                signals.append("minority_recall")
+                flagged.update(on_minority)
+                epochs += seen
         if not signals:
             return []
-        recall_only = signals == ["low_recall"] and not (set(observed.get("low_recall_classes", [])) & minority)
-        confidence = 0.3 if recall_only else {1: 0.5, 2: 0.72, 3: 0.85}[len(signals)]
+        confidence = 0.85 if len(signals) == 2 else (0.8 if signals == ["count_ratio"] else 0.7)
         spec = view.spec
-        classes = sorted(flagged, key=lambda c: (counts or {}).get(c, 0))
+        classes = sorted(flagged, key=lambda c: counts.get(c, 0))
         return [Finding(
             rule=self.id, cause="class_imbalance", confidence=clamp(confidence),
-            summary=f"Class imbalance: {', '.join(s.replace('_', ' ') for s in signals)}"
+            summary=f"Class imbalance: training counts {hi}:{lo} (ratio {ratio:.1f})"
+                    + (" and the under-represented classes are rarely recalled" if "minority_recall" in signals else "")
                     + (f"; affected classes: {', '.join(classes[:5])}" if classes else "") + ".",
             thresholds=p.model_dump(), observed={**observed, "signals": signals}, epochs=sorted(set(epochs)),
             remedies=R.ranked(R.balance_class_weights(spec), R.augment(spec), R.collect_more_data(classes or ["minority classes"])),
         )]
 
     @staticmethod
-    def _majority_share(view: View) -> float | None:
-        ctx = view.context
-        support = view.last_with("val_support")
-        counts = ctx.class_counts_val or (support[1] if support else None) or ctx.class_counts_train
-        if not counts:
-            confusion = view.last_with("confusion")
-            counts = {str(i): sum(row) for i, row in enumerate(confusion[1])} if confusion else None
-        total = sum(counts.values()) if counts else 0
-        return max(counts.values()) / total if total else None
+    def _persistent_low_recall(view: View, p: ClassImbalanceParams) -> tuple[list[str], list[int]] | None:
+        """Classes recalled poorly in each of the latest `persist` epochs while val accuracy is clearly above chance."""
+        bar = view.chance_bar(p.above_chance)
+        val_acc = view.series("val_accuracy")
+        per_epoch = [(r.epoch, r.val_recall or _from_confusion(view, r.confusion)) for r in view.records[-p.persist:]]
+        if bar is None or len(per_epoch) < p.persist or not val_acc or not all(v > bar for v in val_acc.tail(p.persist)):
+            return None
+        common: set[str] | None = None
+        for _, recall in per_epoch:
+            if not recall:
+                return None
+            known = {k: v for k, v in recall.items() if v is not None}
+            best = max(known.values(), default=0.0)
+            low = {k for k, v in known.items() if lt(v, p.min_recall) or le(v, p.recall_ratio * best)}
+            common = low if common is None else common & low
+        return (sorted(common), [e for e, _ in per_epoch]) if common else None
 
 
-def _recall(view: View) -> tuple[int, dict[str, float | None]] | None:
-    """Per-class validation recall at the latest epoch: recorded, or from the confusion matrix (rows = true class)."""
-    found = view.last_with("val_recall")
-    if found:
-        return found
-    found = view.last_with("confusion")
-    if not found:
+def _from_confusion(view: View, matrix: list[list[int]] | None) -> dict[str, float | None] | None:
+    if not matrix:
         return None
-    epoch, matrix = found
     ctx = view.context
     names = sorted(ctx.class_counts_val or ctx.class_counts_train or {})  # Keras orders classes alphanumerically
     if len(names) != len(matrix):
         names = [str(i) for i in range(len(matrix))]
-    return epoch, {n: (row[i] / sum(row) if sum(row) else None) for i, (n, row) in enumerate(zip(names, matrix))}
+    return {n: (row[i] / sum(row) if sum(row) else None) for i, (n, row) in enumerate(zip(names, matrix))}
 
 
 RULE = ClassImbalance()

@@ -22,7 +22,10 @@ class LrTooHighParams(Params):
     osc_amplitude: float = Field(0.03, gt=0, description="AutoTrainer: a local max/min pair this far apart is a swing.")
     osc_rate: float = Field(0.2, gt=0, description="AutoTrainer: oscillating when swings >= osc_rate × epochs.")
     min_osc_epochs: int = Field(5, ge=3, description="Fewer accuracy values than this are not judged for oscillation.")
-    update_ratio_high: float = Field(0.1, gt=0, description="DeepDiagnosis: lr·‖ΔW‖/‖W‖ above this means the learning rate is too high.")
+    update_ratio_high: float = Field(
+        0.1, gt=0, description="DeepDiagnosis: a step ‖ΔW‖/‖W‖ above this is too large; supporting evidence, it does not fire alone.")
+    spike_factor: float = Field(3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…")
+    spike_min_abs: float = Field(1.0, ge=0, description="…and at least this much above it.")
 
 
 class LrTooHigh(Rule):
@@ -36,7 +39,7 @@ class LrTooHigh(Rule):
 
     id = "lr_too_high"
     reference = "AutoTrainer nan_loss/unstable (utils/monitor.py, utils/repair.py); DeepDiagnosis update ratio"
-    causes = ("learning_rate_too_high",)
+    causes = ("learning_rate_too_high", "learning_rate_too_high_after_unfreezing")
     Params = LrTooHighParams
 
     def min_epochs(self, p: LrTooHighParams) -> int:
@@ -51,21 +54,49 @@ class LrTooHigh(Rule):
         diverged = self._nonfinite(view, signals, observed, epochs)
         diverged |= self._explosion(view, p, signals, observed, epochs)
         self._oscillation(view, p, signals, observed, epochs)
+        self._val_spike(view, p, signals, observed, epochs)
         self._update_ratio(view, p, signals, observed, epochs)
-        if not signals:
-            return []
+        weak = {k for k in signals if k.startswith("oscillation") or k == "large_update_ratio"}
+        if not signals or (set(signals) == weak and not self._poor(view)):
+            return []  # swings and large steps on a run that learns well are noise, not a diagnosis
         confidence = max(signals.values()) + 0.05 * (len(signals) - 1)
         spec = view.spec
         oscillating = any(k.startswith("oscillation") for k in signals)
         observed["signals"] = sorted(signals)
+        what = ", ".join(s.replace("_", " ") for s in sorted(signals))
+        if not spec.base_frozen and spec.weights is not None:
+            # Keras transfer-learning guide: a pre-trained base unfrozen at a head's learning rate loses its features
+            cause, summary = ("learning_rate_too_high_after_unfreezing",
+                              f"Learning rate {spec.lr:g} is too high for a pre-trained base unfrozen from "
+                              f"{spec.trainable!r}: {what}.")
+            remedies = R.ranked(R.unfreeze_fewer_at_low_lr(spec), R.lower_learning_rate(spec))
+        else:
+            cause, summary = "learning_rate_too_high", f"Learning rate {spec.lr:g} looks too high: {what}."
+            remedies = R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec),
+                                R.add_reduce_lr_on_plateau(spec) if oscillating else None,
+                                R.increase_batch_size(spec) if oscillating else None)
         return [Finding(
-            rule=self.id, cause="learning_rate_too_high", confidence=clamp(confidence), diverging=diverged,
-            summary=f"Learning rate {spec.lr:g} looks too high: {', '.join(s.replace('_', ' ') for s in sorted(signals))}.",
-            thresholds=p.model_dump(), observed=observed, epochs=sorted(epochs),
-            remedies=R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec),
-                              R.add_reduce_lr_on_plateau(spec) if oscillating else None,
-                              R.increase_batch_size(spec) if oscillating else None),
+            rule=self.id, cause=cause, confidence=clamp(confidence), diverging=diverged, summary=summary,
+            thresholds=p.model_dump(), observed=observed, epochs=sorted(epochs), remedies=remedies,
         )]
+
+    @staticmethod
+    def _poor(view: View) -> bool:
+        """Validation accuracy below 0.7 (AutoTrainer's not_converge bar): a large step that also learns well is fine."""
+        val = view.series("val_accuracy")
+        return bool(val) and max(val.values) < 0.7
+
+    def _val_spike(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
+        """val_loss jumps far above where it started: the step threw the model out of its basin."""
+        s = view.series("val_loss")
+        if len(s) < 2 or s.values[0] <= 0:
+            return
+        peak = max(s.values[1:])
+        if ge(peak, p.spike_factor * s.values[0]) and ge(peak - s.values[0], p.spike_min_abs):
+            signals["val_loss_spike"] = 0.7
+            at = s.epochs[1 + s.values[1:].index(peak)]
+            observed.update(val_loss_first=s.values[0], val_loss_peak=peak, val_loss_peak_epoch=at)
+            epochs.add(at)
 
     def _nonfinite(self, view: View, signals: dict, observed: dict, epochs: set) -> bool:
         bad = []
@@ -118,10 +149,10 @@ class LrTooHigh(Rule):
     def _update_ratio(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
         for name in ("update_ratio_head", "update_ratio_base"):
             s = view.series(name)
-            if s and gt(s.last, p.update_ratio_high):
-                signals["large_update_ratio"] = 0.6
-                observed[name] = s.last
-                epochs.add(s.last_epoch)
+            if s and gt(max(s.values), p.update_ratio_high):
+                signals["large_update_ratio"] = 0.35
+                observed[name] = max(s.values)
+                epochs.add(s.epochs[s.values.index(max(s.values))])
 
 
 RULE = LrTooHigh()

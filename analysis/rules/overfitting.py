@@ -1,13 +1,18 @@
-"""Overfitting: validation loss pulls away from training loss, or validation accuracy lags training accuracy."""
+"""Overfitting: generalisation is getting worse, or a large train/validation gap keeps growing.
+
+A ratio alone never fires it: SageMaker's Overfit ratio of 0.1 holds for nearly every fine-tune, healthy or not.
+A run whose validation still improves is not overfitting, however large its gap.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from analysis import remedies as R
-from analysis.compare import ge, gt
+from analysis.compare import ge, gt, le
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
+from analysis.series import Series
 from analysis.view import View
 
 KERAS_BIAS = ("Keras' training loss/accuracy are training-mode running averages (dropout, augmentation on), "
@@ -15,115 +20,97 @@ KERAS_BIAS = ("Keras' training loss/accuracy are training-mode running averages 
 
 
 class OverfittingParams(Params):
-    ratio_threshold: float = Field(0.1, gt=0, description="SageMaker Overfit: (val_loss - train_loss) / train_loss above this.")
-    patience: int = Field(1, ge=1, description="SageMaker Overfit: epochs in a row (ending at the latest) the ratio must exceed the threshold.")
-    start_epoch: int = Field(0, ge=0, description="SageMaker Overfit start_step: epochs before this are ignored.")
-    val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum while training loss still falls.")
-    acc_gap: float = Field(0.10, gt=0, description="AutoTrainer: train - val accuracy at least this…")
-    acc_gap_high: float = Field(0.07, gt=0, description="…or at least this when training accuracy is above high_train_acc.")
-    high_train_acc: float = Field(0.9, gt=0, le=1, description="AutoTrainer: above this training accuracy the smaller gap applies.")
+    ratio_threshold: float = Field(0.1, gt=0, description="SageMaker Overfit: (val_loss - train_loss) / train_loss; reported, never fires alone.")
+    val_rise_factor: float = Field(1.1, gt=1, description="AutoTrainer 'test turned bad': val_loss at least this multiple of its minimum…")
+    val_rise_min: float = Field(0.05, ge=0, description="…and at least this much above it, while the training loss kept falling.")
+    min_gap: float = Field(0.1, gt=0, description="AutoTrainer: train - val accuracy must be at least this for any overfitting finding.")
+    widen_by: float = Field(0.05, gt=0, description="The accuracy gap grew by at least this since validation accuracy was best.")
+    recent: int = Field(2, ge=1, description="Validation improving (a new best loss or accuracy) within this many latest epochs clears the run.")
 
 
 class Overfitting(Rule):
-    """Three signals, each from a public rule; confidence grows with how many agree.
-
-    References: SageMaker Debugger Overfit (ratio_threshold 0.1, patience 1); AutoTrainer overfit features
-    (accuracy gap 0.10, 0.07 above 0.9 train accuracy; train loss falling while val loss rises).
-    """
+    """References: AutoTrainer overfit features (accuracy gap 0.10; train loss falling while val loss rises);
+    UMLAUT overfitting heuristic (Δval_loss > 0 while Δtrain_loss ≤ 0); SageMaker Debugger Overfit ratio, reported
+    as evidence only."""
 
     id = "overfitting"
-    reference = "SageMaker Debugger Overfit; AutoTrainer (utils/monitor.py) overfit features"
+    reference = "AutoTrainer (utils/monitor.py) overfit features; UMLAUT overfitting; SageMaker Debugger Overfit"
     causes = ("overfitting",)
     Params = OverfittingParams
 
     def min_epochs(self, p: OverfittingParams) -> int:
-        return p.start_epoch + p.patience
+        return p.recent + 2
 
     def check(self, view: View, p: OverfittingParams) -> list[Finding] | Abstention:
-        train_loss = view.pick("train_eval_loss", "loss")
-        train_acc = view.pick("train_eval_accuracy", "accuracy")
+        train_loss, train_acc = view.pick("train_eval_loss", "loss"), view.pick("train_eval_accuracy", "accuracy")
         val_loss, val_acc = view.series("val_loss"), view.series("val_accuracy")
-        has_loss, has_acc = bool(train_loss and val_loss), bool(train_acc and val_acc)
-        if not (has_loss or has_acc):
-            missing = [n for n, ok in (("val_loss", val_loss), ("val_accuracy", val_acc)) if not ok]
-            if not (train_loss or train_acc):
-                missing.append("train_eval_loss/train_eval_accuracy or loss/accuracy")
-            return self.abstain_missing(*missing)
-
-        fired: dict[str, bool] = {}
-        observed: dict = {}
-        epochs: set[int] = set()
-        if has_loss:
-            ep, tl, vl = view.paired(train_loss, val_loss)
-            streak, last_ratio = self._ratio_streak(ep, tl, vl, p)
-            fired["loss_ratio"] = len(streak) >= p.patience
-            if last_ratio is not None:
-                observed.update(loss_ratio=round(last_ratio, 4), loss_ratio_streak=len(streak))
-            if fired["loss_ratio"]:
-                epochs.update(streak)
-            rise = self._val_rise(ep, tl, vl, p.val_rise_factor)
-            fired["val_loss_rising"] = rise is not None
-            if rise:
-                observed.update(rise)
-                epochs.update(e for e in ep if e >= rise["val_loss_min_epoch"])
-        if has_acc:
-            ep, ta, va = view.paired(train_acc, val_acc)
-            if ep:
-                gap = ta[-1] - va[-1]
-                limit = p.acc_gap_high if gt(ta[-1], p.high_train_acc) else p.acc_gap
-                fired["accuracy_gap"] = ge(gap, limit)
-                observed.update(accuracy_gap=round(gap, 4), accuracy_gap_limit=limit, train_accuracy=ta[-1], val_accuracy=va[-1])
-                if fired["accuracy_gap"]:
-                    epochs.add(ep[-1])
-
-        signals = [k for k, v in fired.items() if v]
-        if not signals:
+        if not (train_acc and val_acc):
+            return self.abstain_missing(*(["val_accuracy"] if not val_acc else []),
+                                        *(["train_eval_accuracy or accuracy"] if not train_acc else []))
+        ep, ta, va = view.paired(train_acc, val_acc)
+        if not ep:
             return []
-        biased = (train_loss is not None and train_loss.name == "loss") or (train_acc is not None and train_acc.name == "accuracy")
-        observed.update(signals=signals, train_source=(train_loss or train_acc).name, gap_biased=biased)
-        confidence = {1: 0.5, 2: 0.72, 3: 0.85}[len(signals)]
-        if observed.get("loss_ratio", 0) > 3 * p.ratio_threshold:
-            confidence += 0.05
+        gaps = [t - v for t, v in zip(ta, va)]
+        observed: dict = {"accuracy_gap": round(gaps[-1], 4), "train_accuracy": ta[-1], "val_accuracy": va[-1]}
+        if not ge(gaps[-1], p.min_gap) or self._improving(val_loss, val_acc, p):
+            return []
+        fired: list[str] = []
+        epochs: set[int] = {ep[-1]}
+        rise = self._val_rise(view, train_loss, val_loss, p) if train_loss and val_loss else None
+        if rise:
+            fired.append("val_loss_rising")
+            observed.update(rise)
+            epochs.update(e for e in val_loss.epochs if e >= rise["val_loss_min_epoch"])
+        best = va.index(max(va))
+        if best < len(va) - 1 and ge(gaps[-1] - gaps[best], p.widen_by):
+            fired.append("gap_widening")
+            observed.update(gap_at_best_val_accuracy=round(gaps[best], 4), best_val_accuracy_epoch=ep[best])
+            epochs.update(ep[best:])
+        if not fired:
+            return []
+        if train_loss and val_loss:
+            _, tl, vl = view.paired(train_loss, val_loss)
+            if tl and tl[-1] > 0:
+                observed["loss_ratio"] = round((vl[-1] - tl[-1]) / tl[-1], 4)
+        biased = train_acc.name == "accuracy"
+        confidence = (0.85 if len(fired) == 2 else 0.7) + (0.05 if ge(gaps[-1], 2 * p.min_gap) else 0.0)
         if biased:
             confidence *= 0.85
+        observed.update(signals=fired, train_source=train_acc.name, gap_biased=biased)
         spec = view.spec
-        summary = f"Overfitting: {', '.join(s.replace('_', ' ') for s in signals)}"
-        if "loss_ratio" in observed:
-            summary += f" (val/train loss ratio {observed['loss_ratio']:.2f} > {p.ratio_threshold:g})"
-        summary += "." + (f" {KERAS_BIAS}" if biased else "")
         return [Finding(
-            rule=self.id, cause="overfitting", confidence=clamp(confidence), summary=summary,
+            rule=self.id, cause="overfitting", confidence=clamp(confidence),
+            summary=f"Overfitting: {' and '.join(s.replace('_', ' ') for s in fired)}; train/val accuracy gap "
+                    f"{gaps[-1]:.2f} ({ta[-1]:.2f} vs {va[-1]:.2f})." + (f" {KERAS_BIAS}" if biased else ""),
             thresholds=p.model_dump(), observed=observed, epochs=sorted(epochs),
-            remedies=R.ranked(R.augment(spec), R.increase_dropout(spec), R.add_l2(spec),
-                              R.add_early_stopping(spec), R.freeze_more_layers(spec)),
+            remedies=R.ranked(R.augment(spec), R.increase_dropout(spec), R.freeze_more_layers(spec), R.add_l2(spec),
+                              R.add_early_stopping(spec)),
         )]
 
     @staticmethod
-    def _ratio_streak(epochs: list[int], train: list[float], val: list[float], p: OverfittingParams) -> tuple[list[int], float | None]:
-        """Epochs of the run, ending at the latest epoch, whose (val - train) / train exceeds the threshold;
-        walked from the end so only the run itself is visited."""
-        streak: list[int] = []
-        last = None
-        for e, t, v in zip(reversed(epochs), reversed(train), reversed(val)):
-            if e < p.start_epoch or t <= 0:
-                break
-            ratio = (v - t) / t
-            last = ratio if last is None else last
-            if not gt(ratio, p.ratio_threshold):
-                break
-            streak.append(e)
-        return streak[::-1], last
+    def _improving(val_loss: Series, val_acc: Series, p: OverfittingParams) -> bool:
+        """A new best validation accuracy within the latest `recent` epochs, with val_loss not above its best's."""
+        n = len(val_acc)
+        best_acc = val_acc.values.index(max(val_acc.values))
+        if best_acc < n - p.recent:
+            return False
+        if not val_loss:
+            return True
+        return le(val_loss.last, min(val_loss.values) * p.val_rise_factor)
 
     @staticmethod
-    def _val_rise(epochs: list[int], train: list[float], val: list[float], factor: float) -> dict | None:
-        """val_loss now at least `factor` × its minimum while the training loss is still below its value then."""
-        if len(val) < 2:
+    def _val_rise(view: View, train: Series, val: Series, p: OverfittingParams) -> dict | None:
+        """val_loss now well above its minimum while the training loss is below its value then."""
+        epochs, tl, vl = view.paired(train, val)
+        if len(vl) < 2:
             return None
-        i = val.index(min(val))
-        if i == len(val) - 1 or val[i] <= 0 or not ge(val[-1], factor * val[i]) or train[-1] >= train[i]:
+        i = vl.index(min(vl))
+        if i == len(vl) - 1 or vl[i] <= 0:
             return None
-        return {"val_loss_min": val[i], "val_loss_min_epoch": epochs[i], "val_loss_last": val[-1],
-                "val_loss_rise": round(val[-1] / val[i], 4), "train_loss_change_since": round(train[-1] - train[i], 4)}
+        if not (ge(vl[-1], p.val_rise_factor * vl[i]) and ge(vl[-1] - vl[i], p.val_rise_min) and tl[-1] < tl[i]):
+            return None
+        return {"val_loss_min": vl[i], "val_loss_min_epoch": epochs[i], "val_loss_last": vl[-1],
+                "val_loss_rise": round(vl[-1] / vl[i], 4), "train_loss_change_since": round(tl[-1] - tl[i], 4)}
 
 
 RULE = Overfitting()

@@ -18,7 +18,10 @@ class UnderfittingParams(Params):
     low_accuracy: float = Field(0.7, gt=0, le=1, description="AutoTrainer not_converge: best accuracy below this is low.")
     min_gain: float = Field(0.01, gt=0, description="AutoTrainer slow convergence: largest epoch-to-epoch accuracy gain below this.")
     window: int = Field(5, ge=1, description="Recent epochs over which a stall (gains below min_gain) is judged.")
-    update_ratio_low: float = Field(1e-5, gt=0, description="DeepDiagnosis: lr·‖ΔW‖/‖W‖ below this means the learning rate is too low.")
+    update_ratio_low: float = Field(3e-4, gt=0, description="A per-step ‖ΔW‖/‖W‖ below this means the learning rate is too low "
+                                                            "(DeepDiagnosis' per-layer bound is 1e-5).")
+    near_chance: float = Field(0.15, gt=0, lt=1, description="Training accuracy still near chance is the not_learning rule's case.")
+    penalty_share: float = Field(0.3, gt=0, lt=1, description="regularization_loss / train_eval_loss at or above this counts as strong.")
     strong_dropout: float = Field(0.5, gt=0, lt=1, description="Dropout at or above this counts as strong.")
     strong_l2: float = Field(1e-3, gt=0, description="L2 at or above this counts as strong.")
     max_gap: float = Field(0.05, ge=0, description="Train - val accuracy at or below this is 'almost no gap'.")
@@ -59,8 +62,9 @@ class Underfitting(Rule):
             return self.abstain_missing(*(["train_eval_accuracy or accuracy"] if not train else []),
                                         *(["val_accuracy"] if not val else []))
         c = self._curves(view, train, val, p)
-        if not c.stalled:
-            return []
+        bar = view.chance_bar(p.near_chance)
+        if not c.stalled or (bar is not None and all(v <= bar for v in train.tail(3))):
+            return []  # at chance nothing was learned at all: not_learning tells those causes apart
         floor = self._lr_floor(view, p, c)
         found = [floor, self._base_frozen(view, p, c), self._regularization(view, p, c)]
         if floor is None:  # at the floor, the floor is the better explanation of a too-small LR
@@ -126,6 +130,8 @@ class Underfitting(Rule):
     def _regularization(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
         spec = view.spec
         strong_dropout, strong_l2 = ge(spec.dropout, p.strong_dropout), ge(spec.l2, p.strong_l2)
+        share = view.penalty_share()
+        strong_l2 = strong_l2 or (share is not None and ge(share, p.penalty_share))
         if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and le(c.gap, p.max_gap)):
             return None
         confidence = 0.55 + (0.1 if strong_dropout and strong_l2 else 0.0) + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
@@ -133,7 +139,7 @@ class Underfitting(Rule):
             "regularization_too_strong", confidence,
             f"Regularisation (dropout {spec.dropout:g}, L2 {spec.l2:g}) keeps training accuracy at {c.best_train:.2f} "
             f"with almost no train/val gap ({c.gap:+.2f}).",
-            p, c, {"dropout": spec.dropout, "l2": spec.l2},
+            p, c, {"dropout": spec.dropout, "l2": spec.l2, "penalty_share": share},
             R.ranked(R.reduce_dropout(spec) if strong_dropout else None, R.reduce_l2(spec) if strong_l2 else None),
         )
 
