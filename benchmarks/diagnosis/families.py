@@ -5,8 +5,9 @@ generic source task the base is pre-trained on.
 - "textures" (held out): a textured patch on noise: oriented gratings, checkerboards, dot fields, smooth
   noise blobs, with random colours, phases, scales, orientations and positions. Never looked at while
   choosing recipes, manifestation checks, rules or thresholds.
-- source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, concentric rings,
-  spokes, zigzags, grids, gradients), neither target family's classes, so both targets are transfer tasks.
+- source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
+  hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
+  so both targets are transfer tasks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from worker.sample_data import draw as draw_shape
 
@@ -85,6 +86,22 @@ def _texture(pattern: str, size: int, rng: random.Random) -> np.ndarray:
     raise ValueError(pattern)
 
 
+def draw_polygon(kind: str, size: int, rng: random.Random) -> Image.Image:
+    """Source-only shapes: a rotated pentagon, hexagon, five-point star or ellipse on noise."""
+    img = Image.fromarray(_noise(size, rng).astype(np.uint8))
+    r = rng.uniform(0.22, 0.38) * size
+    cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
+    t0, colour = rng.uniform(0, 2 * np.pi), tuple(rng.randrange(140, 256) for _ in range(3))
+    d = ImageDraw.Draw(img)
+    if kind == "ellipse":
+        d.ellipse((cx - r, cy - r * rng.uniform(0.35, 0.6), cx + r, cy + r * rng.uniform(0.35, 0.6)), fill=colour)
+        return img
+    n, radii = {"pentagon": (5, (r,)), "hexagon": (6, (r,)), "star": (10, (r, r * 0.45))}[kind]
+    d.polygon([(cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
+                cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n)) for i in range(n)], fill=colour)
+    return img
+
+
 def draw_texture(pattern: str, size: int, rng: random.Random) -> Image.Image:
     img = _noise(size, rng)
     mask = _patch_mask(size, rng)
@@ -107,10 +124,17 @@ FAMILIES = {
     "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=True),
 }
 
-SOURCE_SHAPES = ("ring", "bar", "diamond")
-SOURCE_PATTERNS = ("concentric", "spokes", "zigzag", "grid", "gradient")
-SOURCE = Family(SOURCE_SHAPES + SOURCE_PATTERNS,
-                lambda c, size, rng: (draw_shape if c in SOURCE_SHAPES else draw_texture)(c, size, rng), 100, False)
+SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")
+SOURCE_POLYGONS = ("pentagon", "hexagon", "star", "ellipse")
+SOURCE_PATTERNS = ("concentric", "spokes", "zigzag", "grid")
+
+
+def _draw_source(cls: str, size: int, rng: random.Random) -> Image.Image:
+    draw = draw_shape if cls in SOURCE_SHAPES else draw_polygon if cls in SOURCE_POLYGONS else draw_texture
+    return draw(cls, size, rng)
+
+
+SOURCE = Family(SOURCE_SHAPES + SOURCE_POLYGONS + SOURCE_PATTERNS, _draw_source, 100, False)
 
 
 def write_split(family: Family, out: Path, counts: dict[str, int], rng: random.Random, size: int = SIZE) -> None:

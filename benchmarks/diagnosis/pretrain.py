@@ -30,7 +30,7 @@ def recalibrate_batchnorm(base, ds, passes: int = 3) -> None:
         layer.momentum = 0.99
 
 
-def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 60, epochs: int = 8, seed: int = SOURCE.seed) -> Path:
+def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 48, epochs: int = 8, seed: int = SOURCE.seed) -> Path:
     import keras
     import tensorflow as tf
 

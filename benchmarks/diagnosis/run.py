@@ -8,12 +8,13 @@ For every finished job it stores the epoch rows and the job context exactly as t
 builds them (api/analysis/service.py) as one fixture, tests/analysis/corpus/<family>/<case>-s<seed>.json,
 judges whether the plant manifested (benchmarks/diagnosis/manifest.py), and finally scores the corpus
 with analysis/evaluate.py into benchmarks/results/diagnosis.json. Runs whose fixture exists with the same
-spec are skipped (resume); `--rerun` records them again.
+spec and base weights are skipped (resume); `--rerun` records them again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -91,7 +92,7 @@ def recorded(job_id: str) -> tuple[dict, list[dict]]:
         engine.dispose()
 
 
-def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict) -> dict:
+def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict, base: str) -> dict:
     t0 = time.perf_counter()
     r = api.post("/jobs", json=spec)
     if r.status_code != 202:
@@ -105,7 +106,7 @@ def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict) -> 
     fx = compact({"format": 1, "family": family, "case": case, "seed": seed, "held_out": FAMILIES[family].held_out,
                   "planted": c.planted, "accepted": c.accepted, "manifested": None, "manifest": None,
                   "job": {"id": job_id, "status": job["status"], "error": job["error"], "seconds": seconds,
-                          "spec": spec},
+                          "spec": spec, "base_sha256": base},
                   "context": context, "history": rows})
     served = api.get(f"/jobs/{job_id}/analysis").json()
     replayed = evaluate.diagnose_fixture(fx)
@@ -154,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name}: unknown {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     data = WORK / "data"
     data.mkdir(parents=True, exist_ok=True)
-    pretrain(data / "base.weights.h5", WORK / "source")
+    weights = pretrain(data / "base.weights.h5", WORK / "source")
+    base = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]  # a re-trained base means new runs
     todo = []
     for family, case, seed in plan(args):
         spec = spec_for(case, data, family, seed, args.epochs)
         path = args.corpus / family / f"{case}-s{seed}.json"
-        if path.exists() and not args.rerun and json.loads(path.read_text())["job"]["spec"] == spec:
-            continue
+        if path.exists() and not args.rerun:
+            job = json.loads(path.read_text())["job"]
+            if (job["spec"], job.get("base_sha256")) == (spec, base):
+                continue
         todo.append((family, case, seed, spec, path))
     print(f"{len(todo)} run(s) to record", flush=True)
     if todo:
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
                 wait_ready(api)
                 for family, case, seed, spec, path in todo:
-                    fx = record(api, family, case, seed, spec)
+                    fx = record(api, family, case, seed, spec, base)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(fx, separators=(",", ":")) + "\n")
                     print(f"{family}/{case}/s{seed}: {fx['job']['status']} in {fx['job']['seconds']} s", flush=True)
