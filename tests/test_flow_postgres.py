@@ -126,8 +126,13 @@ def test_sigkilled_worker_job_resumes_from_checkpoint(api, worker, env):
     assert done["attempts"] == 2
     rows = api.get(f"/jobs/{job['id']}/metrics").json()["items"]
     assert_epoch_rows(rows, 12)  # every epoch exactly once
-    reasons = [e["reason"] or "" for e in done["events"]]
-    assert any("lease expired" in r for r in reasons) and any("resumed" in r or r == "started" for r in reasons)
+    # the lost attempt was requeued and the second claim recorded itself as a resume, in that order
+    states = [(e["to_status"], e["reason"] or "", (e["data"] or {}).get("attempt")) for e in done["events"]
+              if e["kind"] == "state"]
+    runs = [s for s in states if s[0] == "running"]
+    assert [(r, a) for _, r, a in runs] == [("started", 1), ("resumed from the last checkpoint (attempt 2)", 2)], states
+    requeued = next(i for i, s in enumerate(states) if s[0] == "queued" and "lease expired" in s[1])
+    assert states.index(runs[0]) < requeued < states.index(runs[1]), states
     # resumed, not restarted: the second worker trained only the epochs after the last checkpoint
     second = worker["proc"].tail(1_000_000).count("epoch recorded")
     assert 12 - killed_at <= second <= 12 - killed_at + 1, (killed_at, second)
