@@ -2,9 +2,15 @@ from functools import partial
 
 from analysis import Abstention, diagnose
 from tests.analysis import builders
-from tests.analysis.builders import ctx, history
+from tests.analysis.builders import ctx, flat, history
 
 run = partial(builders.run, "class_imbalance")
+SKEWED = {"a": 300, "b": 100}  # ratio 3: below SageMaker's 10, but b has 1.5× fewer images or more
+GOOD_VAL = flat(0.75, 4)  # above the two-class chance bar 0.5 + 0.15 × 0.5 = 0.575
+
+
+def recalls(*per_epoch: dict) -> list:
+    return history(val_recall=list(per_epoch), val_accuracy=GOOD_VAL[:len(per_epoch)])
 
 
 def test_counts_alone_before_training():
@@ -20,32 +26,62 @@ def test_pre_training_diagnosis_keeps_the_finding():
     assert d.verdict == "insufficient_data" and d.primary_cause == "class_imbalance"
 
 
-def test_low_recall_class():
-    f = run(history(val_recall=[{"a": 0.9, "b": 0.29}]), class_counts_train={"a": 300, "b": 100})
-    assert f.observed["low_recall_classes"] == ["b"] and f.epochs == [0]
-    assert run(history(val_recall=[{"a": 0.9, "b": 0.3}]), class_counts_train={"a": 300, "b": 100}) is None
+def test_persistent_low_recall_of_an_under_represented_class():
+    h = recalls({"a": 0.9, "b": 0.5}, {"a": 0.9, "b": 0.29}, {"a": 0.92, "b": 0.2}, {"a": 0.95, "b": 0.25})
+    f = run(h, class_counts_train=SKEWED)
+    assert f.observed["signals"] == ["minority_recall"] and f.observed["low_recall_classes"] == ["b"]
+    assert f.epochs == [1, 2, 3] and "b" in f.summary
+    assert [r.id for r in f.remedies][0] == "balance_class_weights"
 
 
-def test_low_recall_of_a_majority_class_is_weak_evidence():
-    minority = run(history(val_recall=[{"a": 0.9, "b": 0.1}]), class_counts_train={"a": 300, "b": 100})
-    majority = run(history(val_recall=[{"a": 0.1, "b": 0.9}]), class_counts_train={"a": 300, "b": 100})
-    assert majority.confidence < minority.confidence
+def test_recall_at_half_the_best_counts_as_low():
+    h = recalls(*[{"a": 0.9, "b": 0.45}] * 3)  # above min_recall 0.3, but ≤ 0.5 × 0.9
+    assert run(h, class_counts_train=SKEWED).observed["low_recall_classes"] == ["b"]
+    assert run(recalls(*[{"a": 0.9, "b": 0.46}] * 3), class_counts_train=SKEWED) is None
+
+
+def test_low_recall_must_persist():
+    h = recalls({"a": 0.9, "b": 0.8}, {"a": 0.9, "b": 0.8}, {"a": 0.9, "b": 0.1}, {"a": 0.9, "b": 0.1})
+    assert run(h, class_counts_train=SKEWED) is None
+    assert run(h, class_counts_train=SKEWED, params={"persist": 2}).observed["low_recall_classes"] == ["b"]
+    assert run(recalls({"a": 0.9, "b": 0.1}), class_counts_train=SKEWED) is None  # one epoch is not persistence
+
+
+def test_low_recall_needs_validation_clearly_above_chance():
+    low = [{"a": 0.95, "b": 0.1}] * 3
+    at_chance = history(val_recall=low, val_accuracy=[0.75, 0.75, 0.57])
+    assert run(at_chance, class_counts_train=SKEWED) is None
+    assert run(history(val_recall=low), class_counts_train=SKEWED) is None  # no val_accuracy at all
+
+
+def test_low_recall_of_a_well_represented_class_is_not_imbalance():
+    h = recalls(*[{"a": 0.1, "b": 0.9}] * 3)  # the larger class is the one missed
+    assert run(h, class_counts_train=SKEWED) is None
+    h = recalls(*[{"a": 0.9, "b": 0.1}] * 3)
+    assert run(h, class_counts_train={"a": 140, "b": 100}) is None  # b is not 1.5× smaller
+    assert run(h, class_counts_train={"a": 150, "b": 100}) is not None
+
+
+def test_balanced_counts_never_fire():
+    h = recalls(*[{"a": 0.95, "b": 0.05}] * 4)
+    assert run(h, class_counts_train={"a": 100, "b": 100}) is None
+    # a model at chance predicting one class on balanced data is not imbalance either
+    stuck = history(val_recall=[{"a": 1.0, "b": 0.0}] * 4, val_accuracy=flat(0.5, 4))
+    assert run(stuck, class_counts_train={"a": 100, "b": 100}) is None
 
 
 def test_recall_from_confusion_matrix():
-    f = run(history(confusion=[[[9, 1], [8, 2]]]), class_counts_val={"a": 10, "b": 10})
-    assert f.observed["val_recall"] == {"a": 0.9, "b": 0.2}
+    confusion = [[[9, 1], [8, 2]]] * 3  # rows = true class: a recalled 0.9, b 0.2
+    f = run(history(confusion=confusion, val_accuracy=flat(0.7, 3)), class_counts_train=SKEWED)
+    assert f.observed["low_recall_classes"] == ["b"] and f.observed["signals"] == ["minority_recall"]
 
 
-def test_val_accuracy_at_majority_share():
-    counts = {"a": 80, "b": 20}
-    f = run(history(val_accuracy=[0.79]), class_counts_val=counts)
-    assert f.observed["signals"] == ["majority_accuracy"] and f.observed["majority_share"] == 0.8
-    assert run(history(val_accuracy=[0.77]), class_counts_val=counts) is None
-
-
-def test_balanced_set_at_chance_is_not_imbalance():
-    assert run(history(val_accuracy=[0.5]), class_counts_val={"a": 50, "b": 50}) is None
+def test_counts_and_recall_together_are_more_confident():
+    h = recalls(*[{"a": 0.95, "b": 0.1}] * 3)
+    both = run(h, class_counts_train={"a": 1100, "b": 100})
+    assert both.observed["signals"] == ["count_ratio", "minority_recall"]
+    assert both.confidence > run([], class_counts_train={"a": 1100, "b": 100}).confidence
+    assert both.confidence > run(h, class_counts_train=SKEWED).confidence
 
 
 def test_balanced_weights_not_suggested_twice():
@@ -53,6 +89,6 @@ def test_balanced_weights_not_suggested_twice():
     assert "balance_class_weights" not in [r.id for r in f.remedies]
 
 
-def test_abstains_without_counts_or_recall():
-    a = run(history(val_accuracy=[0.5]))
-    assert isinstance(a, Abstention) and len(a.missing) == 2
+def test_abstains_without_training_counts():
+    a = run(recalls(*[{"a": 0.95, "b": 0.1}] * 3), class_counts_val={"a": 300, "b": 100})
+    assert isinstance(a, Abstention) and a.missing == ["class_counts_train"]
