@@ -40,9 +40,23 @@ def test_learning_rate_too_low_from_tiny_update_ratio():
     assert f.remedies[0].patch == {"optimizer": {"learning_rate": 1e-5}}
 
 
-def test_learning_rate_not_blamed_at_the_deepdiagnosis_bound():
-    h = stuck(0.5, 0.5, update_ratio_head=flat(1e-5, N), update_ratio_base=flat(1e-5, N))
+def test_learning_rate_bound_is_a_per_step_update_ratio_of_3e_4():
+    h = stuck(0.5, 0.5, update_ratio_head=flat(3e-4, N), update_ratio_base=flat(1e-5, N))
     assert find("learning_rate_too_low", h, UNFROZEN) is None
+    h = stuck(0.5, 0.5, update_ratio_head=flat(2.9e-4, N), update_ratio_base=flat(1e-5, N))
+    assert find("learning_rate_too_low", h, UNFROZEN).observed["update_ratio"] == 2.9e-4
+    # DeepDiagnosis' 1e-5 is far below the per-step bound: blamed
+    h = stuck(0.5, 0.5, update_ratio_head=flat(1e-5, N), update_ratio_base=flat(1e-5, N))
+    assert find("learning_rate_too_low", h, UNFROZEN) is not None
+
+
+def test_quiet_near_chance_which_is_not_learnings_case():
+    h = stuck(0.5, 0.5, update_ratio_head=flat(1e-5, N))
+    assert run(h, UNFROZEN, class_counts_train={"a": 10, "b": 10}) is None  # bar 0.575 for two classes
+    assert run(h, UNFROZEN, class_counts_train={"a": 10, "b": 10, "c": 10}) is not None  # bar 0.433 for three
+    # only the latest epochs count: a run that fell back to chance is still not_learning's
+    h = history(train_eval_accuracy=[0.7, 0.6] + flat(0.5, N - 2), val_accuracy=flat(0.5, N))
+    assert run(h, UNFROZEN, class_counts_train={"a": 10, "b": 10}) is None
 
 
 def test_learning_rate_too_low_from_a_slow_crawl():
@@ -60,6 +74,16 @@ def test_regularization_too_strong():
     spec = {**UNFROZEN, "regularization": {"l2": 1e-3}}
     f = find("regularization_too_strong", stuck(0.55, 0.56), spec)
     assert f.remedies[0].patch == {"regularization": {"l2": 0.0001}}
+
+
+def test_regularization_too_strong_from_the_penalty_share():
+    spec = {**UNFROZEN, "regularization": {"l2": 1e-4}}  # below strong_l2, but the penalty is 35% of the loss
+    h = stuck(0.55, 0.56, train_eval_loss=flat(1.0, N), regularization_loss=flat(0.35, N))
+    f = find("regularization_too_strong", h, spec)
+    assert f.observed["penalty_share"] == 0.35 and f.remedies[0].id == "reduce_l2"
+    assert f.remedies[0].patch == {"regularization": {"l2": 1e-5}}
+    h = stuck(0.55, 0.56, train_eval_loss=flat(1.0, N), regularization_loss=flat(0.29, N))
+    assert find("regularization_too_strong", h, spec) is None
 
 
 def test_regularization_quiet_below_threshold_or_with_a_gap():
