@@ -1,5 +1,7 @@
 from functools import partial
 
+import pytest
+
 from analysis import Abstention, diagnose
 from tests.analysis import builders
 from tests.analysis.builders import ctx, flat, history
@@ -92,3 +94,9 @@ def test_balanced_weights_not_suggested_twice():
 def test_abstains_without_training_counts():
     a = run(recalls(*[{"a": 0.95, "b": 0.1}] * 3), class_counts_val={"a": 300, "b": 100})
     assert isinstance(a, Abstention) and a.missing == ["class_counts_train"]
+
+
+@pytest.mark.xfail(strict=True, raises=IndexError, reason="a ragged confusion matrix raises in _from_confusion")
+def test_ragged_confusion_matrix_does_not_raise():
+    h = history(confusion=[[[1, 2], [3]]] * 3, val_accuracy=flat(0.9, 3))
+    assert run(h, class_counts_train=SKEWED) is None

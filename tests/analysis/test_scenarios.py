@@ -48,3 +48,26 @@ def test_frozen_random_base_underfits():
     assert d.primary_cause == "base_too_frozen"
     assert d.findings[0].remedies[0].id == "use_imagenet_weights"
     assert "learning_rate_too_low" not in causes(d)  # the measured update ratio is healthy
+
+
+def test_unfreezing_a_pretrained_base_at_the_head_learning_rate():
+    # val_loss jumps from 0.9 to 4 once the whole base trains at 1e-2; validation never recovers
+    h = history(loss=[0.9, 1.1, 1.0, 0.9, 0.85], accuracy=[0.6, 0.5, 0.55, 0.6, 0.62],
+                val_loss=[0.9, 4.0, 3.0, 2.5, 2.2], val_accuracy=[0.6, 0.35, 0.4, 0.45, 0.45])
+    spec = {"model": {"trainable": "all"}, "optimizer": {"name": "sgd", "learning_rate": 1e-2, "momentum": 0.9}}
+    d = diagnose(h, ctx(spec, class_counts_train=THREE))
+    assert d.primary_cause == "learning_rate_too_high_after_unfreezing"
+    assert d.findings[0].remedies[0].id == "unfreeze_fewer_at_low_lr"
+    assert "val_loss_spike" in d.findings[0].observed["signals"]
+
+
+def test_reduce_lr_cutting_during_warm_up():
+    n = 10
+    h = history(learning_rate=[1e-3] * 3 + [1e-4] * 7, train_eval_accuracy=[0.4, 0.5, 0.6, 0.62, 0.63, 0.64, 0.65, 0.66, 0.67, 0.68],
+                val_accuracy=[0.38, 0.48, 0.58, 0.6, 0.61, 0.62, 0.63, 0.64, 0.65, 0.66],
+                train_eval_loss=ramp(1.0, -0.04, n), val_loss=ramp(1.02, -0.04, n))
+    spec = {"callbacks": {"reduce_lr_on_plateau": {"patience": 1}}}
+    d = diagnose(h, ctx(spec, class_counts_train=THREE, planned_epochs=30))
+    assert "premature_lr_cut" in causes(d) and "overfitting" not in causes(d)
+    assert remedy_by_id(d, "lengthen_reduce_lr_patience").patch == {
+        "callbacks": {"reduce_lr_on_plateau": {"patience": 5, "cooldown": 2}}}
