@@ -145,8 +145,8 @@ def jobs(service, receiver) -> dict[str, dict]:
     wait_for(ended, 600, lambda: f"{[api.get(f'/jobs/{j}').json()['status'] for j in ids.values()]}\n{proc.tail()}",
              interval=2)
     done = {key: api.get(f"/jobs/{jid}").json() for key, jid in ids.items()}
-    for key, job in done.items():
-        assert job["status"] == "succeeded", (key, job, proc.tail())
+    failed = {key: (job["status"], job["error"]) for key, job in done.items() if job["status"] != "succeeded"}
+    assert not failed, f"{failed}\n{proc.tail()}"
     return done
 
 
