@@ -1,0 +1,1 @@
+"""Autopilot benchmark: planted causes repaired by the autopilot, against a random remedy and a blind recipe."""
