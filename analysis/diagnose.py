@@ -32,26 +32,30 @@ def diagnose(history: list[EpochRecord], context: JobContext, params: dict[str, 
     view = View(history, context)
     findings: list[Finding] = []
     abstentions: list[Abstention] = []
+    judged = 0
     for rule, p in selected:
         result = rule.run(view, p)
         if isinstance(result, Abstention):
             abstentions.append(result)
         else:
             findings.extend(result)
+            judged += rule.judges_progress
     findings.sort(key=lambda f: -f.confidence)  # stable: ties keep registry order
-    verdict = _verdict(view.n, findings, abstentions, len(selected))
+    verdict = _verdict(view.n, findings, abstentions, len(selected), judged)
     primary = findings[0].cause if findings else None
     return Diagnosis(verdict=verdict, primary_cause=primary, findings=findings, abstentions=abstentions,
                      epochs_analysed=view.n, summary=_summary(verdict, view.n, findings, abstentions))
 
 
-def _verdict(n: int, findings: list[Finding], abstentions: list[Abstention], ran: int) -> str:
+def _verdict(n: int, findings: list[Finding], abstentions: list[Abstention], ran: int, judged: int) -> str:
     if any(f.diverging for f in findings):
         return "diverging"
     if n < 2 or len(abstentions) == ran:
         return "insufficient_data"
     if findings:
         return "stagnating"
+    if not judged:
+        return "insufficient_data"
     # "healthy" only when every rule that could judge stagnation had enough epochs to do so
     if any(a.reason.startswith(INSUFFICIENT) for a in abstentions):
         return "insufficient_data"

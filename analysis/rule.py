@@ -21,6 +21,7 @@ class Rule:
     reference: ClassVar[str]
     causes: ClassVar[tuple[str, ...]]
     Params: ClassVar[type[Params]]
+    judges_progress: ClassVar[bool] = True  # a "healthy" verdict needs at least one such rule to have judged
 
     def min_epochs(self, p: Params) -> int:
         return 2

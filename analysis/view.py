@@ -5,6 +5,7 @@ from __future__ import annotations
 from math import isfinite
 from operator import attrgetter, itemgetter, le
 
+from analysis.compare import gt, le
 from analysis.records import EpochRecord, JobContext
 from analysis.series import Series
 from analysis.spec import SpecView
@@ -93,7 +94,16 @@ class View:
     def chance_bar(self, near: float) -> float | None:
         """Accuracy at or below which a model is near chance: 1/K + near × (1 − 1/K); None without K."""
         k = self.num_classes
-        return None if not k else 1 / k + near * (1 - 1 / k)
+        return None if not k or k < 2 else 1 / k + near * (1 - 1 / k)
+
+    def near_chance(self, near: float, window: int) -> bool:
+        """The latest `window` inference-mode training accuracies are near chance, and validation is no better."""
+        bar = self.chance_bar(near)
+        train = self.pick("train_eval_accuracy", "accuracy")
+        if bar is None or not train or len(train) < window:
+            return False
+        val = self.series("val_accuracy")
+        return all(le(a, bar) for a in train.tail(window)) and not (val and gt(max(val.tail(window)), bar))
 
     @property
     def num_classes(self) -> int | None:

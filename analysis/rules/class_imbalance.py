@@ -36,6 +36,7 @@ class ClassImbalance(Rule):
     reference = "SageMaker Debugger ClassImbalance"
     causes = ("class_imbalance",)
     Params = ClassImbalanceParams
+    judges_progress = False  # counts alone can be judged before training: they say nothing about progress
 
     def min_epochs(self, p: ClassImbalanceParams) -> int:
         return 0
@@ -102,7 +103,7 @@ def _from_confusion(view: View, matrix: list[list[int]] | None) -> dict[str, flo
     names = sorted(ctx.class_counts_val or ctx.class_counts_train or {})  # Keras orders classes alphanumerically
     if len(names) != len(matrix):
         names = [str(i) for i in range(len(matrix))]
-    return {n: (row[i] / sum(row) if sum(row) else None) for i, (n, row) in enumerate(zip(names, matrix))}
+    return {n: (row[i] / sum(row) if sum(row) and i < len(row) else None) for i, (n, row) in enumerate(zip(names, matrix))}
 
 
 RULE = ClassImbalance()

@@ -29,7 +29,9 @@ class LrTooHighParams(Params):
 
 
 class LrTooHigh(Rule):
-    """The step is too large for the loss surface: any one of four signals fires, more signals add confidence.
+    """The step is too large for the loss surface: a strong signal (non-finite or exploding loss, rising training loss,
+    a val_loss spike) fires; oscillation and large update ratios fire only on a run that also learns poorly; more
+    signals add confidence.
 
     References: AutoTrainer (utils/monitor.py) nan_loss (NaN/inf or ≥ 1e5) and ol_judge oscillation
     (amplitude 0.03, rate 0.2) with its repairs (utils/repair.py: lower LR, Adam, ReduceLR, batch size);
@@ -84,7 +86,7 @@ class LrTooHigh(Rule):
     def _poor(view: View) -> bool:
         """Validation accuracy below 0.7 (AutoTrainer's not_converge bar): a large step that also learns well is fine."""
         val = view.series("val_accuracy")
-        return bool(val) and max(val.values) < 0.7
+        return not val or max(val.values) < 0.7  # unknown counts as poor: weak signals then stand on their own
 
     def _val_spike(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
         """val_loss jumps far above where it started: the step threw the model out of its basin."""

@@ -44,16 +44,14 @@ class NotLearning(Rule):
     def check(self, view: View, p: NotLearningParams) -> list[Finding] | Abstention:
         train = view.pick("train_eval_accuracy", "accuracy")
         bar = view.chance_bar(p.near_chance)
+        train = view.pick("train_eval_accuracy", "accuracy")
         if not train or bar is None:
             return self.abstain_missing(*(["train_eval_accuracy or accuracy"] if not train else []),
                                         *(["class counts"] if bar is None else []))
+        if not view.near_chance(p.near_chance, p.window):
+            return []
         chance = 1 / view.num_classes
         recent = train.tail(p.window)
-        if len(recent) < p.window or not all(le(a, bar) for a in recent):
-            return []
-        val = view.series("val_accuracy")
-        if val and gt(max(val.tail(p.window)), bar):
-            return []  # validation learned something: not this situation
         observed = {"train_accuracy_recent": recent, "chance": round(chance, 4), "near_chance_bar": round(bar, 4),
                     "train_source": train.name}
         cause, confidence, why, remedies = self._cause(view, p, observed)

@@ -27,11 +27,16 @@ class PrematureLrCut(Rule):
     reference = "Keras ReduceLROnPlateau (keras/src/callbacks/reduce_lr_on_plateau.py); AutoTrainer slow convergence"
     causes = ("premature_lr_cut",)
     Params = PrematureLrCutParams
+    judges_progress = False  # quiet without a cut: says nothing about whether the job is healthy
 
     def min_epochs(self, p: PrematureLrCutParams) -> int:
         return 2 + p.after
 
     def check(self, view: View, p: PrematureLrCutParams) -> list[Finding] | Abstention:
+        if view.spec.reduce_lr is None:
+            return []  # only ReduceLROnPlateau cuts on its own judgement; a schedule is the user's choice
+        if not view.has("learning_rate") and not view.context.lr_reductions:
+            return self.abstain_missing("learning_rate")
         cuts = view.lr_cuts()
         if not cuts:
             return []

@@ -62,8 +62,7 @@ class Underfitting(Rule):
             return self.abstain_missing(*(["train_eval_accuracy or accuracy"] if not train else []),
                                         *(["val_accuracy"] if not val else []))
         c = self._curves(view, train, val, p)
-        bar = view.chance_bar(p.near_chance)
-        if not c.stalled or (bar is not None and all(v <= bar for v in train.tail(3))):
+        if not c.stalled or view.near_chance(p.near_chance, 3):
             return []  # at chance nothing was learned at all: not_learning tells those causes apart
         floor = self._lr_floor(view, p, c)
         found = [floor, self._base_frozen(view, p, c), self._regularization(view, p, c)]
