@@ -96,7 +96,6 @@ def test_abstains_without_training_counts():
     assert isinstance(a, Abstention) and a.missing == ["class_counts_train"]
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="a ragged confusion matrix raises in _from_confusion")
 def test_ragged_confusion_matrix_does_not_raise():
     h = history(confusion=[[[1, 2], [3]]] * 3, val_accuracy=flat(0.9, 3))
     assert run(h, class_counts_train=SKEWED) is None
