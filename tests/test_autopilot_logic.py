@@ -249,3 +249,12 @@ def test_next_step_decisions():
     assert next_step(config, rounds_done=1, last_helped=False, diagnosis=_diagnosis("a"), tried={"a"}).reason == "no_gain"
     healthy = Diagnosis(verdict="healthy", summary="fine")
     assert next_step(config, rounds_done=1, last_helped=True, diagnosis=healthy, tried=set()).reason == "healthy"
+
+
+def test_dashboard_job_page_has_the_lineage_view(client):
+    jid = str(uuid.uuid4())
+    page = client.get(f"/ui/jobs/{jid}")
+    assert page.status_code == 200 and 'id="lineage"' in page.text and "/ui/static/lineage.js?v=" in page.text
+    script = client.get("/ui/static/lineage.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "/lineage" in script.text and "Charts.lineChart" in script.text
