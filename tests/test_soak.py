@@ -40,7 +40,8 @@ def test_jobs_survive_random_worker_kills(kind, tmp_path):
             service.kill_worker()
             kills += 1
             service.restart_worker()  # the embedded launcher comes back on a new port: a new client each time
-        wait_for(lambda: not unfinished(service, epochs), BUDGET_SECONDS - (time.monotonic() - started),
+        # the kills stop after their share of the budget; the rest drains (more slowly on a busy machine)
+        wait_for(lambda: not unfinished(service, epochs), max(BUDGET_SECONDS - (time.monotonic() - started), 180),
                  lambda: f"unfinished after {kills} kills: {unfinished(service, epochs)}\n{service.logs()}", interval=2)
         assert kills >= 2
         with service.client() as api:
