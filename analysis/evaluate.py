@@ -24,7 +24,7 @@ from analysis.diagnose import diagnose
 from analysis.findings import Diagnosis
 from analysis.records import EpochRecord, JobContext
 
-SYMPTOMS = frozenset({"plateau"})  # symptoms, not causes: never a false alarm, never scored
+SYMPTOMS = frozenset({"plateau", "not_learning"})  # symptoms, not causes: never a false alarm, never scored
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "analysis" / "corpus"
 BASELINE = CORPUS / "baseline.json"

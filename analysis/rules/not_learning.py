@@ -26,6 +26,7 @@ class NotLearningParams(Params):
     penalty_share: float = Field(0.5, gt=0, lt=1, description="regularization_loss / train_eval_loss at or above this: the penalty dominates.")
     heavy_dropout: float = Field(0.8, gt=0, lt=1, description="Head dropout at or above this counts as crippling on its own.")
     diverged_factor: float = Field(2.0, gt=1, description="A training loss that rose to this multiple of its first value diverged.")
+    large_update_ratio: float = Field(0.1, gt=0, description="DeepDiagnosis' upper bound: steps this large throw away what was learned.")
 
 
 class NotLearning(Rule):
@@ -35,7 +36,8 @@ class NotLearning(Rule):
 
     id = "not_learning"
     reference = "AutoTrainer not_converge; DeepDiagnosis update ratio; Keras transfer-learning guide"
-    causes = ("base_too_frozen", "learning_rate_too_low", "regularization_too_strong", "learning_rate_too_high", "not_learning")
+    causes = ("base_too_frozen", "learning_rate_too_low", "regularization_too_strong", "learning_rate_too_high",
+              "learning_rate_too_high_after_unfreezing", "not_learning")
     Params = NotLearningParams
 
     def min_epochs(self, p: NotLearningParams) -> int:
@@ -69,9 +71,7 @@ class NotLearning(Rule):
         diverged = self._diverged(view, p)
         if diverged:
             observed.update(diverged)
-            return ("learning_rate_too_high", 0.8,
-                    f"the training loss diverged ({diverged['why']}) and the network never recovered.",
-                    R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec)))
+            return self._too_high(spec, f"the training loss diverged ({diverged['why']}) and the network never recovered.")
         share = view.penalty_share()
         if share is not None:
             observed["penalty_share"] = round(share, 4)
@@ -84,6 +84,8 @@ class NotLearning(Rule):
         ratio = self._update_ratio(view, p)
         if ratio is not None:
             observed["update_ratio"] = ratio
+            if gt(ratio, p.large_update_ratio):
+                return self._too_high(spec, f"each optimizer step changes the weights by {ratio:.2g} of their norm.")
             if lt(ratio, p.tiny_update_ratio):
                 return ("learning_rate_too_low", 0.8,
                         f"each optimizer step changes the weights by only {ratio:.2g} of their norm (learning rate {spec.lr:g}).",
@@ -91,6 +93,13 @@ class NotLearning(Rule):
         # A symptom without a named cause: kept low so it never passes for a diagnosis.
         return ("not_learning", 0.4, "no recorded signal singles out a cause; check the labels and the input pipeline.",
                 R.ranked(R.increase_learning_rate(spec), R.use_imagenet_weights(spec)))
+
+    @staticmethod
+    def _too_high(spec, why: str) -> tuple[str, float, str, list]:
+        if not spec.base_frozen and spec.weights is not None:  # a pre-trained base unfrozen at a head's rate
+            return ("learning_rate_too_high_after_unfreezing", 0.8, f"{why} The unfrozen pre-trained base lost its features.",
+                    R.ranked(R.unfreeze_fewer_at_low_lr(spec), R.lower_learning_rate(spec)))
+        return ("learning_rate_too_high", 0.8, why, R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec)))
 
     def _update_ratio(self, view: View, p: NotLearningParams) -> float | None:
         names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])

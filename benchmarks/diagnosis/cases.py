@@ -43,7 +43,7 @@ CASES: dict[str, Case] = {
                                check="frozen_random_init"),
     "lr_too_high": Case(plant.base_set, {"optimizer": {"learning_rate": 1e-1}}, "learning_rate_too_high",
                         check="lr_too_high"),
-    "lr_too_high_unfrozen": Case(plant.base_set, {"model": {"trainable": "all"}, "optimizer": {"learning_rate": 3e-3}},
+    "lr_too_high_unfrozen": Case(plant.base_set, {"model": {"trainable": "mixed8"}, "optimizer": {"learning_rate": 1e-2}},
                                  "learning_rate_too_high_after_unfreezing", ("learning_rate_too_high",),
                                  check="lr_too_high_unfrozen", unfrozen=True),
     "lr_too_low": Case(plant.base_set, {"optimizer": {"learning_rate": 1e-6}}, "learning_rate_too_low",

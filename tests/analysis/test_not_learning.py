@@ -10,6 +10,7 @@ THREE = {"a": 100, "b": 100, "c": 100}  # chance 1/3, near-chance bar 1/3 + 0.15
 N = 5
 RANDOM_FROZEN = {"model": {"weights": None, "trainable": "head"}}
 UNFROZEN = {"model": {"trainable": "all"}}
+HEAD = {"model": {"trainable": "head"}}  # a pre-trained (ImageNet) base, frozen
 
 
 def at_chance(n: int = N, **extra) -> list:
@@ -38,14 +39,22 @@ def test_quiet_when_validation_learned_something():
 
 
 def test_non_finite_or_diverged_loss_is_a_learning_rate_too_high():
-    f = run(at_chance(loss=[1.1, 1.0, math.nan, math.nan, math.nan]), UNFROZEN, class_counts_train=THREE)
+    f = run(at_chance(loss=[1.1, 1.0, math.nan, math.nan, math.nan]), HEAD, class_counts_train=THREE)
     assert f.cause == "learning_rate_too_high" and f.observed["first_non_finite_epoch"] == 2
     assert f.remedies[0].id == "lower_learning_rate"
-    f = run(at_chance(loss=[1.1, 2.3, 5.0, 4.0, 4.0]), UNFROZEN, class_counts_train=THREE)
+    f = run(at_chance(loss=[1.1, 2.3, 5.0, 4.0, 4.0]), HEAD, class_counts_train=THREE)
     assert f.cause == "learning_rate_too_high" and f.observed["first_loss"] == 1.1 and f.observed["max_loss"] == 5.0
-    assert run(at_chance(loss=[1.1, 2.1, 1.5, 1.2, 1.1]), UNFROZEN, class_counts_train=THREE).cause == "not_learning"
-    f = run(at_chance(nonfinite_batches=[0, 0, 3, 0, 0]), UNFROZEN, class_counts_train=THREE)
+    assert run(at_chance(loss=[1.1, 2.1, 1.5, 1.2, 1.1]), HEAD, class_counts_train=THREE).cause == "not_learning"
+    f = run(at_chance(nonfinite_batches=[0, 0, 3, 0, 0]), HEAD, class_counts_train=THREE)
     assert f.cause == "learning_rate_too_high" and f.observed["nonfinite_batches"] == 3
+    # the same divergence on a pre-trained base unfrozen at that rate
+    f = run(at_chance(loss=[1.1, 2.3, 5.0, 4.0, 4.0]), UNFROZEN, class_counts_train=THREE)
+    assert f.cause == "learning_rate_too_high_after_unfreezing" and f.remedies[0].id == "unfreeze_fewer_at_low_lr"
+
+
+def test_oversized_steps_are_a_learning_rate_too_high():
+    f = run(at_chance(update_ratio_head=flat(0.5, N)), HEAD, class_counts_train=THREE)
+    assert f.cause == "learning_rate_too_high" and f.observed["update_ratio"] == 0.5
 
 
 def test_a_dominant_weight_penalty():
