@@ -8,6 +8,11 @@ specs sometimes get real dataset paths, so the requests reach the code behind th
 `GET /jobs/{id}/events` is a stream that only ends when its job does, so each of its calls is cut after
 STREAM_SECONDS (what it sent until then is kept and checked). Generation is derandomized: a run sends
 the same requests every time, so a failure reproduces.
+
+The whole run happens twice, on PostgreSQL and on SQLite (the embedded default). Half of the job specs and
+fork bodies carry one hostile value that JSON parsers accept but no field should: NaN and Infinity, numbers
+beyond any range, lone surrogates, NULs, huge strings and deep nesting; and every such value is also put in
+every place of an otherwise valid body (`test_every_hostile_value_anywhere_in_a_valid_body_is_refused`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from models.lifecycle import upsert_epoch
 from models.settings import get_settings
 from models.tables import Job, JobStatus
 from tests.specs import small_spec
+from tests.sqlite_app import sqlite_client
 
 EXAMPLES_PER_OPERATION = 50
 STREAM_SECONDS = 2  # an event stream of a job that is not finished is cut after this long
@@ -66,8 +72,19 @@ def _seed(client) -> list[str]:
     return ids
 
 
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def api(request, client, tmp_path_factory):
+    """The whole run once on PostgreSQL and once on SQLite (the embedded default): each refuses other inputs."""
+    if request.param == "postgresql":
+        yield client
+        return
+    with sqlite_client(tmp_path_factory.mktemp("sqlite")) as c:
+        yield c
+
+
 @pytest.fixture(scope="module", autouse=True)
-def seeded_jobs(client) -> Iterator[list[str]]:
+def seeded_jobs(api) -> Iterator[list[str]]:
+    client = api
     before = {j["id"] for j in _all_jobs(client)}
     SEEDED[:] = _seed(client)
     with pytest.MonkeyPatch.context() as mp:
@@ -125,8 +142,69 @@ def flatmap_query(context, query):
     return st.one_of(st.just(query), overrides.map(lambda extra: {**(query or {}), **extra}))
 
 
+# What JSON parsers accept but no field should: written as JSON text, since Python's writer never produces some
+# of them (a lone surrogate) and refuses others when strict. A huge string, and nesting deeper than any spec.
+HOSTILE_LITERALS = [
+    "NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1" + "0" * 400, "-1", "true", '"299"',
+    '"\\ud800"', '"x\\udfffx"', '"\\udc00\\ud800"', '"\\u0000"', '"shapes/train\\u0000"',
+    '"' + "x" * 300 + '"', '"' + "/".join(["y" * 255] * 20) + '"', '"' + "z" * 200_000 + '"',
+    "[" * 40 + "]" * 40, '{"a":' * 600 + "{}" + "}" * 600,
+]
+HOSTILE_SENTINEL = "\u2603hostile\u2603"
+
+
+VALID_BODIES = {
+    "/jobs": small_spec(name="n", on_stagnation={"action": "none", "rules": ["plateau"]},
+                        optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+                        callbacks={"early_stopping": {"min_delta": 0.001, "restore_best_weights": True}}),
+    "/jobs/{job_id}/fork": {"apply": [], "patch": {"name": "n", "regularization": {"l2": 0.001}}},
+}
+
+
+def _leaf_paths(value, prefix=()) -> list[tuple]:
+    """Every place in a body where a value could go: each existing key and item, and each object's new key."""
+    paths = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            paths += _leaf_paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            paths += _leaf_paths(child, (*prefix, i))
+    return paths
+
+
+def _with_hostile(body, path: tuple, literal: str) -> bytes:
+    body = json.loads(json.dumps(body))
+    if not path:
+        return literal.encode()
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = HOSTILE_SENTINEL
+    return json.dumps(body).replace(json.dumps(HOSTILE_SENTINEL), literal).encode()
+
+
+def hostile(body) -> st.SearchStrategy:
+    """The body as raw JSON with one value replaced by a hostile literal (the whole body, when it is not a
+    container)."""
+    paths = _leaf_paths(body) or [()]
+    return st.tuples(st.sampled_from(paths), st.sampled_from(HOSTILE_LITERALS)).map(
+        lambda pair: _with_hostile(body, *pair))
+
+
 def flatmap_body(context, body):
-    """Half of the time, point a generated spec at the real image set so it passes the path checks."""
+    """Half of the time, point a generated spec at the real image set so it passes the path checks; half of the
+    time, put a hostile value somewhere in the body."""
+    if context.operation.path not in ("/jobs", "/jobs/{job_id}/fork") or isinstance(body, (bytes, type(None))):
+        return st.just(body)
+    plain = _real_paths(context, body)
+    # Into a generated body, and into one valid but for the hostile value, so it gets past every other check
+    # and reaches the database and the merge.
+    return st.one_of(plain, plain.flatmap(hostile), st.just(VALID_BODIES[context.operation.path]).flatmap(hostile),
+                     plain)
+
+
+def _real_paths(context, body) -> st.SearchStrategy:
     if context.operation.path != "/jobs" or not isinstance(body, dict) or not isinstance(body.get("dataset"), dict):
         return st.just(body)
 
@@ -159,7 +237,8 @@ def test_no_input_gets_a_server_error(case):
     case.call_and_validate(checks=[not_a_server_error], **({"timeout": STREAM_SECONDS} if stream else {}))
 
 
-def test_after_epoch_beyond_the_epoch_column_is_422_not_500(client):
+def test_after_epoch_beyond_the_epoch_column_is_422_not_500(api):
+    client = api
     """Found by the test above: a cursor past the 32-bit epoch column reached PostgreSQL and failed there."""
     jid = SEEDED[2]
     assert client.get(f"/jobs/{jid}/metrics", params={"after_epoch": 2**31}).status_code == 422
@@ -167,9 +246,28 @@ def test_after_epoch_beyond_the_epoch_column_is_422_not_500(client):
     assert page["items"] == [] and page["next_after_epoch"] == 2**31 - 1
 
 
-def test_page_sizes_above_the_limit_are_422(client):
+def test_page_sizes_above_the_limit_are_422(api):
+    client = api
     """The bounds the schema states are enforced, not only published: no page is larger than 1000 rows."""
     jid = SEEDED[2]
     assert client.get("/jobs", params={"limit": 1001}).status_code == 422
     assert client.get(f"/jobs/{jid}/metrics", params={"limit": 1001}).status_code == 422
     assert client.get("/jobs", params={"limit": 1000}).status_code == 200
+
+
+@pytest.mark.parametrize("operation", sorted(VALID_BODIES))
+def test_every_hostile_value_anywhere_in_a_valid_body_is_refused(api, operation):
+    """The generated run above samples these; here every hostile value goes into every place of a body that is
+    valid but for it, so each reaches the database and the merge if nothing refuses it first."""
+    path = operation.replace("{job_id}", SEEDED[0])
+    body = VALID_BODIES[operation]
+    for leaf in [*_leaf_paths(body), ()]:
+        for literal in HOSTILE_LITERALS:
+            r = api.post(path, content=_with_hostile(body, leaf, literal), headers={"content-type": "application/json"})
+            assert r.status_code in (202, 400, 413, 422), (leaf, literal[:40], r.status_code, r.text[:300])
+            json.loads(r.content, parse_constant=lambda c: pytest.fail(f"{c} in the response to {leaf}"))
+            if r.status_code == 202:  # a literal that is a fine value there ("true" for a boolean)
+                api.post(f"/jobs/{r.json()['id']}/cancel")
+            elif r.status_code == 422 and leaf:  # the field is named (a fork names it in the patch or the spec)
+                named = {str(part) for e in r.json()["detail"] for part in e["loc"]}
+                assert str(leaf[0]) in named or str(leaf[-1]) in named, (leaf, literal[:40], r.json()["detail"])
