@@ -95,16 +95,16 @@ def round_header(step: LineageStep) -> str:
 
 def lineage_table(lineage: LineageRead) -> Table:
     table = Table(title=f"lineage of {lineage.root_id} ({lineage.metric})", title_justify="left")
-    for column, justify in (("round", "right"), ("job", "left"), ("status", "left"), ("cause", "left"),
-                            ("remedy", "left"), ("epochs", "right"), (f"best {lineage.metric}", "right"),
-                            ("gain", "right"), ("diagnosis", "left")):
-        table.add_column(column, justify=justify)
+    # numbers and ids never wrap; causes and remedies fold onto more lines in a narrow terminal
+    for column, justify, fixed in (("round", "right", True), ("job", "left", True), ("status", "left", True),
+                                   ("cause", "left", False), ("remedy", "left", False), ("epochs", "right", True),
+                                   ("best", "right", True), ("gain", "right", True), ("verdict", "left", False)):
+        table.add_column(column, justify=justify, no_wrap=fixed, overflow="fold")
     for step in lineage.steps:
         table.add_row("—" if step.round is None else str(step.round), str(step.job_id)[:8], step.status,
                       escape(step.cause or ""), escape("+".join(step.remedies)), str(step.epochs),
                       "—" if step.best is None else f"{step.best:.4f}", _gain(step.gain),
-                      escape(f"{step.diagnosis.verdict}" + (f": {step.diagnosis.primary_cause}"
-                                                           if step.diagnosis.primary_cause else "")))
+                      escape(step.diagnosis.verdict))
     return table
 
 

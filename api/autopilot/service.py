@@ -63,8 +63,9 @@ def _end(session: Session, ap: Autopilot, reason: str, detail: str) -> Autopilot
     if result.rowcount == 1:
         record_event(session, ap.current_job_id, "autopilot", reason=f"autopilot ended: {reason}",
                      data={"autopilot_id": str(ap.id), "end_reason": reason, "detail": detail[:2000]})
-        log.info("autopilot ended", autopilot_id=str(ap.id), reason=reason, rounds=ap.rounds_done)
     session.commit()
+    if result.rowcount == 1:
+        log.info("autopilot ended", autopilot_id=str(ap.id), reason=reason, rounds=ap.rounds_done)
     session.refresh(ap)
     return ap
 
@@ -128,9 +129,10 @@ def _fork_round(session: Session, ap: Autopilot, base: Job, step: Fork, config: 
                      data={"autopilot_id": str(ap.id), "round": round_no, "cause": step.cause,
                            "confidence": step.confidence, "remedy": step.remedy.id, "patch": step.remedy.patch,
                            "parent_id": str(base.id)})
+    session.commit()
+    if result.rowcount == 1:
         log.info("autopilot forked", autopilot_id=str(ap.id), round=round_no, remedy=step.remedy.id,
                  child_id=str(child.id))
-    session.commit()
     session.refresh(ap)
     if ap.state != "active" and not JobStatus(session.get(Job, child.id).status).terminal:
         _cancel_quietly(session, child.id)  # the lineage was cancelled while this round was being started
