@@ -6,7 +6,7 @@ from pathlib import Path
 
 import keras
 
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from worker.training.errors import ModelError
 
 
@@ -35,6 +35,18 @@ def build_base(spec: JobSpec, weights_file: Path | None) -> keras.Model:
     return base
 
 
+def _block_start(names: list[str], layers: list, block: str) -> int:
+    """Index of the first layer of Inception block `block` ("mixedK"): the layer after the previous block's
+    concatenation, or after the stem's last max-pooling for mixed0. The base's layers are in an order where
+    each block's layers lie between those two points (checked in tests)."""
+    k = int(block[len("mixed"):])
+    if k > 0:
+        return names.index(f"mixed{k - 1}") + 1
+    end = names.index("mixed0")
+    pools = [i for i, layer in enumerate(layers[:end]) if isinstance(layer, keras.layers.MaxPooling2D)]
+    return pools[-1] + 1
+
+
 def set_trainable(base: keras.Model, trainable: str | int) -> int:
     """Freeze the base as asked; returns how many base layers train."""
     if trainable == "head":
@@ -49,10 +61,44 @@ def set_trainable(base: keras.Model, trainable: str | int) -> int:
         names = [layer.name for layer in base.layers]
         if trainable not in names:
             raise ModelError(f"model.trainable {trainable!r} is not a block of Inception-V3")
-        start = names.index(trainable)
+        start = _block_start(names, base.layers, trainable)
     for i, layer in enumerate(base.layers):
         layer.trainable = i >= start
     return len(base.layers) - start
+
+
+def batchnorm_mode(spec: JobSpec) -> str:
+    """"frozen" or "train": what the base's BatchNorm layers do when the base trains. "auto" keeps pre-trained
+    statistics (ImageNet or a weights file) and lets a random-init base learn its own."""
+    mode = spec.model.batchnorm
+    if mode == "auto":
+        return "train" if spec.model.weights is None else "frozen"
+    return mode
+
+
+def freeze_batchnorm(base: keras.Model) -> int:
+    """Keras 3 runs a non-trainable BatchNormalization in inference mode: its moving statistics stay as loaded,
+    whatever `training` the outer model is called with. The convolutions keep their own `trainable`."""
+    frozen = 0
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
+def regularize_base(base: keras.Model, l2: keras.regularizers.Regularizer) -> int:
+    """L2 on the trainable base kernels. Keras 3 attaches a regularizer to a variable when the layer creates it,
+    so the built layers get it on their kernel variable (what `model.losses` reads) and in their config (what a
+    saved model rebuilds from). Returns how many kernels are regularized."""
+    n = 0
+    for layer in base.layers:
+        kernel = getattr(layer, "kernel", None)
+        if layer.trainable and kernel is not None and hasattr(layer, "kernel_regularizer"):
+            layer.kernel_regularizer = l2
+            kernel.regularizer = l2
+            n += 1
+    return n
 
 
 def build_model(spec: JobSpec, n_classes: int, weights_file: Path | None = None) -> keras.Model:
@@ -60,14 +106,15 @@ def build_model(spec: JobSpec, n_classes: int, weights_file: Path | None = None)
     l2 = keras.regularizers.L2(reg.l2) if reg.l2 else None
     base = build_base(spec, weights_file)
     set_trainable(base, spec.model.trainable)
+    if batchnorm_mode(spec) == "frozen":
+        freeze_batchnorm(base)
     if l2 is not None and reg.l2_base:
-        for layer in base.layers:
-            if layer.trainable and hasattr(layer, "kernel_regularizer"):
-                layer.kernel_regularizer = l2
+        regularize_base(base, l2)
     size = spec.dataset.image_size
     inputs = keras.Input((size, size, 3), name="image")
-    # BatchNorm stays in inference mode even when the base trains (Keras transfer-learning guide)
-    x = base(inputs, training=False)
+    # No training=False here: Keras 3 passes the outer call's `training` to every nested layer anyway.
+    # BatchNorm's mode comes from its `trainable` (freeze_batchnorm).
+    x = base(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(reg.dropout, name="dropout_pool")(x)
     x = keras.layers.Dense(spec.model.dense_units, activation="relu", kernel_regularizer=l2, name="dense")(x)
