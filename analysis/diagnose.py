@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from analysis.findings import Abstention, Diagnosis, Finding, Remedy
-from analysis.records import EpochRecord, JobContext
+from analysis.records import JobContext
 from analysis.rules import RULES
 from analysis.view import View
+from contract.epoch import EpochRecord
 
 INSUFFICIENT = "insufficient data"
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from analysis.diagnose import diagnose
 from analysis.findings import Diagnosis
-from analysis.records import EpochRecord, JobContext
+from analysis.records import JobContext
+from contract.epoch import EpochRecord
 
 SYMPTOMS = frozenset({"plateau", "not_learning"})  # symptoms, not causes: never a false alarm, never scored
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,15 +1,25 @@
-"""Read the job spec dict with the defaults the trainer applies when a key is missing."""
+"""Read the job spec dict with the contract's defaults filled in where a key is missing or null.
+
+The analysis reads stored specs and the partial specs of tests and benchmarks, so it does not validate them;
+every default comes from `contract.spec`, the same declaration the trainer uses.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-# Same defaults as the job spec model and Keras; duplicated so analysis/ imports nothing else.
-DEFAULT_LR = 1e-3
-DEFAULT_BATCH = 32
-REDUCE_LR_DEFAULTS = {"monitor": "val_loss", "factor": 0.1, "patience": 10, "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0}
-EARLY_STOPPING_DEFAULTS = {"monitor": "val_loss", "patience": 0, "min_delta": 0.0, "restore_best_weights": False}
+from pydantic import BaseModel
+
+from contract.spec import (
+    EarlyStoppingSpec,
+    JobSpec,
+    ModelSpec,
+    OptimizerSpec,
+    ReduceLROnPlateauSpec,
+    RegularizationSpec,
+)
+
 _BLOCK = re.compile(r"^mixed(\d+)$")
 LAST_BLOCK = 10  # Inception-V3 ends at mixed10
 
@@ -19,9 +29,17 @@ def _section(spec: dict, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _get(section: dict, key: str, default: Any) -> Any:
+def _get(section: dict, schema: type[BaseModel], key: str) -> Any:
+    """`section[key]`, or the contract's default for it when missing or null."""
     value = section.get(key)
-    return default if value is None else value
+    return schema.model_fields[key].get_default(call_default_factory=True) if value is None else value
+
+
+def _with_defaults(value: Any, schema: type[BaseModel]) -> dict | None:
+    """A callback's settings with the contract's defaults filled in, or None when the callback is not configured."""
+    if not isinstance(value, dict):
+        return None
+    return {**schema().model_dump(), **{k: v for k, v in value.items() if v is not None}}
 
 
 class SpecView:
@@ -36,17 +54,18 @@ class SpecView:
 
     @property
     def weights(self) -> str | None:
-        return self.model.get("weights", "imagenet")
+        # null is a value here (random init), not "use the default"
+        return self.model.get("weights", ModelSpec.model_fields["weights"].default)
 
     @property
     def trainable(self) -> str | int:
-        return _get(self.model, "trainable", "head")
+        return _get(self.model, ModelSpec, "trainable")
 
     @property
     def batchnorm(self) -> str:
         """"frozen" or "train", resolved as the trainer does: "auto" keeps pre-trained statistics and trains a
         random-init base's."""
-        mode = _get(self.model, "batchnorm", "auto")
+        mode = _get(self.model, ModelSpec, "batchnorm")
         if mode == "auto":
             return "train" if self.weights is None else "frozen"
         return str(mode)
@@ -57,16 +76,16 @@ class SpecView:
 
     @property
     def dropout(self) -> float:
-        return float(_get(self.reg, "dropout", 0.0))
+        return float(_get(self.reg, RegularizationSpec, "dropout"))
 
     @property
     def dense_dropout(self) -> float | None:
-        value = self.reg.get("dense_dropout")
+        value = _get(self.reg, RegularizationSpec, "dense_dropout")
         return None if value is None else float(value)
 
     @property
     def l2(self) -> float:
-        return float(_get(self.reg, "l2", 0.0))
+        return float(_get(self.reg, RegularizationSpec, "l2"))
 
     @property
     def augmentation(self) -> dict | None:
@@ -75,38 +94,36 @@ class SpecView:
 
     @property
     def label_smoothing(self) -> float:
-        return float(_get(self.reg, "label_smoothing", 0.0))
+        return float(_get(self.reg, RegularizationSpec, "label_smoothing"))
 
     @property
     def optimizer(self) -> str:
-        return str(_get(self.opt, "name", "adam"))
+        return str(_get(self.opt, OptimizerSpec, "name"))
 
     @property
     def lr(self) -> float:
-        return float(_get(self.opt, "learning_rate", DEFAULT_LR))
+        return float(_get(self.opt, OptimizerSpec, "learning_rate"))
 
     @property
     def momentum(self) -> float:
-        return float(_get(self.opt, "momentum", 0.0))
+        return float(_get(self.opt, OptimizerSpec, "momentum"))
 
     @property
     def batch_size(self) -> int:
-        return int(_get(self.raw, "batch_size", DEFAULT_BATCH))
+        return int(_get(self.raw, JobSpec, "batch_size"))
 
     @property
     def class_weight(self) -> str:
-        return str(_get(self.raw, "class_weight", "none"))
+        return str(_get(self.raw, JobSpec, "class_weight"))
 
     @property
     def reduce_lr(self) -> dict | None:
         """ReduceLROnPlateau settings with Keras defaults filled in, or None when not configured."""
-        value = self.callbacks.get("reduce_lr_on_plateau")
-        return {**REDUCE_LR_DEFAULTS, **{k: v for k, v in value.items() if v is not None}} if isinstance(value, dict) else None
+        return _with_defaults(self.callbacks.get("reduce_lr_on_plateau"), ReduceLROnPlateauSpec)
 
     @property
     def early_stopping(self) -> dict | None:
-        value = self.callbacks.get("early_stopping")
-        return {**EARLY_STOPPING_DEFAULTS, **{k: v for k, v in value.items() if v is not None}} if isinstance(value, dict) else None
+        return _with_defaults(self.callbacks.get("early_stopping"), EarlyStoppingSpec)
 
     @property
     def min_lr(self) -> float:

@@ -6,9 +6,10 @@ from math import isfinite
 from operator import attrgetter, itemgetter, le
 
 from analysis.compare import gt, le
-from analysis.records import EpochRecord, JobContext
+from analysis.records import JobContext
 from analysis.series import Series
 from analysis.spec import SpecView
+from contract.epoch import EpochRecord
 
 
 class View:

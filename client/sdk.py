@@ -24,11 +24,11 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from api.analysis.schemas import AnalysisRead
-from api.autopilot.schemas import AutopilotRead, LineageRead, LineageStep, OutcomesRead
-from api.jobs.schemas import EpochRead, JobDetail, JobRead, MetricsPage
-from models.autopilot import AutopilotSpec
-from models.spec import JobSpec
+from contract.analysis import AnalysisRead
+from contract.autopilot import AutopilotRead, AutopilotSpec, LineageRead, LineageStep, OutcomesRead
+from contract.epoch import EpochRead
+from contract.jobs import JobDetail, JobRead, MetricsPage
+from contract.spec import JobSpec
 
 __all__ = [
     "TERMINAL", "AnalysisRead", "AutopilotRead", "AutopilotSpec", "EpochRead", "JobDetail", "JobRead", "LineageRead",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, get_args, get_origin
 
+from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from contract.epoch import EpochRecord
 from models.db import UTCDateTime
 
 
@@ -66,33 +68,33 @@ class Job(SQLModel, table=True):
     metrics_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
-class EpochMetric(SQLModel, table=True):
-    __tablename__ = "epoch_metrics"
-    __table_args__ = (UniqueConstraint("job_id", "epoch", name="uq_epoch_metrics_job_epoch"),)
-
+class _EpochKey(SQLModel):
     id: int | None = Field(default=None, primary_key=True)
     job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
     epoch: int
-    loss: float | None = None
-    accuracy: float | None = None
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-    learning_rate: float | None = None
-    epoch_seconds: float | None = None
-    images_per_second: float | None = None
-    train_eval_loss: float | None = None
-    train_eval_accuracy: float | None = None
-    regularization_loss: float | None = None
-    batch_loss_mean: float | None = None
-    batch_loss_std: float | None = None
-    batch_loss_max: float | None = None
-    nonfinite_batches: int | None = None
-    grad_norm: float | None = None
-    update_ratio_head: float | None = None
-    update_ratio_base: float | None = None
-    val_recall: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    val_support: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    confusion: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+def signal_columns(record: type[BaseModel], base: type[SQLModel] = SQLModel) -> type[SQLModel]:
+    """A SQLModel base with one nullable column per signal of the contract's `record`: scalars as their SQL
+    type, structured values (per-class dicts, matrices) as JSON."""
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
+    for name, info in record.model_fields.items():
+        if name == "epoch":  # part of the key
+            continue
+        annotations[name] = info.annotation
+        structured = any(get_origin(t) in (dict, list) for t in get_args(info.annotation))
+        namespace[name] = (Field(default=None, sa_column=Column(JSON, nullable=True)) if structured
+                           else Field(default=None, nullable=True))
+    return type(f"{record.__name__}Columns", (base,), namespace)
+
+
+class EpochMetric(signal_columns(EpochRecord, _EpochKey), table=True):
+    """One row per finished epoch: the key, every signal of `contract.epoch.EpochRecord`, and when it was written."""
+
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (UniqueConstraint("job_id", "epoch", name="uq_epoch_metrics_job_epoch"),)
+
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 

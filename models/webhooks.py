@@ -1,4 +1,4 @@
-"""Webhooks: the spec field, which targets are allowed, the payload and its signature.
+"""Webhooks: which targets are allowed, the payload and its signature (the spec field is `contract.webhook`).
 
 Delivery (HTTP, retries, the background thread) lives in `worker/webhooks.py`; this module has no I/O
 except the DNS lookup of `resolve_target`.
@@ -14,15 +14,7 @@ import re
 import socket
 import uuid
 from datetime import datetime
-from typing import Any, Literal
-from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-
-from models import settings as _settings_module
-
-Event = Literal["queued", "running", "succeeded", "failed", "cancelled", "finding"]
-EVENTS: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "finding")
+from typing import Any
 
 SIGNATURE_HEADER = "X-Plateau-Signature"
 TIMESTAMP_HEADER = "X-Plateau-Timestamp"
@@ -106,55 +98,6 @@ def check_resolved(host: str, addresses: list[IPAddress]) -> None:
         why = address_refusal(ip)
         if why:
             raise TargetRefused(f"{host} resolves to {ip}, {why}")
-
-
-def _allow_private() -> bool:
-    return _settings_module.get_settings().webhook_allow_private
-
-
-# --- the spec field --------------------------------------------------------------------------------
-
-
-class WebhookSpec(BaseModel):
-    """Where to POST a job's state changes and findings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(max_length=2048, description="http:// or https:// URL that receives the POSTs.")
-    events: list[Event] | None = Field(
-        None, min_length=1,
-        description="Which events to send: queued, running, succeeded, failed, cancelled, finding. All when null.",
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _target(cls, v: str, info: ValidationInfo) -> str:
-        try:
-            parts = urlsplit(v)
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError as exc:
-            raise ValueError(f"not a valid URL: {exc}") from None
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"scheme must be http or https, not {parts.scheme or 'missing'!r}")
-        if not parts.hostname:
-            raise ValueError("has no host")
-        # A stored spec was checked when it was submitted; delivery re-checks the resolved address anyway,
-        # so a later change of PLATEAU_WEBHOOK_ALLOW_PRIVATE cannot make an accepted job fail to load.
-        if (info.context or {}).get("stored") or _allow_private():
-            return v
-        why = host_refusal(parts.hostname)
-        if why:
-            raise ValueError(f"host {parts.hostname!r} is {why}; webhook targets must be public "
-                             "(the service allows private targets only with PLATEAU_WEBHOOK_ALLOW_PRIVATE=true)")
-        return v
-
-    @field_validator("events")
-    @classmethod
-    def _unique(cls, v: list[str] | None) -> list[str] | None:
-        return list(dict.fromkeys(v)) if v is not None else None
-
-    def wants(self, event: str) -> bool:
-        return self.events is None or event in self.events
 
 
 # --- payload and signature -------------------------------------------------------------------------

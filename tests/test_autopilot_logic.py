@@ -18,7 +18,7 @@ from api.auth import create_key
 from api.autopilot import service
 from api.autopilot.decide import End, Fork, next_step
 from api.autopilot.hooks import after_job_end, sweep_safely
-from models.autopilot import AutopilotSpec
+from contract.autopilot import AutopilotSpec
 from models.db import session_scope
 from models.lifecycle import upsert_epoch
 from models.settings import Settings, get_settings

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from tests.specs import small_spec
 from tests.sqlite_app import sqlite_client
 from worker.sample_data import generate

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from tests.specs import small_spec
 from worker.sample_data import generate
 from worker.training.sink import MemorySink
@@ -244,7 +244,7 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     os.environ["PLATEAU_DISTRIBUTE_DEVICES"] = "/cpu:0,/cpu:1"
 
-    from models.spec import JobSpec
+    from contract.spec import JobSpec
     from worker.training.fit import train
     from worker.training.sink import MemorySink
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from tests.specs import small_spec
 from worker.sample_data import generate
 from worker.training.errors import DataError

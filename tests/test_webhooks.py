@@ -12,12 +12,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pydantic import ValidationError
 
+from api.errors import InvalidField
+from api.jobs.service import check_spec_in_context
+from contract.spec import JobSpec
 from models import webhooks as hooks
 from models.db import session_scope
-from models.settings import Settings, get_settings
-from models.spec import JobSpec
+from models.settings import Settings
 from models.tables import Job, utcnow
 from tests.procs import free_port
 from tests.specs import small_spec
@@ -126,19 +127,21 @@ def test_public_webhook_is_accepted_and_stored(client):
     assert client.post("/jobs", json=small_spec()).json()["spec"]["webhook"] is None
 
 
-def test_private_targets_allowed_by_setting(monkeypatch):
-    spec = spec_with({"url": "http://127.0.0.1:9/hook"})
-    with pytest.raises(ValidationError):
-        JobSpec.model_validate(spec)
-    monkeypatch.setenv("PLATEAU_WEBHOOK_ALLOW_PRIVATE", "true")
-    get_settings.cache_clear()
-    try:
-        assert JobSpec.model_validate(spec).webhook.url == "http://127.0.0.1:9/hook"
-    finally:
-        monkeypatch.delenv("PLATEAU_WEBHOOK_ALLOW_PRIVATE")
-        get_settings.cache_clear()
-    # a stored spec still loads in the worker; delivery re-checks the target
-    assert JobSpec.model_validate(spec, context={"stored": True}).webhook is not None
+def test_private_targets_allowed_by_setting(tmp_path):
+    """The spec model knows no settings: the service's submit check decides which targets it may reach."""
+    spec = JobSpec.model_validate(spec_with({"url": "http://127.0.0.1:9/hook"}))
+    assert spec.webhook.url == "http://127.0.0.1:9/hook"
+
+    def webhook_errors(allow_private: bool) -> list[dict]:
+        try:
+            check_spec_in_context(spec=spec, settings=settings(webhook_allow_private=allow_private, data_root=tmp_path))
+        except InvalidField as exc:
+            return [e for e in exc.errors if e["loc"] == ["body", "webhook", "url"]]
+        return []
+
+    refused = webhook_errors(False)
+    assert len(refused) == 1 and "PLATEAU_WEBHOOK_ALLOW_PRIVATE" in refused[0]["msg"], refused
+    assert webhook_errors(True) == []
 
 
 @pytest.mark.parametrize("address, refused", [

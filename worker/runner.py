@@ -13,7 +13,7 @@ import structlog
 from models.db import session_scope
 from models.lifecycle import claim, finish, record_event, release
 from models.settings import get_settings
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from sqlmodel import select
 
 from models.tables import EpochMetric, Job, JobStatus
@@ -77,7 +77,7 @@ def _run_job(job_id: str | uuid.UUID) -> str:
     try:
         from worker.training.fit import train
 
-        spec = JobSpec.model_validate(job.spec, context={"stored": True})  # checked on submit already
+        spec = JobSpec.model_validate(job.spec)  # its paths and webhook target were checked on submit
         result = train(spec, data_root=settings.data_root, workdir=workdir,
                        sink=DbSink(job_id), stop=stop, release=shutting_down, history=_history(job_id))
     except (DataError, ModelError) as exc:

@@ -23,6 +23,7 @@ import httpx
 import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from contract.webhook import WebhookSpec
 from models import webhooks as hooks
 from models.settings import Settings, get_settings
 from models.tables import Job, utcnow
@@ -118,7 +119,7 @@ def deliver(url: str, body: dict[str, Any], *, settings: Settings, client: httpx
     return Delivery(False, attempts, status, f"answered {status}; not retried")
 
 
-def _job_webhook(job_id: uuid.UUID) -> tuple[hooks.WebhookSpec | None, str | None]:
+def _job_webhook(job_id: uuid.UUID) -> tuple[WebhookSpec | None, str | None]:
     from models.db import session_scope
 
     with session_scope() as s:
@@ -129,7 +130,7 @@ def _job_webhook(job_id: uuid.UUID) -> tuple[hooks.WebhookSpec | None, str | Non
         status = job.status
     if not raw:
         return None, status
-    return hooks.WebhookSpec.model_validate(raw, context={"stored": True}), status
+    return WebhookSpec.model_validate(raw), status
 
 
 def send_event(job_id: uuid.UUID | str, event: str, *, status: str | None = None, data: dict[str, Any] | None = None,

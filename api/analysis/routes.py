@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import select
 
 from api.analysis import service
-from api.analysis.schemas import AnalysisRead, ForkRequest
+from contract.analysis import AnalysisRead, ForkRequest
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.jobs import service as jobs
 from api.jobs.routes import to_read
-from api.jobs.schemas import JobRead
+from contract.jobs import JobRead
 from models.tables import JobEvent
 
 router = APIRouter(prefix="/jobs", tags=["analysis"])

@@ -17,7 +17,7 @@ from api.jobs import service as jobs
 from api.versioned_cache import VersionedCache
 from models.lifecycle import record_event
 from models.settings import Settings
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from models.tables import Job, JobEvent
 
 _RECORDS = TypeAdapter(list[analysis.EpochRecord])

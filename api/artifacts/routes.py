@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from api.artifacts import service
-from api.artifacts.schemas import ArtifactFile, ArtifactsRead, TensorBoardRead
+from contract.artifacts import ArtifactFile, ArtifactsRead, TensorBoardRead
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import Conflict, InvalidField

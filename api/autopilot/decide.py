@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis import Diagnosis, Remedy
-from models.autopilot import AutopilotSpec
+from contract.autopilot import AutopilotSpec
 
 
 @dataclass(frozen=True)

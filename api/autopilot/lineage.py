@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from api.analysis import service as analysis_service
 from api.autopilot import outcomes
-from api.autopilot.schemas import AutopilotRead, DiagnosisSummary, LineageRead, LineageStep
+from contract.autopilot import AutopilotRead, DiagnosisSummary, LineageRead, LineageStep
 from api.autopilot.service import autopilot_of
 from api.jobs import service as jobs
 from models.settings import Settings

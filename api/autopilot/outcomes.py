@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 import analysis
 from analysis.ranking import Evidence
-from models.autopilot import higher_is_better
+from contract.autopilot import higher_is_better
 from models.tables import EpochMetric, ForkOutcome, Job, JobStatus, utcnow
 
 

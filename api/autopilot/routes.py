@@ -11,10 +11,10 @@ from analysis import ranking
 from api.auth import CallerDep
 from api.autopilot import outcomes, service
 from api.autopilot.lineage import lineage
-from api.autopilot.schemas import AutopilotRead, LineageRead, OutcomesRead, OutcomeStat
+from contract.autopilot import AutopilotRead, LineageRead, OutcomesRead, OutcomeStat
 from api.deps import SessionDep, SettingsDep
 from api.jobs import service as jobs
-from models.autopilot import AutopilotSpec
+from contract.autopilot import AutopilotSpec
 
 router = APIRouter(tags=["autopilot"])
 

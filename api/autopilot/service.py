@@ -18,7 +18,7 @@ from api.autopilot import outcomes
 from api.autopilot.decide import End, Fork, helped, next_step
 from api.errors import Conflict, NotFound
 from api.jobs import service as jobs
-from models.autopilot import AutopilotSpec
+from contract.autopilot import AutopilotSpec
 from models.lifecycle import record_event, request_cancel
 from models.settings import Settings, get_settings
 from models.tables import Autopilot, ForkOutcome, Job, JobStatus, utcnow

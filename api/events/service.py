@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from sqlmodel import select
 
-from api.jobs.schemas import EpochRead
+from contract.epoch import EpochRead
 from models.db import session_scope
 from models.tables import EpochMetric, Job, JobEvent
 

@@ -11,9 +11,9 @@ from pydantic import TypeAdapter
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.jobs import page_cache, service
-from api.jobs.schemas import JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
+from contract.jobs import JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
 from api.autopilot import service as autopilot
-from models.autopilot import JobSubmission
+from contract.autopilot import JobSubmission
 from models.tables import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -15,10 +15,11 @@ from sqlmodel import Session, select
 
 from analysis.rules import RULES
 from api.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
+from contract.spec import JobSpec
 from models import lifecycle
 from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
-from models.spec import JobSpec
+from models.webhooks import host_refusal
 from models.tables import EpochMetric, Job, JobEvent, JobStatus
 from worker.queue import enqueue
 from worker.webhooks import notify
@@ -30,7 +31,8 @@ def spec_hash(spec: JobSpec) -> str:
 
 
 def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
-    """What the schema alone cannot know: paths stay inside the data root and exist; limits of this service."""
+    """What the schema alone cannot know: paths stay inside the data root and exist; webhook targets this service
+    may reach; limits of this service."""
     errors = []
     for loc, user_path in spec.path_fields().items():
         shown = _shown(user_path)
@@ -55,6 +57,12 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
         if unknown:
             errors.append(field_error(("on_stagnation", "rules"), f"unknown rule id(s) {unknown}; known: "
                                       f"{sorted(RULES)}", "unknown_rule"))
+    if spec.webhook is not None and not settings.webhook_allow_private:
+        why = host_refusal(spec.webhook.host)
+        if why:
+            errors.append(field_error(("webhook", "url"), f"host {spec.webhook.host!r} is {why}; webhook targets must "
+                                      "be public (the service allows private targets only with "
+                                      "PLATEAU_WEBHOOK_ALLOW_PRIVATE=true)", "value_error"))
     if spec.dataset.image_size > settings.max_image_size:
         errors.append(field_error(("dataset", "image_size"), f"{spec.dataset.image_size} is above this service's limit "
                                   f"of {settings.max_image_size}", "limit"))

@@ -94,7 +94,7 @@ def busy_processes(min_cpu: float = 10.0) -> list[str]:
 def build(policy: str = "float32", jit_compile: bool = False):
     import keras
 
-    from models.spec import JobSpec
+    from contract.spec import JobSpec
     from worker.training.model import build_model
     from worker.training.performance import precision_policy
 
@@ -225,7 +225,7 @@ def pipelines(data: Path, repeats: int) -> dict:
 
 
 def feature_caching(data_root: Path, dataset: str, image_size: int, epochs: int) -> dict:
-    from models.spec import JobSpec
+    from contract.spec import JobSpec
     from worker.training.fit import train
     from worker.training.sink import MemorySink
 

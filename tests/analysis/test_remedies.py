@@ -61,7 +61,7 @@ def test_switch_to_adam_drops_momentum():
 
 
 def test_every_patch_yields_a_valid_job_spec():
-    spec_model = pytest.importorskip("models.spec")
+    spec_model = pytest.importorskip("contract.spec")
     spec = {"dataset": {"train_dir": "d/train", "val_dir": "d/val"},
             "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
             "regularization": {"dropout": 0.6, "l2": 0.01, "augmentation": {"rotation_range": 10}}}

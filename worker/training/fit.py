@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from models.paths import resolve_under
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from worker.training.errors import DataError
 from worker.training.sink import Sink
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from models.spec import JobSpec
+from contract.spec import JobSpec
 
 # Comma-separated device names ("/cpu:0,/cpu:1") to mirror training across instead of the visible GPUs.
 DISTRIBUTE_DEVICES_ENV = "PLATEAU_DISTRIBUTE_DEVICES"

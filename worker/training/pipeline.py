@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from models.spec import AugmentationSpec
+from contract.spec import AugmentationSpec
 from worker.training.scan import ImageSet
 
 AUTOTUNE = tf.data.AUTOTUNE

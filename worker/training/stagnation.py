@@ -7,7 +7,7 @@ from typing import Any
 import keras
 
 import analysis
-from models.spec import JobSpec
+from contract.spec import JobSpec
 from worker.training.callbacks import epoch_row
 from worker.training.sink import Sink
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.webhooks import WebhookSpec
+from contract.webhook import WebhookSpec
 
 Metric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
 INCEPTION_BLOCK = re.compile(r"^mixed(10|[0-9])$")

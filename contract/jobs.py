@@ -1,4 +1,4 @@
-"""Response schemas, kept apart from the spec (input) and the tables (core)."""
+"""Response schemas of the job endpoints."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
+
+from contract.epoch import EpochRead
 
 
 class JobLinks(BaseModel):
@@ -59,33 +61,6 @@ class JobDetail(JobRead):
 class JobPage(BaseModel):
     items: list[JobRead]
     next_cursor: str | None
-
-
-class EpochRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    epoch: int
-    loss: float | None
-    accuracy: float | None
-    val_loss: float | None
-    val_accuracy: float | None
-    learning_rate: float | None
-    epoch_seconds: float | None
-    images_per_second: float | None
-    train_eval_loss: float | None
-    train_eval_accuracy: float | None
-    regularization_loss: float | None = None
-    batch_loss_mean: float | None
-    batch_loss_std: float | None
-    batch_loss_max: float | None
-    nonfinite_batches: int | None
-    grad_norm: float | None
-    update_ratio_head: float | None
-    update_ratio_base: float | None
-    val_recall: dict | None
-    val_support: dict | None
-    confusion: list | None
-    recorded_at: datetime
 
 
 class MetricsPage(BaseModel):

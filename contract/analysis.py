@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from analysis import Diagnosis
+from contract.diagnosis import Diagnosis
 
 
 class AnalysisRead(Diagnosis):
