@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from math import isfinite
+from math import isfinite, log, sqrt
 from operator import attrgetter, itemgetter, le
 
 from analysis.compare import gt, le
@@ -10,6 +10,9 @@ from analysis.records import JobContext
 from analysis.series import Series
 from analysis.spec import SpecView
 from contract.epoch import EpochRecord
+
+
+TRAIN_EVAL_IMAGES = 256  # the worker measures train_eval_* on at most this many training images
 
 
 class View:
@@ -91,6 +94,55 @@ class View:
             return None
         _, r, total = self.paired(reg, loss)
         return r[-1] / total[-1] if r and total[-1] > 0 else None
+
+    def sample_size(self, name: str) -> int | None:
+        """How many images an accuracy was measured on: the validation set for val_accuracy, the training subset for
+        train_eval_accuracy, the training set for Keras' accuracy; None when the counts are unknown."""
+        c = self.context
+        if name.startswith("val_"):
+            n = sum((c.class_counts_val or {}).values())
+            if not n:
+                support = self.last_with("val_support")
+                n = sum(support[1].values()) if support else 0
+            return n or None
+        n = sum((c.class_counts_train or {}).values())
+        return (min(n, TRAIN_EVAL_IMAGES) if name.startswith("train_eval") else n) or None
+
+    def resolution(self, name: str, floor: float) -> float:
+        """The smallest change of an accuracy that is more than one or two images flipping: max(floor, 1.5 / n)."""
+        n = self.sample_size(name)
+        return max(floor, 1.5 / n) if n else floor
+
+    def noise(self, name: str, p: float, floor: float, z: float = 2.0) -> float:
+        """z binomial standard errors of an accuracy near `p` measured on this many images (at least `floor`): a
+        swing smaller than this is sampling noise."""
+        n = self.sample_size(name)
+        return max(floor, z * sqrt(max(p * (1 - p), 0.0) / n)) if n else floor
+
+    def wild_start(self, factor: float, first: int) -> dict | None:
+        """A data loss (weight penalty taken out) at or above `factor` × ln K in the first `first` epochs: the first
+        steps were so large they made the model confidently wrong (a model that knows nothing scores ln K). Keras'
+        running `loss` is used only without a penalty, since the penalty changes within the epoch."""
+        k = self.num_classes
+        if not k or k < 2:
+            return None
+        reg_series = self.series("regularization_loss")
+        reg = dict(zip(reg_series.epochs, reg_series.values))
+        bound = factor * log(k)
+        names = ("val_loss", "train_eval_loss") + (("loss",) if not any(reg.values()) else ())
+        for name in names:
+            s = self.series(name)
+            for e, v in zip(s.epochs[:first], s.values[:first]):
+                if v - reg.get(e, 0.0) >= bound:
+                    return {"start_loss": v, "start_loss_signal": name, "start_loss_epoch": e, "chance_loss": round(log(k), 4)}
+        return None
+
+    def accuracy_gap_se(self, train_acc: float, val_acc: float) -> float:
+        """Standard error of train_eval_accuracy − val_accuracy from binomial sampling: the validation set's size and
+        the training subset's (at most TRAIN_EVAL_IMAGES); 0 when the sizes are unknown."""
+        n_val, n_train = self.sample_size("val_accuracy"), self.sample_size("train_eval_accuracy")
+        var = (val_acc * (1 - val_acc) / n_val if n_val else 0.0) + (train_acc * (1 - train_acc) / n_train if n_train else 0.0)
+        return sqrt(max(var, 0.0))
 
     def chance_bar(self, near: float) -> float | None:
         """Accuracy at or below which a model is near chance: 1/K + near × (1 − 1/K); None without K."""

@@ -23,6 +23,10 @@ class LabelNoiseParams(Params):
     val_above_train: float = Field(
         0.1, gt=0, description="UMLAUT: validation accuracy this far above inference-mode training accuracy…")
     val_above_epochs: int = Field(2, ge=1, description="…in each of the latest this many epochs.")
+    loss_below_train: float = Field(
+        0.1, gt=0, lt=1, description="val_loss at least this fraction below train_eval_loss (the same penalty in both)…")
+    loss_below_epochs: int = Field(3, ge=1, description="…in each of the latest this many epochs: the model fits clean held-out "
+                                                        "labels better than its own training labels.")
 
 
 def last_stall(values: list[float], window: int, min_gain: float, end: int) -> int | None:
@@ -62,21 +66,28 @@ class LabelNoise(Rule):
         capped = self._capped(view, honest, val_acc, p) if honest else None
         memorised = self._memorised(train, val_loss, p) if val_loss else None
         inverted = self._val_above_train(view, honest, val_acc, p) if honest else None
-        if not (capped or memorised or inverted):
+        loss_inverted = self._val_loss_below_train(view, val_loss, p) if val_loss else None
+        parts = {"capped": (capped, 0.4), "memorised": (memorised, 0.35), "inverted": (inverted, 0.5),
+                 "loss_inverted": (loss_inverted, 0.55)}
+        fired = {name: weight for name, (part, weight) in parts.items() if part}
+        if not fired:
             return []
         spec = view.spec
-        # A frozen base caps accuracy by itself, which makes noisy labels a weaker explanation.
-        confidence = (0.4 if capped else 0.0) + (0.35 if memorised else 0.0) + (0.5 if inverted else 0.0) \
-            - (0.1 if spec.base_frozen and not inverted else 0.0)
-        observed = {**(capped or {}), **(memorised or {}), **(inverted or {})}
-        epochs = sorted({e for part in (capped, memorised, inverted) if part for e in part["_epochs"]})
+        confidence = max(fired.values()) + 0.1 * (len(fired) - 1)
+        if spec.base_frozen and not (inverted or loss_inverted):
+            confidence -= 0.1  # a frozen base caps accuracy by itself, which makes noisy labels a weaker explanation
+        observed = {**(capped or {}), **(memorised or {}), **(inverted or {}), **(loss_inverted or {}),
+                    "signals": sorted(fired)}
+        epochs = sorted({e for part in (capped, memorised, inverted, loss_inverted) if part for e in part["_epochs"]})
         observed.pop("_epochs", None)
         what = ([f"inference-mode training accuracy capped at {capped['train_eval_accuracy']:.2f}"] if capped else []) \
             + (["training accuracy climbing past its earlier cap while val_loss rises"] if memorised else []) \
             + ([f"the model agrees with the validation labels ({inverted['val_accuracy']:.2f}) far more than with "
-                f"the training labels ({inverted['train_eval_accuracy']:.2f})"] if inverted else [])
+                f"the training labels ({inverted['train_eval_accuracy']:.2f})"] if inverted else []) \
+            + ([f"val_loss {loss_inverted['val_loss']:.3g} stays below the inference-mode training loss "
+                f"{loss_inverted['train_eval_loss']:.3g}"] if loss_inverted else [])
         return [Finding(
-            rule=self.id, cause="label_noise_suspected", confidence=clamp(max(confidence, 0.2), hi=0.6),
+            rule=self.id, cause="label_noise_suspected", confidence=clamp(max(confidence, 0.2), hi=0.8),
             summary=f"Noisy labels suspected: {' and '.join(what)}; confirm with cleanlab before relabelling.",
             thresholds=p.model_dump(), observed=observed, epochs=epochs,
             remedies=R.ranked(R.confirm_with_cleanlab(), R.add_label_smoothing(spec),
@@ -104,6 +115,19 @@ class LabelNoise(Rule):
         if len(ep) < n or not all(ge(v - t, p.val_above_train) for t, v in zip(ta[-n:], va[-n:])):
             return None
         return {"train_eval_accuracy": ta[-1], "val_accuracy": va[-1], "val_minus_train_accuracy": round(va[-1] - ta[-1], 4),
+                "_epochs": ep[-n:]}
+
+    def _val_loss_below_train(self, view: View, val_loss: Series, p: LabelNoiseParams) -> dict | None:
+        """The held-out loss below the training loss, both in inference mode with the same penalty: the model
+        contradicts its training labels more than the validation labels (UMLAUT's val > train, on the loss)."""
+        train = view.series("train_eval_loss")
+        if not train:
+            return None
+        ep, tl, vl = view.paired(train, val_loss)
+        n = p.loss_below_epochs
+        if len(ep) < n or not all(t > 0 and ge((t - v) / t, p.loss_below_train) for t, v in zip(tl[-n:], vl[-n:])):
+            return None
+        return {"train_eval_loss": tl[-1], "val_loss": vl[-1], "val_loss_below_train": round((tl[-1] - vl[-1]) / tl[-1], 4),
                 "_epochs": ep[-n:]}
 
     def _memorised(self, train: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:

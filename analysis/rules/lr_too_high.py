@@ -24,6 +24,9 @@ class LrTooHighParams(Params):
     min_osc_epochs: int = Field(5, ge=3, description="Fewer accuracy values than this are not judged for oscillation.")
     update_ratio_high: float = Field(
         0.1, gt=0, description="DeepDiagnosis: a step ‖ΔW‖/‖W‖ above this is too large; supporting evidence, it does not fire alone.")
+    start_factor: float = Field(5.0, gt=1, description="A data loss (penalty excluded) at or above this multiple of chance "
+                                                        "level ln K in the first epochs: the first steps threw the model far off.")
+    start_epochs: int = Field(2, ge=1, description="How many first epochs the start_factor check looks at.")
     spike_factor: float = Field(3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…")
     spike_min_abs: float = Field(1.0, ge=0, description="…and at least this much above it.")
 
@@ -57,6 +60,7 @@ class LrTooHigh(Rule):
         diverged |= self._explosion(view, p, signals, observed, epochs)
         self._oscillation(view, p, signals, observed, epochs)
         self._val_spike(view, p, signals, observed, epochs)
+        self._wild_start(view, p, signals, observed, epochs)
         self._update_ratio(view, p, signals, observed, epochs)
         weak = {k for k in signals if k.startswith("oscillation") or k == "large_update_ratio"}
         if not signals or (set(signals) == weak and not self._poor(view)):
@@ -87,6 +91,13 @@ class LrTooHigh(Rule):
         """Validation accuracy below 0.7 (AutoTrainer's not_converge bar): a large step that also learns well is fine."""
         val = view.series("val_accuracy")
         return not val or max(val.values) < 0.7  # unknown counts as poor: weak signals then stand on their own
+
+    def _wild_start(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
+        found = view.wild_start(p.start_factor, p.start_epochs)
+        if found:
+            signals["wild_start"] = 0.75
+            observed.update(found)
+            epochs.add(found["start_loss_epoch"])
 
     def _val_spike(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
         """val_loss jumps far above where it started: the step threw the model out of its basin."""
@@ -142,7 +153,8 @@ class LrTooHigh(Rule):
             s = view.series(name)
             if len(s) < p.min_osc_epochs:
                 continue
-            swings = count_swings(s.values, p.osc_amplitude)
+            # a swing must be more than sampling noise on this many images
+            swings = count_swings(s.values, view.noise(name, sum(s.values) / len(s), p.osc_amplitude))
             observed[f"{name}_swings"] = swings
             if ge(swings, p.osc_rate * len(s)):
                 signals[f"oscillation_{name}"] = 0.55

@@ -26,6 +26,7 @@ class NotLearningParams(Params):
     penalty_share: float = Field(0.5, gt=0, lt=1, description="regularization_loss / train_eval_loss at or above this: the penalty dominates.")
     heavy_dropout: float = Field(0.8, gt=0, lt=1, description="Head dropout at or above this counts as crippling on its own.")
     diverged_factor: float = Field(2.0, gt=1, description="A training loss that rose to this multiple of its first value diverged.")
+    start_factor: float = Field(5.0, gt=1, description="A data loss at or above this multiple of ln K in the first two epochs diverged.")
     large_update_ratio: float = Field(0.1, gt=0, description="DeepDiagnosis' upper bound: steps this large throw away what was learned.")
 
 
@@ -108,6 +109,10 @@ class NotLearning(Rule):
 
     @staticmethod
     def _diverged(view: View, p: NotLearningParams) -> dict | None:
+        wild = view.wild_start(p.start_factor, 2)
+        if wild:
+            return {"why": f"{wild['start_loss_signal']} {wild['start_loss']:.3g} in epoch {wild['start_loss_epoch']}, "
+                           f"far above chance level {wild['chance_loss']:.3g}", **wild}
         for name in ("loss", "val_loss", "train_eval_loss"):
             raw = view.series(name, finite=False)
             bad = [e for e, v in zip(raw.epochs, raw.values) if not is_finite(v)]

@@ -26,6 +26,9 @@ class OverfittingParams(Params):
     min_gap: float = Field(0.1, gt=0, description="AutoTrainer: train - val accuracy must be at least this for any overfitting finding.")
     widen_by: float = Field(0.05, gt=0, description="The accuracy gap grew by at least this since validation accuracy was best.")
     recent: int = Field(2, ge=1, description="Validation improving (a new best loss or accuracy) within this many latest epochs clears the run.")
+    z: float = Field(2.0, ge=0, description="The gap must also exceed z standard errors of the two accuracy estimates "
+                                            "(binomial, from the validation and training-subset sizes): a gap within "
+                                            "sampling noise is no evidence.")
 
 
 class Overfitting(Rule):
@@ -51,8 +54,10 @@ class Overfitting(Rule):
         if not ep:
             return []
         gaps = [t - v for t, v in zip(ta, va)]
-        observed: dict = {"accuracy_gap": round(gaps[-1], 4), "train_accuracy": ta[-1], "val_accuracy": va[-1]}
-        if not ge(gaps[-1], p.min_gap) or self._improving(val_loss, val_acc, p):
+        noise = p.z * view.accuracy_gap_se(ta[-1], va[-1])
+        observed: dict = {"accuracy_gap": round(gaps[-1], 4), "train_accuracy": ta[-1], "val_accuracy": va[-1],
+                          "gap_noise": round(noise, 4)}
+        if not ge(gaps[-1], max(p.min_gap, noise)) or self._improving(val_loss, val_acc, p):
             return []
         fired: list[str] = []
         epochs: set[int] = {ep[-1]}

@@ -21,6 +21,7 @@ class UnderfittingParams(Params):
     update_ratio_low: float = Field(3e-4, gt=0, description="A per-step ‖ΔW‖/‖W‖ below this means the learning rate is too low "
                                                             "(DeepDiagnosis' per-layer bound is 1e-5).")
     near_chance: float = Field(0.15, gt=0, lt=1, description="Training accuracy still near chance is the not_learning rule's case.")
+    dominant_share: float = Field(0.5, gt=0, lt=1, description="A penalty this share of the loss names the cause even while accuracy still creeps up.")
     penalty_share: float = Field(0.3, gt=0, lt=1, description="regularization_loss / train_eval_loss at or above this counts as strong.")
     strong_dropout: float = Field(0.5, gt=0, lt=1, description="Dropout at or above this counts as strong.")
     strong_l2: float = Field(1e-3, gt=0, description="L2 at or above this counts as strong.")
@@ -62,8 +63,12 @@ class Underfitting(Rule):
             return self.abstain_missing(*(["train_eval_accuracy or accuracy"] if not train else []),
                                         *(["val_accuracy"] if not val else []))
         c = self._curves(view, train, val, p)
-        if not c.stalled or view.near_chance(p.near_chance, 3):
+        if view.near_chance(p.near_chance, 3):
             return []  # at chance nothing was learned at all: not_learning tells those causes apart
+        if not c.stalled:
+            # still creeping up, but a measured evidence explains why so slowly: a tiny step, or a dominant penalty
+            found = [self._lr_too_low(view, p, c, measured_only=True), self._regularization(view, p, c, dominant_only=True)]
+            return [f for f in found if f is not None]
         floor = self._lr_floor(view, p, c)
         found = [floor, self._base_frozen(view, p, c), self._regularization(view, p, c)]
         if floor is None:  # at the floor, the floor is the better explanation of a too-small LR
@@ -76,8 +81,10 @@ class Underfitting(Rule):
         return Curves(
             train=train, val=val, best_train=max(train.values), best_val=max(val.values),
             gap=(ta[-1] - va[-1]) if ep else 0.0,
-            stalled=lt(max_gain(train.tail(k)), p.min_gain) and lt(max_gain(val.tail(k)), p.min_gain),
-            slow_whole=lt(max_gain(train.values), p.min_gain) and lt(max_gain(val.values), p.min_gain),
+            stalled=lt(max_gain(train.tail(k)), view.resolution(train.name, p.min_gain))
+            and lt(max_gain(val.tail(k)), view.resolution(val.name, p.min_gain)),
+            slow_whole=lt(max_gain(train.values), view.resolution(train.name, p.min_gain))
+            and lt(max_gain(val.values), view.resolution(val.name, p.min_gain)),
             epochs=val.epochs[-k:],
         )
 
@@ -94,11 +101,13 @@ class Underfitting(Rule):
         medians = [median(view.series(n).tail(p.window)) for n in names if view.has(n)]
         return max(medians) if medians else None
 
-    def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+    def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves, measured_only: bool = False) -> Finding | None:
         if not (lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)):
             return None
         ratio = self._update_ratio(view, p)
         tiny = ratio is not None and lt(ratio, p.update_ratio_low)
+        if measured_only and not tiny:
+            return None
         # a measured update ratio in the healthy range clears the learning rate, however slow the curve
         if not tiny and (ratio is not None or not c.slow_whole):
             return None
@@ -116,6 +125,9 @@ class Underfitting(Rule):
         spec = view.spec
         if not (spec.base_frozen and lt(c.best_train, p.low_accuracy) and lt(c.best_val, p.low_accuracy)):
             return None
+        ratio = self._update_ratio(view, p)
+        if spec.weights is not None and ratio is not None and lt(ratio, p.update_ratio_low):
+            return None  # the head barely moves: the learning rate, not the frozen features, holds it back
         random_base = spec.weights is None
         confidence = 0.6 + (0.15 if random_base else 0.0) + (0.05 if le(abs(c.gap), p.max_gap) else 0.0)
         return self._finding(
@@ -126,10 +138,12 @@ class Underfitting(Rule):
             R.ranked(R.use_imagenet_weights(spec), R.unfreeze_top_blocks(spec)),
         )
 
-    def _regularization(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+    def _regularization(self, view: View, p: UnderfittingParams, c: Curves, dominant_only: bool = False) -> Finding | None:
         spec = view.spec
         strong_dropout, strong_l2 = ge(spec.dropout, p.strong_dropout), ge(spec.l2, p.strong_l2)
         share = view.penalty_share()
+        if dominant_only:  # without a stall only a penalty that is most of the loss is evidence enough
+            strong_dropout, strong_l2 = False, share is not None and ge(share, p.dominant_share)
         strong_l2 = strong_l2 or (share is not None and ge(share, p.penalty_share))
         if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and le(c.gap, p.max_gap)):
             return None
