@@ -207,8 +207,9 @@ def watch(client: PlateauClient, job: JobRead, as_json: bool) -> int:
                     row = EpochRead.model_validate(event.data)
                     progress.console.print(epoch_line(row), markup=False)
                     progress.update(task, completed=row.epoch, metrics=epoch_summary(row))
-                elif event.event != "end":
-                    progress.console.print(event_line(event), markup=False, style="dim")
+                elif event.event != "end":  # findings stand out: the cause appeared, changed or cleared
+                    style = "bold yellow" if event.event == "finding" else "dim"
+                    progress.console.print(event_line(event), markup=False, style=style)
     final = client.job(job.id)
     try:
         diagnosis: AnalysisRead | None = client.analysis(job.id)
