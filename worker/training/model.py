@@ -52,10 +52,10 @@ def set_trainable(base: keras.Model, trainable: str | int) -> int:
     if trainable == "head":
         base.trainable = False
         return 0
-    base.trainable = True
+    base.trainable = True  # each layer is set below: a functional model does not pass this on to its layers
     if trainable == "all":
-        return len(base.layers)
-    if isinstance(trainable, int):
+        start = 0
+    elif isinstance(trainable, int):
         start = max(0, len(base.layers) - trainable)
     else:
         names = [layer.name for layer in base.layers]
