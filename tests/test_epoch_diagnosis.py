@@ -1,0 +1,75 @@
+"""The diagnosis the worker runs after every epoch: finding events as causes appear, change and clear, and
+on_stagnation stopping only on confident findings. Driven with the logs Keras hands the callback."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from contract.spec import JobSpec
+from tests.specs import small_spec
+from worker.training.sink import MemorySink
+from worker.training.stagnation import EpochDiagnosis
+
+BALANCED = {"train": {"a": 40, "b": 40, "c": 40}, "val": {"a": 10, "b": 10, "c": 10}}
+
+
+def at_chance(epoch: int) -> dict:
+    return {"loss": 1.1, "accuracy": 0.33, "val_loss": 1.1, "val_accuracy": 0.33, "learning_rate": 1e-3,
+            "train_eval_loss": 1.1, "train_eval_accuracy": 0.33, "update_ratio_head": 0.01}
+
+
+def learning(epoch: int) -> dict:
+    acc = min(0.95, 0.5 + 0.1 * epoch)
+    return {"loss": 1.0 - 0.05 * epoch, "accuracy": acc, "val_loss": 1.0 - 0.05 * epoch, "val_accuracy": acc,
+            "learning_rate": 1e-3, "train_eval_loss": 1.0 - 0.05 * epoch, "train_eval_accuracy": acc,
+            "update_ratio_head": 0.01}
+
+
+def callback(spec: dict) -> tuple[EpochDiagnosis, MemorySink]:
+    sink = MemorySink()
+    cb = EpochDiagnosis(JobSpec.model_validate(spec), BALANCED, sink)
+    cb.set_model(SimpleNamespace(stop_training=False))  # what Keras does before fit
+    return cb, sink
+
+
+def findings(sink: MemorySink) -> list[dict]:
+    return [data for kind, _, data in sink.events if kind == "finding"]
+
+
+def test_a_finding_event_when_a_cause_appears_then_clears():
+    spec = small_spec(epochs=10)  # a frozen random-init base, as the tests train
+    cb, sink = callback(spec)
+    for epoch in range(3):
+        cb.on_epoch_end(epoch, at_chance(epoch))
+    first = findings(sink)
+    assert [f["cause"] for f in first] == ["base_too_frozen"] and first[0]["epoch"] == 3  # told after 3 epochs
+    cb.on_epoch_end(3, at_chance(3))
+    assert len(findings(sink)) == 1  # the same cause again is not a new event
+    for epoch in range(4, 7):
+        cb.on_epoch_end(epoch, learning(epoch))
+    cleared = findings(sink)[-1]
+    assert cleared["cleared"] == "base_too_frozen" and "cause" not in cleared
+    assert cb.model.stop_training is False  # no on_stagnation policy: findings never stop the job
+
+
+def test_on_stagnation_stops_only_at_its_confidence():
+    spec = small_spec(epochs=10, on_stagnation={"action": "stop", "after_epochs": 3, "min_confidence": 0.95})
+    cb, sink = callback(spec)
+    for epoch in range(4):
+        cb.on_epoch_end(epoch, at_chance(epoch))
+    assert cb.model.stop_training is False and cb.stop_reason() is None  # base_too_frozen is 0.9 < 0.95
+    spec["on_stagnation"]["min_confidence"] = 0.7
+    cb, sink = callback(spec)
+    for epoch in range(3):
+        cb.on_epoch_end(epoch, at_chance(epoch))
+    assert cb.model.stop_training is True
+    assert cb.stop_reason().startswith("on_stagnation: not_learning found base_too_frozen")
+    assert any(reason.startswith("on_stagnation stopped the job") for kind, reason, _ in sink.events)
+
+
+def test_on_stagnation_rules_limit_what_may_stop():
+    spec = small_spec(epochs=10, on_stagnation={"action": "stop", "after_epochs": 3, "rules": ["overfitting"]})
+    cb, _ = callback(spec)
+    for epoch in range(5):
+        cb.on_epoch_end(epoch, at_chance(epoch))
+    assert cb.model.stop_training is False  # not_learning fired, but only overfitting may stop this job
