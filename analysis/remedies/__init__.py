@@ -4,7 +4,7 @@ from analysis.remedies.capacity import freeze_more_layers, unfreeze_fewer_at_low
 from analysis.remedies.data import balance_class_weights, collect_more_data, confirm_with_cleanlab
 from analysis.remedies.optimize import (add_reduce_lr_on_plateau, increase_batch_size, increase_learning_rate,
                                         lengthen_reduce_lr_patience, lower_learning_rate, raise_min_lr,
-                                        switch_to_adam)
+                                        step_factor, switch_to_adam)
 from analysis.remedies.regularize import (add_early_stopping, add_l2, add_label_smoothing, augment, increase_dropout,
                                           reduce_dropout, reduce_l2)
 from analysis.findings import Remedy
@@ -26,6 +26,6 @@ __all__ = [
     "balance_class_weights", "collect_more_data", "confirm_with_cleanlab", "freeze_more_layers",
     "increase_batch_size", "increase_dropout", "increase_learning_rate", "lengthen_reduce_lr_patience",
     "lower_learning_rate", "raise_min_lr",
-    "ranked", "reduce_dropout", "reduce_l2", "switch_to_adam", "unfreeze_fewer_at_low_lr", "unfreeze_top_blocks",
+    "ranked", "reduce_dropout", "reduce_l2", "step_factor", "switch_to_adam", "unfreeze_fewer_at_low_lr", "unfreeze_top_blocks",
     "use_imagenet_weights",
 ]

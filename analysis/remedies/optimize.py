@@ -8,6 +8,18 @@ from analysis.spec import SpecView, round_sig
 SPEC_MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
+# Per-step update ratios of jobs that learn well sit around this (Adam, head or top blocks); a measured ratio far from
+# it says by how much to move the learning rate, since the step scales with the rate. Plateau's own.
+HEALTHY_UPDATE_RATIO = 3e-3
+
+
+def step_factor(ratio: float | None, lo: float, hi: float, default: float) -> float:
+    """How much to scale the learning rate to bring a measured update ratio to HEALTHY_UPDATE_RATIO, within [lo, hi]."""
+    if not ratio or ratio <= 0:
+        return default
+    return min(hi, max(lo, HEALTHY_UPDATE_RATIO / ratio))
+
+
 def lower_learning_rate(spec: SpecView, factor: float = 0.1) -> Remedy:
     new = round_sig(spec.lr * factor)
     return Remedy(id="lower_learning_rate", patch={"optimizer": {"learning_rate": new}},

@@ -70,15 +70,17 @@ class LrTooHigh(Rule):
         oscillating = any(k.startswith("oscillation") for k in signals)
         observed["signals"] = sorted(signals)
         what = ", ".join(s.replace("_", " ") for s in sorted(signals))
+        ratios = [max(view.series(n).values) for n in ("update_ratio_head", "update_ratio_base") if view.has(n)]
+        lower = R.lower_learning_rate(spec, R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1))
         if not spec.base_frozen and spec.weights is not None:
             # Keras transfer-learning guide: a pre-trained base unfrozen at a head's learning rate loses its features
             cause, summary = ("learning_rate_too_high_after_unfreezing",
                               f"Learning rate {spec.lr:g} is too high for a pre-trained base unfrozen from "
                               f"{spec.trainable!r}: {what}.")
-            remedies = R.ranked(R.unfreeze_fewer_at_low_lr(spec), R.lower_learning_rate(spec))
+            remedies = R.ranked(R.unfreeze_fewer_at_low_lr(spec), lower)
         else:
             cause, summary = "learning_rate_too_high", f"Learning rate {spec.lr:g} looks too high: {what}."
-            remedies = R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec),
+            remedies = R.ranked(lower, R.switch_to_adam(spec),
                                 R.add_reduce_lr_on_plateau(spec) if oscillating else None,
                                 R.increase_batch_size(spec) if oscillating else None)
         return [Finding(

@@ -86,21 +86,23 @@ class NotLearning(Rule):
         if ratio is not None:
             observed["update_ratio"] = ratio
             if gt(ratio, p.large_update_ratio):
-                return self._too_high(spec, f"each optimizer step changes the weights by {ratio:.2g} of their norm.")
+                return self._too_high(spec, f"each optimizer step changes the weights by {ratio:.2g} of their norm.", ratio)
             if lt(ratio, p.tiny_update_ratio):
                 return ("learning_rate_too_low", 0.8,
                         f"each optimizer step changes the weights by only {ratio:.2g} of their norm (learning rate {spec.lr:g}).",
-                        R.ranked(R.increase_learning_rate(spec), R.switch_to_adam(spec) if spec.momentum == 0 else None))
+                        R.ranked(R.increase_learning_rate(spec, R.step_factor(ratio, 10, 100, 10)),
+                                 R.switch_to_adam(spec) if spec.momentum == 0 else None))
         # A symptom without a named cause: kept low so it never passes for a diagnosis.
         return ("not_learning", 0.4, "no recorded signal singles out a cause; check the labels and the input pipeline.",
                 R.ranked(R.increase_learning_rate(spec), R.use_imagenet_weights(spec)))
 
     @staticmethod
-    def _too_high(spec, why: str) -> tuple[str, float, str, list]:
+    def _too_high(spec, why: str, ratio: float | None = None) -> tuple[str, float, str, list]:
+        lower = R.lower_learning_rate(spec, R.step_factor(ratio, 0.01, 0.1, 0.1))
         if not spec.base_frozen and spec.weights is not None:  # a pre-trained base unfrozen at a head's rate
             return ("learning_rate_too_high_after_unfreezing", 0.8, f"{why} The unfrozen pre-trained base lost its features.",
-                    R.ranked(R.unfreeze_fewer_at_low_lr(spec), R.lower_learning_rate(spec)))
-        return ("learning_rate_too_high", 0.8, why, R.ranked(R.lower_learning_rate(spec), R.switch_to_adam(spec)))
+                    R.ranked(R.unfreeze_fewer_at_low_lr(spec), lower))
+        return ("learning_rate_too_high", 0.8, why, R.ranked(lower, R.switch_to_adam(spec)))
 
     def _update_ratio(self, view: View, p: NotLearningParams) -> float | None:
         names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])

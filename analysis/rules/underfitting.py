@@ -118,7 +118,8 @@ class Underfitting(Rule):
             "learning_rate_too_low", (0.7 + (0.1 if c.slow_whole else 0.0)) if tiny else 0.45,
             f"Learning rate {spec.lr:g} looks too low: {' and '.join(why)}, best accuracy {max(c.best_train, c.best_val):.2f}.",
             p, c, {"update_ratio": ratio, "slow_whole_run": c.slow_whole, "learning_rate": spec.lr},
-            R.ranked(R.increase_learning_rate(spec), R.switch_to_adam(spec) if spec.momentum == 0 else None),
+            R.ranked(R.increase_learning_rate(spec, R.step_factor(ratio, 10, 100, 10)),
+                     R.switch_to_adam(spec) if spec.momentum == 0 else None),
         )
 
     def _base_frozen(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:

@@ -77,7 +77,8 @@ def test_tiny_update_ratio_is_a_learning_rate_too_low():
     spec = {**UNFROZEN, "optimizer": {"learning_rate": 1e-6}}
     f = run(at_chance(update_ratio_head=flat(1e-4, N), update_ratio_base=flat(2e-4, N)), spec, class_counts_train=THREE)
     assert f.cause == "learning_rate_too_low" and f.observed["update_ratio"] == 2e-4
-    assert f.remedies[0].patch == {"optimizer": {"learning_rate": 1e-5}}
+    # the step is 15× too small for a healthy 3e-3: the remedy scales the rate by that much (between ×10 and ×100)
+    assert f.remedies[0].patch == {"optimizer": {"learning_rate": 1.5e-5}}
     h = at_chance(update_ratio_head=flat(1e-4, N), update_ratio_base=flat(3e-4, N))  # the base moves enough
     assert run(h, spec, class_counts_train=THREE).cause == "not_learning"
 

@@ -75,3 +75,12 @@ def test_every_patch_yields_a_valid_job_spec():
     assert all(r is not None for r in built)
     for remedy in built:
         spec_model.JobSpec.model_validate(apply_patch(spec, remedy.patch))
+
+
+def test_step_factor_moves_the_rate_towards_a_healthy_step():
+    assert R.step_factor(3e-5, 10, 100, 10) == 100  # 100× too small a step
+    assert R.step_factor(1.5e-4, 10, 100, 10) == pytest.approx(20)
+    assert R.step_factor(1e-3, 10, 100, 10) == 10  # never less than the lower bound
+    assert R.step_factor(None, 10, 100, 10) == 10  # unmeasured: the default
+    assert R.step_factor(0.3, 0.01, 0.1, 0.1) == 0.01
+    assert R.step_factor(0.06, 0.01, 0.1, 0.1) == pytest.approx(0.05)

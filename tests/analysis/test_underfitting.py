@@ -37,7 +37,7 @@ def test_learning_rate_too_low_from_tiny_update_ratio():
     h = stuck(0.5, 0.5, update_ratio_head=flat(5e-6, N), update_ratio_base=flat(2e-6, N))
     f = find("learning_rate_too_low", h, {**UNFROZEN, "optimizer": {"learning_rate": 1e-6}})
     assert f.observed["update_ratio"] == 5e-6 and f.confidence >= 0.7
-    assert f.remedies[0].patch == {"optimizer": {"learning_rate": 1e-5}}
+    assert f.remedies[0].patch == {"optimizer": {"learning_rate": 1e-4}}  # 600× too small a step: capped at ×100
 
 
 def test_learning_rate_bound_is_a_per_step_update_ratio_of_3e_4():
