@@ -1,18 +1,15 @@
-# One image for the API and the Celery worker.
+# One Dockerfile for the API and the Celery worker; EXTRAS picks the installed extras of `plateau`:
 #
-#   API (CPU TensorFlow, as pyproject.toml pins it):
-#     docker build -t plateau .
-#   Worker (GPU TensorFlow):
-#     docker build -t plateau:cuda --build-arg TF_PACKAGE='tensorflow[and-cuda]' .
+#   API (no TensorFlow):          docker build -t plateau .
+#   Worker (CUDA TensorFlow):     docker build -t plateau:cuda --build-arg EXTRAS=worker-gpu .
+#   Worker (CPU TensorFlow):      docker build -t plateau:cpu --build-arg EXTRAS=worker .
 #
-# The project depends on `tensorflow-cpu` on x86_64. When TF_PACKAGE is set, that
-# package is uninstalled and TF_PACKAGE is installed in its place; `tensorflow[and-cuda]`
-# pulls the CUDA and cuDNN libraries from PyPI, so the base image stays python:3.11-slim
-# and the host only needs the NVIDIA driver and the NVIDIA Container Toolkit. Pin it,
-# e.g. TF_PACKAGE='tensorflow[and-cuda]==2.18.*', to match the API's tensorflow-cpu.
+# `worker-gpu` depends on `tensorflow[and-cuda]`, which pulls the CUDA and cuDNN libraries
+# from PyPI, so the base image stays python:3.11-slim and the host only needs the NVIDIA
+# driver and the NVIDIA Container Toolkit.
 FROM python:3.11-slim
 
-ARG TF_PACKAGE=""
+ARG EXTRAS="server"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,17 +20,11 @@ WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone, so that editing the code does not
 # reinstall TensorFlow. The packages are not copied yet: this installs the dependencies
-# and an empty `plateau` distribution.
+# of the chosen extras and an empty `plateau` distribution.
 COPY pyproject.toml README.md ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[${EXTRAS}]"
 
-# The worker image swaps the CPU build of TensorFlow for TF_PACKAGE.
-RUN if [ -n "$TF_PACKAGE" ]; then \
-        pip uninstall -y tensorflow-cpu tensorflow \
-        && pip install --no-cache-dir "$TF_PACKAGE"; \
-    fi
-
-# The code. --no-deps keeps the TensorFlow chosen above.
+# The code; its dependencies are already there.
 COPY . .
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --create-home --uid 10001 plateau \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install Plateau with its test tools. Safe to run again.
+# Create .venv and install Plateau (server, CPU worker) with its test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[server,worker,test]"

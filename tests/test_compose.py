@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -305,13 +306,27 @@ def test_worker_reserves_an_nvidia_gpu(services):
     ), devices
 
 
-def test_worker_image_uses_cuda_tensorflow(services):
-    build = services["worker"]["build"]
-    assert isinstance(build, dict)
-    assert "and-cuda" in build["args"]["TF_PACKAGE"]
+def extras() -> dict[str, list[str]]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def build_extras(service: dict) -> set[str]:
+    build = service["build"]
+    assert isinstance(build, dict) and build.get("context") == ".", build
+    return set(build["args"]["EXTRAS"].split(","))
+
+
+def test_images_install_the_extras_they_need(services):
+    """The API image gets the server extra only (no TensorFlow); the worker image the CUDA worker extra."""
     args = [a for kind, a in dockerfile_instructions() if kind == "ARG"]
-    assert any(a.split("=", 1)[0] == "TF_PACKAGE" for a in args), "Dockerfile does not declare ARG TF_PACKAGE"
-    assert services["api"]["image"] != services["worker"]["image"], "the CPU and CUDA builds need distinct tags"
+    assert any(a.split("=", 1)[0] == "EXTRAS" for a in args), "Dockerfile does not declare ARG EXTRAS"
+    assert build_extras(services["api"]) == {"server"}
+    assert build_extras(services["worker"]) == {"worker-gpu"}
+    declared = extras()
+    assert any(d.startswith("tensorflow[and-cuda]") for d in declared["worker-gpu"])
+    assert not any(d.startswith("tensorflow") for d in declared["server"])
+    assert "plateau[server]" in declared["worker-gpu"], "the worker needs the database and broker code too"
+    assert services["api"]["image"] != services["worker"]["image"], "the API and CUDA builds need distinct tags"
 
 
 def test_flower(services):
@@ -360,7 +375,8 @@ def test_dockerfile():
     froms = [a for kind, a in instructions if kind == "FROM"]
     assert froms and froms[0].startswith("python:3.11-slim")
     runs = " ".join(a for kind, a in instructions if kind == "RUN")
-    assert "pip install --no-cache-dir ." in runs
+    assert 'pip install --no-cache-dir ".[${EXTRAS}]"' in runs
+    assert "uninstall" not in runs, "TensorFlow comes from the chosen extra, never swapped afterwards"
     launch = [exec_form(a) for kind, a in instructions if kind in {"CMD", "ENTRYPOINT"}]
     assert launch, "Dockerfile has no CMD or ENTRYPOINT"
     assert any("api.main:app" in words for words in launch), launch
@@ -374,7 +390,8 @@ def test_dockerignore_keeps_local_state_out():
     for required in (".venv", "var", ".git", "**/__pycache__"):
         assert required in patterns, f".dockerignore does not exclude {required}"
     # The build needs these.
-    for needed in ("pyproject.toml", "README.md", "api", "models", "worker", "analysis", "alembic.ini"):
+    for needed in ("pyproject.toml", "README.md", "api", "models", "worker", "analysis", "contract", "client",
+                   "alembic.ini"):
         assert needed not in patterns, f".dockerignore excludes {needed}"
 
 
