@@ -35,9 +35,9 @@ def broker_ok(settings: Settings) -> str | None:
             if not folder.is_dir():
                 return f"broker unreachable: {folder} is missing"
         else:
-            from worker.celery_app import app
+            from models.broker import producer
 
-            with app.connection_for_write() as conn:
+            with producer(settings).connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
         return None
     except Exception as exc:  # noqa: BLE001

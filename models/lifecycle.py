@@ -1,4 +1,11 @@
-"""Job state changes. Each one is a single conditional UPDATE, so racing processes cannot both win."""
+"""Job state changes and their consequences, in one place.
+
+Every change of a job's state is a function here, each a single conditional UPDATE (or a row lock), so racing
+processes cannot both win. Each goes through one after-transition hook, `_transitioned`: it adds the state
+event in the same transaction and, once that transaction commits, logs the change and schedules the job's
+webhook (`models.webhooks.delivery`). The jobs-by-state and transitions metrics are read from these rows at
+scrape time. Findings reach the webhook the same way (`record_event`). Nobody else sends a job's webhook.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+import structlog
+from sqlalchemy import and_, event, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from models.tables import EpochMetric, Job, JobEvent, JobStatus, utcnow
+
+log = structlog.get_logger()
+
+# Events other than state changes that a job's webhook may ask for (`contract.webhook`).
+WEBHOOK_KINDS = frozenset({"finding"})
+# Callers commit; only then is an event queued for delivery (after_commit), and a rollback drops it.
+_OUTBOX = "plateau.webhook_outbox"
 
 
 class IllegalTransition(Exception):
@@ -27,8 +43,58 @@ def record_event(
     to_status: str | None = None,
     reason: str | None = None,
     data: dict[str, Any] | None = None,
+    webhook_data: dict[str, Any] | None = None,
+    job: Job | None = None,
 ) -> None:
-    session.add(JobEvent(job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, reason=reason, data=data))
+    """Add one event row. A state change or a finding also goes to the job's webhook once the caller commits
+    (with `webhook_data`, or the reason and data); a rollback drops it with the row. `job`, when the caller
+    holds it, spares a lookup of whether the job has a webhook at all."""
+    session.add(JobEvent(job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, reason=reason,
+                         data=data))
+    event_name = to_status if kind == "state" else kind if kind in WEBHOOK_KINDS else None
+    if event_name is None:
+        return
+    send = _has_webhook(job or session.get(Job, job_id))
+    if webhook_data is None:
+        webhook_data = {"reason": reason, "finding": data} if kind == "finding" else {"reason": reason, **(data or {})}
+    session.info.setdefault(_OUTBOX, []).append((job_id, kind, event_name, from_status, to_status, webhook_data, send))
+
+
+def _has_webhook(job: Job | None) -> bool:
+    return job is not None and bool((job.spec or {}).get("webhook"))
+
+
+def _transitioned(session: Session, job_id: uuid.UUID, from_status: str | None, to_status: str, *,
+                  reason: str | None, data: dict[str, Any] | None = None,
+                  webhook_data: dict[str, Any] | None = None, job: Job | None = None) -> None:
+    """The after-transition hook every state change goes through (see the module's docstring)."""
+    record_event(session, job_id, "state", from_status=from_status, to_status=to_status, reason=reason, data=data,
+                 webhook_data=webhook_data, job=job)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _send_outbox(session: OrmSession) -> None:
+    from models.webhooks import delivery  # lazy: httpx and tenacity load only once a job event is sent
+
+    for job_id, kind, name, from_status, to_status, data, send in session.info.pop(_OUTBOX, []):
+        if kind == "state":
+            log.info("job state changed", job_id=str(job_id), from_status=from_status, to_status=to_status)
+        if send:
+            delivery.notify(job_id, name, status=to_status, data=data)  # queued; sent by a background thread
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _drop_outbox(session: OrmSession, transaction) -> None:
+    if transaction.parent is None:  # rolled back or closed without a commit: the rows are gone, so are the sends
+        session.info.pop(_OUTBOX, None)
+
+
+def submit(session: Session, job: Job) -> None:
+    """None → queued: add a new job; the caller commits (and then sends it to the broker)."""
+    job.status = JobStatus.queued.value
+    session.add(job)
+    _transitioned(session, job.id, None, JobStatus.queued.value, reason="submitted",
+                  data={"parent_id": str(job.parent_id)} if job.parent_id else None, webhook_data={}, job=job)
 
 
 @dataclass(frozen=True)
@@ -71,8 +137,9 @@ def claim(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_second
         session.commit()
         return Claim(None, "attempt limit reached")
     reason = "started" if job.attempts == 1 else f"resumed from the last checkpoint (attempt {job.attempts})"
-    record_event(session, job_id, "state", from_status=previous, to_status="running", reason=reason,
-                 data={"attempt": job.attempts, "worker_host": worker_host})
+    _transitioned(session, job_id, previous, JobStatus.running.value, reason=reason,
+                  data={"attempt": job.attempts, "worker_host": worker_host},
+                  webhook_data={"attempt": job.attempts, "reason": reason}, job=job)
     session.commit()
     return Claim(job, reason)
 
@@ -99,7 +166,8 @@ def _set_terminal(session: Session, job: Job, status: JobStatus, *, error: str |
     job.error = error
     job.stop_reason = stop_reason
     session.add(job)
-    record_event(session, job.id, "state", from_status=previous, to_status=status.value, reason=error or stop_reason)
+    _transitioned(session, job.id, previous, status.value, reason=error or stop_reason,
+                  webhook_data={k: v for k, v in (("error", error), ("stop_reason", stop_reason)) if v}, job=job)
 
 
 def finish(session: Session, job_id: uuid.UUID, status: JobStatus, *, worker_host: str, error: str | None = None,
@@ -124,9 +192,30 @@ def release(session: Session, job_id: uuid.UUID, *, worker_host: str, reason: st
         .values(status=JobStatus.queued.value, lease_until=None, attempts=Job.attempts - 1, enqueued_at=None)
     )
     if result.rowcount == 1:
-        record_event(session, job_id, "state", from_status="running", to_status="queued", reason=reason)
+        _transitioned(session, job_id, JobStatus.running.value, JobStatus.queued.value, reason=reason)
     session.commit()
     return result.rowcount == 1
+
+
+def _lease_lapsed(job_id: uuid.UUID):
+    return (Job.id == job_id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
+
+
+def _cancel_lapsed(session: Session, job: Job) -> bool:
+    """running with a lapsed lease → cancelled: no worker is left to stop at a batch boundary. Commits."""
+    result = session.execute(
+        update(Job).where(*_lease_lapsed(job.id))
+        .values(status=JobStatus.cancelled.value, finished_at=utcnow(), lease_until=None, cancel_requested=True,
+                stop_reason="cancelled by request")
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        return False
+    _transitioned(session, job.id, JobStatus.running.value, JobStatus.cancelled.value,
+                  reason=f"cancelled by request; lease expired (worker {job.worker_host} lost)", webhook_data={},
+                  job=job)
+    session.commit()
+    return True
 
 
 def request_cancel(session: Session, job: Job) -> Job:
@@ -137,8 +226,8 @@ def request_cancel(session: Session, job: Job) -> Job:
             .values(status=JobStatus.cancelled.value, finished_at=utcnow(), stop_reason="cancelled before it started")
         )
         if result.rowcount == 1:
-            record_event(session, job.id, "state", from_status="queued", to_status="cancelled",
-                         reason="cancelled before it started")
+            _transitioned(session, job.id, JobStatus.queued.value, JobStatus.cancelled.value,
+                          reason="cancelled before it started", webhook_data={}, job=job)
             session.commit()
             session.refresh(job)
             return job
@@ -146,18 +235,9 @@ def request_cancel(session: Session, job: Job) -> Job:
         session.refresh(job)  # it started meanwhile: fall through to the running case
     if job.status == JobStatus.running.value:
         # Its lease lapsed: no worker is left to stop at a batch boundary, so the cancel takes effect now.
-        result = session.execute(
-            update(Job).where(Job.id == job.id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
-            .values(status=JobStatus.cancelled.value, finished_at=utcnow(), lease_until=None, cancel_requested=True,
-                    stop_reason="cancelled by request")
-        )
-        if result.rowcount == 1:
-            record_event(session, job.id, "state", from_status="running", to_status="cancelled",
-                         reason=f"cancelled by request; lease expired (worker {job.worker_host} lost)")
-            session.commit()
+        if _cancel_lapsed(session, job):
             session.refresh(job)
             return job
-        session.rollback()
         session.refresh(job)
     if job.status == JobStatus.running.value:
         if not job.cancel_requested:
@@ -168,6 +248,23 @@ def request_cancel(session: Session, job: Job) -> Job:
             session.refresh(job)
         return job
     raise IllegalTransition(f"job is {job.status}; only queued or running jobs can be cancelled")
+
+
+def recover_expired(session: Session, job: Job) -> str | None:
+    """A running job whose worker stopped renewing its lease: cancelled if a cancel was asked for, else back to
+    queued (exactly one claimer can then win; the attempt counter caps the loop). Returns "cancelled",
+    "requeued", or None when it changed meanwhile. The caller sends a requeued job to the broker."""
+    if job.cancel_requested:
+        return "cancelled" if _cancel_lapsed(session, job) else None
+    result = session.execute(update(Job).where(*_lease_lapsed(job.id))
+                             .values(status=JobStatus.queued.value, enqueued_at=None, lease_until=None))
+    if result.rowcount != 1:
+        session.rollback()
+        return None
+    _transitioned(session, job.id, JobStatus.running.value, JobStatus.queued.value,
+                  reason=f"lease expired (worker {job.worker_host} lost); requeued", webhook_data={}, job=job)
+    session.commit()
+    return "requeued"
 
 
 def upsert_epoch(session: Session, job_id: uuid.UUID, row: dict[str, Any]) -> None:

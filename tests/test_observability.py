@@ -52,6 +52,9 @@ def test_metrics_follow_jobs_epochs_queue_and_throughput(client):
     first, second = submit(client), submit(client)
     after_submit = scrape(client)
     assert value(after_submit, "plateau_jobs", state="queued") == value(before, "plateau_jobs", state="queued") + 2
+    # each submit is one transition into queued, counted from the lifecycle's state events
+    moved = value(after_submit, "plateau_job_transitions_total", state="queued")
+    assert moved == value(before, "plateau_job_transitions_total", state="queued") + 2
     depth = value(before, "plateau_queue_depth", queue=queue)
     assert value(after_submit, "plateau_queue_depth", queue=queue) == depth + 2
 

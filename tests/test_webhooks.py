@@ -20,10 +20,11 @@ from models import webhooks as hooks
 from models.db import session_scope
 from models.settings import Settings
 from models.tables import Job, utcnow
+from models.webhooks import delivery as webhooks
+from models.webhooks import targets
+from models.webhooks.delivery import Notifier, deliver, send_event
 from tests.procs import free_port
 from tests.specs import small_spec
-from worker import webhooks
-from worker.webhooks import Notifier, deliver, send_event
 
 SECRET = "test-webhook-secret"
 
@@ -280,17 +281,18 @@ def test_worker_sink_notifies_findings(monkeypatch):
     from worker import db_sink
 
     sent = []
-    monkeypatch.setattr(db_sink, "notify", lambda *a, **kw: sent.append((a, kw)))
-    job_id = add_job(None)
+    monkeypatch.setattr(webhooks, "notify", lambda *a, **kw: sent.append((a, kw)))
+    job_id = add_job({"url": "https://hooks.example.com/plateau"})
     db_sink.DbSink(job_id).event("finding", "val_loss plateaued", {"rule": "plateau"})
     db_sink.DbSink(job_id).event("lr_reduced", "learning rate 1e-3 → 1e-4")
-    assert sent == [((job_id, "finding"), {"status": "running",
+    db_sink.DbSink(add_job(None)).event("finding", "no webhook, nothing sent", {"rule": "plateau"})
+    assert sent == [((job_id, "finding"), {"status": None,
                                            "data": {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}})]
 
 
 def test_connection_is_pinned_to_the_checked_address(monkeypatch):
     public = ipaddress.ip_address("93.184.216.34")
-    monkeypatch.setattr(hooks, "resolve_target", lambda host, port: [public])
+    monkeypatch.setattr(targets, "resolve_target", lambda host, port: [public])
     target, headers, extensions = webhooks._pinned("https://hooks.example.com:8443/x?y=1", allow_private=False)
     assert str(target) == "https://93.184.216.34:8443/x?y=1"
     assert headers == {"Host": "hooks.example.com:8443"} and extensions == {"sni_hostname": "hooks.example.com"}
@@ -299,17 +301,15 @@ def test_connection_is_pinned_to_the_checked_address(monkeypatch):
 
 
 def test_a_name_with_any_private_address_is_refused(monkeypatch):
-    monkeypatch.setattr(hooks, "resolve_target",
+    monkeypatch.setattr(targets, "resolve_target",
                         lambda host, port: [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.7")])
     result = deliver("https://rebind.example.com/hook", body_of(), settings=settings(webhook_allow_private=False))
     assert not result.ok and result.attempts == 1 and "10.0.0.7" in result.error
 
 
 def test_api_side_transitions_are_sent(client, monkeypatch):
-    import api.jobs.service as jobs_service
-
     sent = []
-    monkeypatch.setattr(jobs_service, "notify", lambda job_id, event, **kw: sent.append((str(job_id), event)))
+    monkeypatch.setattr(webhooks, "notify", lambda job_id, event, **kw: sent.append((str(job_id), event)))
     job = client.post("/jobs", json={**small_spec(), "webhook": {"url": "https://hooks.example.com/plateau"}}).json()
     client.post(f"/jobs/{job['id']}/cancel")
     plain = client.post("/jobs", json=small_spec()).json()

@@ -13,7 +13,6 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from models.db import session_scope
 from models.lifecycle import record_event, upsert_epoch
 from models.tables import Job
-from worker.webhooks import notify
 
 log = structlog.get_logger()
 
@@ -52,7 +51,5 @@ class DbSink:
     @db_retry
     def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None:
         with session_scope() as s:
-            record_event(s, self.job_id, kind, reason=reason, data=data)
+            record_event(s, self.job_id, kind, reason=reason, data=data)  # a finding also goes to the webhook
             s.commit()
-        if kind == "finding":
-            notify(self.job_id, "finding", status="running", data={"reason": reason, "finding": data})

@@ -9,15 +9,12 @@ import threading
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import update
-
+from models.broker import enqueue
 from models.db import session_scope
-from models.lifecycle import expired_running, record_event, stale_queued, unenqueued_queued
+from models.lifecycle import expired_running, recover_expired, stale_queued, unenqueued_queued
 from models.settings import get_settings
-from models.tables import Job, JobStatus, utcnow
+from models.tables import Job, utcnow
 from worker.broker_view import waiting_job_ids
-from worker.queue import enqueue
-from worker.webhooks import notify
 
 log = structlog.get_logger()
 
@@ -55,36 +52,12 @@ def _per_job(what: str, job_id, fn, *args):
 
 
 def _recover_expired(job: Job) -> str | None:
-    """Its worker stopped renewing the lease: end it if a cancel was asked for, else queue it to resume."""
-    lost = f"lease expired (worker {job.worker_host} lost)"
-    expired = (Job.id == job.id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
+    """Its worker stopped renewing the lease: the lifecycle ends or requeues it; a requeued job is re-sent."""
     with session_scope() as s:
-        if job.cancel_requested:
-            # Nobody is left to stop at a batch boundary: the cancel takes effect here.
-            result = s.execute(update(Job).where(*expired).values(
-                status=JobStatus.cancelled.value, finished_at=utcnow(), lease_until=None,
-                stop_reason="cancelled by request"))
-            if result.rowcount != 1:
-                s.rollback()
-                return None
-            record_event(s, job.id, "state", from_status="running", to_status="cancelled",
-                         reason=f"cancelled by request; {lost}")
-            s.commit()
-            if (job.spec or {}).get("webhook"):
-                notify(job.id, "cancelled", status="cancelled")
-            return "cancelled"
-        # Back to queued, so exactly one claimer wins; the attempt counter caps the loop.
-        result = s.execute(update(Job).where(*expired).values(
-            status=JobStatus.queued.value, enqueued_at=None, lease_until=None))
-        if result.rowcount != 1:
-            s.rollback()
-            return None
-        record_event(s, job.id, "state", from_status="running", to_status="queued", reason=f"{lost}; requeued")
-        s.commit()
-        if (job.spec or {}).get("webhook"):
-            notify(job.id, "queued", status="queued")
-        enqueue(s, job.id, reason="re-sent by the reconciler")
-        return "requeued"
+        outcome = recover_expired(s, job)
+        if outcome == "requeued":
+            enqueue(s, job.id, reason="re-sent by the reconciler")
+        return outcome
 
 
 def _send(job_id, reason: str) -> int:

@@ -20,7 +20,6 @@ from models.tables import EpochMetric, Job, JobStatus
 from worker.db_sink import DbSink, db_retry
 from worker.heartbeat import Heartbeat
 from worker.training.errors import DataError, ModelError
-from worker.webhooks import notify
 
 log = structlog.get_logger()
 
@@ -58,13 +57,9 @@ def _run_job(job_id: str | uuid.UUID) -> str:
         log.info("job skipped", job_id=str(job_id), reason=taken.reason)
         if taken.reason != "no such job":
             DbSink(job_id).event("delivery_skipped", f"a worker received the job but skipped it: {taken.reason}")
-        if taken.reason == "attempt limit reached":
-            notify(job_id, "failed", status="failed",
-                   data={"reason": f"gave up after {settings.max_attempts} attempts"})
         return f"skipped: {taken.reason}"
     job = taken.job
     log.info("job claimed", job_id=str(job_id), attempt=job.attempts, reason=taken.reason)
-    notify(job_id, "running", status="running", data={"attempt": job.attempts, "reason": taken.reason})
     workdir = settings.artifacts_dir.resolve() / str(job_id)
     _set_artifacts_dir(job_id, str(workdir))
     stop = threading.Event()
@@ -119,8 +114,6 @@ def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
         ended = finish(s, job_id, status, worker_host=host, **kw)
     log.info("job ended", job_id=str(job_id), status=status.value, recorded=ended, **kw)
     if ended:
-        notify(job_id, status.value, status=status.value,
-               data={k: kw[k] for k in ("error", "stop_reason") if kw.get(k)})
         from api.autopilot.hooks import after_job_end  # never raises; lazy, as the worker needs it only here
 
         after_job_end(job_id)
@@ -129,13 +122,11 @@ def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
 
 @db_retry
 def _hand_back(job_id: uuid.UUID, host: str) -> str:
-    from worker.queue import enqueue
+    from models.broker import enqueue
 
     with session_scope() as s:
         if release(s, job_id, worker_host=host, reason="worker shut down; resumes from its last checkpoint"):
             enqueue(s, job_id, reason="released by a stopping worker")
-            notify(job_id, "queued", status="queued",
-                   data={"reason": "worker shut down; resumes from its last checkpoint"})
             return "released"
         record_event(s, job_id, "warning", reason="release found the job no longer ours")
         s.commit()

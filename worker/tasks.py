@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from celery.signals import worker_ready, worker_shutting_down
 
+from models.broker import TRAIN_TASK
 from models.db import prepare_database
 from models.settings import get_settings
-from worker.celery_app import TRAIN_TASK, app
+from worker.celery_app import app
 from worker.runner import request_shutdown, run_job
 
 

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlmodel import select
 
 from api.analysis import service
 from contract.analysis import AnalysisRead, ForkRequest
@@ -15,7 +14,6 @@ from api.deps import SessionDep, SettingsDep
 from api.jobs import service as jobs
 from api.jobs.routes import to_read
 from contract.jobs import JobRead
-from models.tables import JobEvent
 
 router = APIRouter(prefix="/jobs", tags=["analysis"])
 
@@ -35,9 +33,8 @@ def get_analysis(
     chosen = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
     found = service.diagnose(session=session, job=job, params=params, rules=chosen,
                              max_cached_epochs=settings.analysis_history_cache_epochs)
-    pre = session.exec(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.kind == "finding",
-                                                   JobEvent.reason.like("before training%"))).all()
-    return AnalysisRead(**found.model_dump(), job_id=job.id, status=job.status, pre_training=[d for d in pre if d])
+    pre = service.pre_training_findings(session=session, job=job)
+    return AnalysisRead(**found.model_dump(), job_id=job.id, status=job.status, pre_training=pre)
 
 
 @router.post("/{job_id}/fork", status_code=202, response_model=JobRead)

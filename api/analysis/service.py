@@ -132,3 +132,11 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
     outcomes.record_fork(session, parent=job, child=child, remedies=applied,
                          patch=outcomes.compose(*remedy_patches, patch), cause=cause, **extra)
     return child, applied
+
+
+def pre_training_findings(*, session: Session, job: Job) -> list[dict]:
+    """The findings of the checks that ran before the first epoch (the data set, the model), in order."""
+    rows = session.exec(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.kind == "finding",
+                                                    JobEvent.reason.like("before training%"))
+                        .order_by(JobEvent.id)).all()
+    return [d for d in rows if d]

@@ -17,13 +17,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-from sqlalchemy import func
-from sqlmodel import select
 
 from api.auth import CallerDep
 from api.deps import SessionDep
 from api.errors import InvalidField, NotFound
-from models.tables import EpochMetric, Job
+from api.jobs import service as jobs
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -112,10 +110,5 @@ def progress(
                              "type": "value_error"}])
     if not wanted:
         return {"items": {}}
-    query = (select(Job.id, func.max(EpochMetric.epoch))
-             .outerjoin(EpochMetric, EpochMetric.job_id == Job.id)
-             .where(Job.id.in_(wanted))
-             .group_by(Job.id))
-    if caller.scope is not None:
-        query = query.where(Job.owner == caller.scope)
-    return {"items": {str(job_id): int(epoch or 0) for job_id, epoch in session.exec(query).all()}}
+    done = jobs.epochs_finished(session=session, job_ids=wanted, owner=caller.scope)
+    return {"items": {str(job_id): epochs for job_id, epochs in done.items()}}

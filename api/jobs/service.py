@@ -17,12 +17,11 @@ from analysis.rules import RULES
 from api.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from contract.spec import JobSpec
 from models import lifecycle
+from models.broker import enqueue
 from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
-from models.webhooks import host_refusal
 from models.tables import EpochMetric, Job, JobEvent, JobStatus
-from worker.queue import enqueue
-from worker.webhooks import notify
+from models.webhooks import host_refusal
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -94,9 +93,7 @@ def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: st
                             f"(max_active_jobs_per_tenant) is {settings.max_active_jobs_per_tenant}")
     job = Job(owner=owner, name=spec.name, spec=spec.model_dump(mode="json"), spec_hash=digest,
               idempotency_key=idempotency_key, parent_id=parent_id)
-    session.add(job)
-    lifecycle.record_event(session, job.id, "state", to_status="queued", reason="submitted",
-                           data={"parent_id": str(parent_id)} if parent_id else None)
+    lifecycle.submit(session, job)
     try:
         session.commit()
     except IntegrityError:  # a concurrent request with the same key won
@@ -107,8 +104,6 @@ def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: st
         return _replay(existing, digest), False
     enqueue(session, job.id)
     session.refresh(job)
-    if job.spec.get("webhook"):
-        notify(job.id, "queued", status="queued")
     return job, True
 
 
@@ -183,6 +178,17 @@ def list_metrics(*, session: Session, job: Job, after_epoch: int | None, limit: 
     return rows, (rows[-1]["epoch"] if rows else after_epoch)
 
 
+def epochs_finished(*, session: Session, job_ids: list[uuid.UUID], owner: str | None) -> dict[uuid.UUID, int]:
+    """How many epochs each of `job_ids` has recorded (0 for none); jobs of other tenants, or unknown, are left out."""
+    query = (select(Job.id, func.max(EpochMetric.epoch))
+             .outerjoin(EpochMetric, EpochMetric.job_id == Job.id)
+             .where(Job.id.in_(job_ids))
+             .group_by(Job.id))
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    return {job_id: int(epoch or 0) for job_id, epoch in session.exec(query).all()}
+
+
 def job_events(*, session: Session, job: Job) -> list[JobEvent]:
     return list(session.exec(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)).all())
 
@@ -192,10 +198,7 @@ def job_children(*, session: Session, job: Job) -> list[uuid.UUID]:
 
 
 def cancel_job(*, session: Session, job: Job) -> Job:
-    job = lifecycle.request_cancel(session, job)
-    if job.status == JobStatus.cancelled.value and job.spec.get("webhook"):
-        notify(job.id, "cancelled", status="cancelled")  # a running job's end is sent by its worker
-    return job
+    return lifecycle.request_cancel(session, job)
 
 
 def ancestors(*, session: Session, job: Job, limit: int = 50) -> list[uuid.UUID]:

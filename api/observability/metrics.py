@@ -12,13 +12,13 @@ from functools import lru_cache
 
 import structlog
 from prometheus_client import CollectorRegistry, GCCollector, Histogram, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func
 from sqlmodel import select
 
 from models.settings import Settings, get_settings
-from models.tables import EpochMetric, Job, JobStatus
+from models.tables import EpochMetric, Job, JobEvent, JobStatus
 
 log = structlog.get_logger()
 
@@ -58,7 +58,7 @@ def queue_depth(settings: Settings) -> int | None:
 
 
 class JobsCollector(Collector):
-    """Jobs by state, epoch rows, per-job training throughput and queue depth, read at scrape time."""
+    """Jobs by state, state changes, epoch rows, per-job training throughput and queue depth, read at scrape time."""
 
     def describe(self) -> list[Metric]:
         return []  # registering must not query the database
@@ -73,6 +73,9 @@ class JobsCollector(Collector):
             with session_scope() as s:
                 by_state = dict(s.exec(select(Job.status, func.count()).group_by(Job.status)).all())
                 epochs = s.exec(select(func.count()).select_from(EpochMetric)).one()
+                # the lifecycle's hook writes one state event per transition, in whichever process made it
+                transitions = dict(s.exec(select(JobEvent.to_status, func.count()).where(JobEvent.kind == "state")
+                                          .group_by(JobEvent.to_status)).all())
                 latest = (select(EpochMetric.job_id, func.max(EpochMetric.epoch).label("epoch"))
                           .join(Job, Job.id == EpochMetric.job_id)
                           .where(Job.status == JobStatus.running.value)
@@ -88,6 +91,11 @@ class JobsCollector(Collector):
             for state in JobStatus:
                 jobs.add_metric([state.value], by_state.get(state.value, 0))
             yield jobs
+            moved = CounterMetricFamily("plateau_job_transitions", "Job state changes, by the state entered.",
+                                        labels=["state"])
+            for state in JobStatus:
+                moved.add_metric([state.value], transitions.get(state.value, 0))
+            yield moved
             yield GaugeMetricFamily("plateau_epochs_recorded",
                                     "Epoch rows written by workers (one per job and epoch).", value=epochs)
             speed = GaugeMetricFamily("plateau_training_images_per_second",

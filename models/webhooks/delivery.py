@@ -1,7 +1,8 @@
 """Webhook delivery: signed POSTs with bounded exponential-backoff retries, sent from a background thread.
 
-`notify()` is what the worker calls on a state change or a finding. It only puts the event on an
-in-process queue and returns, so training never waits on a slow or dead receiver. One daemon thread
+`notify()` is what the lifecycle's after-transition hook calls, in the API and in the worker, once a
+state change or a finding is committed. It only puts the event on an
+in-process queue and returns, so neither a request nor training waits on a slow or dead receiver. One daemon thread
 per process sends the queue in order: it reads the job's webhook from its stored spec, checks the
 target again after DNS resolution, and POSTs.
 """
@@ -24,7 +25,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from contract.webhook import WebhookSpec
-from models import webhooks as hooks
+from models.webhooks import signing, targets
 from models.settings import Settings, get_settings
 from models.tables import Job, utcnow
 
@@ -58,9 +59,9 @@ def _pinned(url: str, allow_private: bool) -> tuple[httpx.URL, dict[str, str], d
         return target, {}, {}
     host = target.raw_host.decode("ascii")  # IDNA-encoded, as DNS, Host and SNI want it
     port = target.port or (443 if target.scheme == "https" else 80)
-    addresses = hooks.resolve_target(host, port)
-    hooks.check_resolved(host, addresses)
-    if hooks.literal_address(host) is not None:
+    addresses = targets.resolve_target(host, port)
+    targets.check_resolved(host, addresses)
+    if targets.literal_address(host) is not None:
         return target, {}, {}
     headers = {"Host": host if target.port is None else f"{host}:{target.port}"}
     extensions = {"sni_hostname": host} if target.scheme == "https" else {}
@@ -73,15 +74,15 @@ def deliver(url: str, body: dict[str, Any], *, settings: Settings, client: httpx
 
     Returns how it went; never raises for a delivery problem. A refused target is not retried.
     """
-    raw = hooks.encode(body)
+    raw = signing.encode(body)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        hooks.EVENT_HEADER: str(body.get("event")),
-        hooks.DELIVERY_HEADER: uuid.uuid4().hex,  # the same on every retry: receivers can drop duplicates
+        signing.EVENT_HEADER: str(body.get("event")),
+        signing.DELIVERY_HEADER: uuid.uuid4().hex,  # the same on every retry: receivers can drop duplicates
     }
     if settings.webhook_secret is not None:
-        headers[hooks.SIGNATURE_HEADER] = hooks.sign(settings.webhook_secret.get_secret_value(), raw)
+        headers[signing.SIGNATURE_HEADER] = signing.sign(settings.webhook_secret.get_secret_value(), raw)
     attempts = 0
     own_client = client is None
     client = client or httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False)
@@ -90,7 +91,7 @@ def deliver(url: str, body: dict[str, Any], *, settings: Settings, client: httpx
         nonlocal attempts
         attempts += 1
         target, extra, extensions = _pinned(url, settings.webhook_allow_private)
-        sent = {**headers, **extra, hooks.TIMESTAMP_HEADER: str(int(time.time()))}
+        sent = {**headers, **extra, signing.TIMESTAMP_HEADER: str(int(time.time()))}
         with client.stream("POST", target, content=raw, headers=sent, extensions=extensions) as response:
             if response.status_code >= 500 or response.status_code == 429:
                 raise _RetryableStatus(response.status_code)
@@ -105,7 +106,7 @@ def deliver(url: str, body: dict[str, Any], *, settings: Settings, client: httpx
     )
     try:
         status = retrying(attempt)
-    except hooks.TargetRefused as exc:
+    except targets.TargetRefused as exc:
         return Delivery(False, attempts, None, f"target refused: {exc}")
     except _RetryableStatus as exc:
         return Delivery(False, attempts, exc.status_code, f"{exc} on the last of {attempts} attempts")
@@ -141,7 +142,7 @@ def send_event(job_id: uuid.UUID | str, event: str, *, status: str | None = None
     hook, current = _job_webhook(job_id)
     if hook is None or not hook.wants(event):
         return None
-    body = hooks.payload(event, job_id, status or current, at or utcnow(), data)
+    body = signing.payload(event, job_id, status or current, at or utcnow(), data)
     result = deliver(hook.url, body, settings=settings)
     if result.ok:
         log.info("webhook delivered", job_id=str(job_id), webhook_event=event, attempts=result.attempts,

@@ -1,25 +1,11 @@
-"""Webhooks: which targets are allowed, the payload and its signature (the spec field is `contract.webhook`).
-
-Delivery (HTTP, retries, the background thread) lives in `worker/webhooks.py`; this module has no I/O
-except the DNS lookup of `resolve_target`.
-"""
+"""Which webhook targets are allowed: public addresses only, checked on the literal host at submit and on every
+resolved address before each delivery. No I/O except the DNS lookup of `resolve_target`."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import json
 import re
 import socket
-import uuid
-from datetime import datetime
-from typing import Any
-
-SIGNATURE_HEADER = "X-Plateau-Signature"
-TIMESTAMP_HEADER = "X-Plateau-Timestamp"
-EVENT_HEADER = "X-Plateau-Event"
-DELIVERY_HEADER = "X-Plateau-Delivery"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -28,9 +14,6 @@ _NUMERIC_HOST = re.compile(r"^[0-9a-fA-FxX.]+$")
 
 class TargetRefused(ValueError):
     """A webhook URL whose host is, or resolves to, an address webhooks may not reach."""
-
-
-# --- which targets are allowed -------------------------------------------------------------------
 
 
 def address_refusal(ip: IPAddress) -> str | None:
@@ -98,24 +81,3 @@ def check_resolved(host: str, addresses: list[IPAddress]) -> None:
         why = address_refusal(ip)
         if why:
             raise TargetRefused(f"{host} resolves to {ip}, {why}")
-
-
-# --- payload and signature -------------------------------------------------------------------------
-
-
-def payload(event: str, job_id: uuid.UUID | str, status: str | None, at: datetime, data: dict[str, Any] | None) -> dict:
-    return {"event": event, "job_id": str(job_id), "status": status, "at": at.isoformat(), "data": data or {}}
-
-
-def encode(body: dict) -> bytes:
-    return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str).encode()
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The X-Plateau-Signature value: HMAC-SHA256 of the raw body, hex."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str, body: bytes, header: str | None) -> bool:
-    """What a receiver does: recompute over the raw body and compare in constant time."""
-    return header is not None and hmac.compare_digest(sign(secret, body), header)
