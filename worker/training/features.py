@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-POOL_LAYER = "pool"
-HEAD_LAYERS = ("dropout_pool", "dense", "dropout_dense", "predictions")
+from worker.training.model import HEAD_LAYERS, POOL_LAYER
+
 # Features are float32; above this the job trains on images instead (and says so).
 MAX_CACHE_BYTES = 1 << 30
 
@@ -26,7 +26,8 @@ def cache_bytes(n_images: int, model: keras.Model) -> int:
 
 def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(extractor, head): image → pooled features of the frozen base in inference mode, and features → class
-    probabilities through the model's own head layers, so training the head trains `model`."""
+    probabilities through the model's own head layers (`model.HEAD`, in its order), so training the head trains
+    `model`."""
     extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output, name="feature_extractor")
     features = keras.Input(tuple(extractor.output.shape[1:]), name="features")
     x = features

@@ -17,7 +17,6 @@ from worker.training.errors import DataError
 from worker.training.sink import Sink
 
 TRAIN_EVAL_IMAGES = 256  # fixed training subset measured in inference mode each epoch
-HEAD_WEIGHT_LAYERS = ("dense", "predictions")  # the head's weights, whose step update_ratio_head measures
 
 
 @dataclass
@@ -183,6 +182,7 @@ def make_callbacks(spec: JobSpec, data: Prepared, built: Built, ds: Datasets, *,
     import keras
 
     from worker.training import callbacks as cb
+    from worker.training.model import BASE_LAYER, head_weights
     from worker.training.stagnation import EpochDiagnosis
 
     n_train, bs = len(data.train_set), built.perf.global_batch_size
@@ -198,8 +198,8 @@ def make_callbacks(spec: JobSpec, data: Prepared, built: Built, ds: Datasets, *,
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard")))
     else:
         sink.event("warning", "the tensorboard package is not installed: this job writes no TensorBoard event files")
-    head = [w for name in HEAD_WEIGHT_LAYERS for w in built.model.get_layer(name).trainable_weights]
-    base = built.model.get_layer("inception_v3").trainable_weights if built.trained is built.model else []
+    head = head_weights(built.model)  # the weights whose step update_ratio_head measures
+    base = built.model.get_layer(BASE_LAYER).trainable_weights if built.trained is built.model else []
     diagnosis = EpochDiagnosis(spec, data.counts, sink, history)
     last_lr = max(history or [], key=lambda r: r["epoch"], default={}).get("learning_rate")
     callbacks += [

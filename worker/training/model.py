@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -101,6 +103,44 @@ def regularize_base(base: keras.Model, l2: keras.regularizers.Regularizer) -> in
     return n
 
 
+# --- the head, described once -------------------------------------------------------------------------
+# The layers after the base's pooled features, in order. `build_model` stacks them on the base; the
+# feature-cached path (`features.split_model`) runs the built model's own layers by these names, and the
+# head's update ratio reads their weights (`head_weights`). A new head layer or option goes here only.
+
+BASE_LAYER = "inception_v3"
+POOL_LAYER = "pool"
+
+
+@dataclass(frozen=True)
+class HeadLayer:
+    name: str
+    make: Callable[[JobSpec, int, keras.regularizers.Regularizer | None], keras.layers.Layer]
+
+
+def _dense_dropout(spec: JobSpec) -> float:
+    reg = spec.regularization
+    return reg.dense_dropout if reg.dense_dropout is not None else reg.dropout
+
+
+HEAD: tuple[HeadLayer, ...] = (
+    HeadLayer("dropout_pool", lambda spec, n, l2: keras.layers.Dropout(spec.regularization.dropout,
+                                                                        name="dropout_pool")),
+    HeadLayer("dense", lambda spec, n, l2: keras.layers.Dense(spec.model.dense_units, activation="relu",
+                                                               kernel_regularizer=l2, name="dense")),
+    HeadLayer("dropout_dense", lambda spec, n, l2: keras.layers.Dropout(_dense_dropout(spec), name="dropout_dense")),
+    # float32 output under a mixed precision policy: the softmax and the loss stay exact
+    HeadLayer("predictions", lambda spec, n, l2: keras.layers.Dense(n, activation="softmax", kernel_regularizer=l2,
+                                                                     dtype="float32", name="predictions")),
+)
+HEAD_LAYERS = tuple(layer.name for layer in HEAD)
+
+
+def head_weights(model: keras.Model) -> list:
+    """The trainable weights of the head's layers (those with weights: the two Dense layers today)."""
+    return [w for name in HEAD_LAYERS for w in model.get_layer(name).trainable_weights]
+
+
 def build_model(spec: JobSpec, n_classes: int, weights_file: Path | None = None) -> keras.Model:
     reg = spec.regularization
     l2 = keras.regularizers.L2(reg.l2) if reg.l2 else None
@@ -115,14 +155,10 @@ def build_model(spec: JobSpec, n_classes: int, weights_file: Path | None = None)
     # No training=False here: Keras 3 passes the outer call's `training` to every nested layer anyway.
     # BatchNorm's mode comes from its `trainable` (freeze_batchnorm).
     x = base(inputs)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(reg.dropout, name="dropout_pool")(x)
-    x = keras.layers.Dense(spec.model.dense_units, activation="relu", kernel_regularizer=l2, name="dense")(x)
-    dense_rate = reg.dense_dropout if reg.dense_dropout is not None else reg.dropout
-    x = keras.layers.Dropout(dense_rate, name="dropout_dense")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=l2, dtype="float32",
-                                 name="predictions")(x)
-    return keras.Model(inputs, outputs, name="plateau_inception_v3")
+    x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
+    for layer in HEAD:
+        x = layer.make(spec, n_classes, l2)(x)
+    return keras.Model(inputs, x, name="plateau_inception_v3")
 
 
 def make_optimizer(spec: JobSpec) -> keras.optimizers.Optimizer:
