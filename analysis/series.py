@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from operator import sub
 from dataclasses import dataclass, field
+from operator import sub
 
 from analysis.compare import ge
 
@@ -51,16 +51,6 @@ def count_swings(values: list[float], amplitude: float) -> int:
     maxima = [cur for prev, cur, nxt in zip(values, values[1:], values[2:]) if cur >= prev and cur >= nxt]
     minima = [cur for prev, cur, nxt in zip(values, values[1:], values[2:]) if cur <= prev and cur <= nxt]
     return sum(1 for hi, lo in zip(maxima, minima) if ge(hi - lo, amplitude))
-
-
-def trailing_streak(flags: list[bool]) -> int:
-    """How many of the last flags are True in a row."""
-    n = 0
-    for flag in reversed(flags):
-        if not flag:
-            break
-        n += 1
-    return n
 
 
 def median(values: list[float]) -> float:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from math import isfinite, log, sqrt
-from operator import attrgetter, itemgetter, le
+from operator import attrgetter, itemgetter
 
 from analysis.compare import gt, le
 from analysis.records import JobContext
 from analysis.series import Series
 from analysis.spec import SpecView
 from contract.epoch import EpochRecord
-
 
 TRAIN_EVAL_IMAGES = 256  # the worker measures train_eval_* on at most this many training images
 

@@ -8,10 +8,10 @@ import structlog
 from fastapi import FastAPI
 
 from api import errors, health
-from api.body_limit import BodyLimit
 from api.analysis.routes import router as analysis_router
 from api.artifacts.routes import router as artifacts_router
 from api.autopilot.routes import router as autopilot_router
+from api.body_limit import BodyLimit
 from api.dashboard import router as dashboard_router
 from api.events.routes import router as events_router
 from api.jobs.routes import router as jobs_router
@@ -20,7 +20,6 @@ from api.observability.routes import router as observability_router
 from models.db import prepare_database
 from models.logs import configure_logging
 from models.settings import get_settings
-
 
 log = structlog.get_logger()
 

@@ -22,16 +22,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from client.sdk import (
-    DEFAULT_URL,
-    AnalysisRead,
-    EpochRead,
-    JobRead,
-    PlateauClient,
-    PlateauConnectionError,
-    PlateauError,
-    field_name,
-)
 from client.render import (
     EPOCH_HEADER,
     epoch_line,
@@ -43,6 +33,16 @@ from client.render import (
     print_lineage,
     round_header,
     when,
+)
+from client.sdk import (
+    DEFAULT_URL,
+    AnalysisRead,
+    EpochRead,
+    JobRead,
+    PlateauClient,
+    PlateauConnectionError,
+    PlateauError,
+    field_name,
 )
 
 EXIT_OK = 0

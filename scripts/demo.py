@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a file: the repository's packages (devtools) sit one level up
+
+from devtools.service import start_embedded  # noqa: E402
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -24,35 +26,21 @@ def main() -> int:
     args = parser.parse_args()
     data = ROOT / "var" / "data" / "shapes"
     if not data.exists():
-        subprocess.run([sys.executable, "-m", "worker.sample_data", str(data), "--train", "24", "--val", "8"],
+        subprocess.run([sys.executable, "-m", "samples.shapes", str(data), "--train", "24", "--val", "8"],
                        cwd=ROOT, check=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(ROOT / "var" / "embedded.log", "ab")
-    service = subprocess.Popen([sys.executable, "-m", "api.embedded", "--port", str(args.port)], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{args.port}"
+    try:
+        service, base = start_embedded({"TF_CPP_MIN_LOG_LEVEL": "2"}, ROOT / "var" / "embedded.log", port=args.port)
+    except AssertionError as exc:
+        raise SystemExit(f"the service did not become ready; see var/embedded.log\n{exc}") from None
     try:
         with httpx.Client(base_url=base, timeout=30) as api:
-            _wait_ready(api)
             spec = json.loads((ROOT / "docs" / "examples" / "shapes.json").read_text())
             spec["epochs"] = args.epochs
             job = api.post("/jobs", json=spec).json()
             print(f"submitted job {job['id']} ({base}/jobs/{job['id']}); logs: var/embedded.log")
             return _follow(api, job["id"])
     finally:
-        os.killpg(service.pid, signal.SIGTERM)
-        service.wait(120)
-
-
-def _wait_ready(api: httpx.Client) -> None:
-    for _ in range(120):
-        try:
-            if api.get("/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the service did not become ready; see var/embedded.log")
+        service.stop(timeout=120)
 
 
 def _follow(api: httpx.Client, job_id: str) -> int:

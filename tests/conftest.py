@@ -52,7 +52,7 @@ def new_database_url() -> str:
 def pytest_configure(config: pytest.Config) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    from worker.sample_data import generate
+    from samples.shapes import generate
 
     generate(DATA_ROOT / "shapes", classes=3, train=8, val=4, size=80, seed=1)
 

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from client.cli import app
 from client.sdk import PlateauClient, PlateauConnectionError, PlateauError
+from contract.spec import JobSpec
 from models.db import session_scope
 from models.lifecycle import record_event, upsert_epoch
-from contract.spec import JobSpec
 from models.tables import Job, utcnow
 from tests.procs import free_port, start_api
 from tests.specs import small_spec

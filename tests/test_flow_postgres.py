@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from samples.shapes import generate
 from tests.conftest import new_database_url
 from tests.flows import TERMINAL, assert_epoch_rows, run_small_job_to_success, wait_epochs, wait_status
 from tests.procs import start_api, start_worker, wait_for
 from tests.specs import running_spec, small_spec
-from worker.sample_data import generate
 
 pytestmark = pytest.mark.slow
 

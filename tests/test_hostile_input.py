@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from contract.spec import JobSpec
+from samples.shapes import generate
 from tests.specs import small_spec
 from tests.sqlite_app import sqlite_client
-from worker.sample_data import generate
 from worker.training.errors import DataError
 from worker.training.sink import MemorySink
 

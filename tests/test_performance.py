@@ -15,8 +15,8 @@ import pytest
 from pydantic import ValidationError
 
 from contract.spec import JobSpec
+from samples.shapes import generate
 from tests.specs import small_spec
-from worker.sample_data import generate
 from worker.training.sink import MemorySink
 
 ROOT = Path(__file__).resolve().parents[1]

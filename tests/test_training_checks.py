@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from contract.spec import JobSpec
+from samples.shapes import generate
 from tests.specs import small_spec
-from worker.sample_data import generate
 from worker.training.errors import DataError
 from worker.training.sink import MemorySink
 

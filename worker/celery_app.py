@@ -9,6 +9,7 @@ from celery.signals import worker_init
 from models.broker import make_celery
 from models.logs import configure_logging
 
+
 @worker_init.connect
 def _watch_launcher(**_: object) -> None:
     # Set by the embedded launcher: this worker must not outlive it.

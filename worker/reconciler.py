@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import structlog
+
 from models.broker import enqueue
 from models.db import session_scope
 from models.lifecycle import expired_running, recover_expired, stale_queued, unenqueued_queued

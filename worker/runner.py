@@ -9,13 +9,12 @@ import traceback
 import uuid
 
 import structlog
+from sqlmodel import select
 
+from contract.spec import JobSpec
 from models.db import session_scope
 from models.lifecycle import claim, finish, record_event, release
 from models.settings import get_settings
-from contract.spec import JobSpec
-from sqlmodel import select
-
 from models.tables import EpochMetric, Job, JobStatus
 from worker.db_sink import DbSink, db_retry
 from worker.heartbeat import Heartbeat

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from api.analysis import service
-from contract.analysis import AnalysisRead, ForkRequest
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.jobs import service as jobs
 from api.jobs.routes import to_read
+from contract.analysis import AnalysisRead, ForkRequest
 from contract.jobs import JobRead
 
 router = APIRouter(prefix="/jobs", tags=["analysis"])

@@ -15,9 +15,9 @@ from api.autopilot import outcomes
 from api.errors import InvalidField
 from api.jobs import service as jobs
 from api.versioned_cache import VersionedCache
+from contract.spec import JobSpec
 from models.lifecycle import record_event
 from models.settings import Settings
-from contract.spec import JobSpec
 from models.tables import Job, JobEvent
 
 _RECORDS = TypeAdapter(list[analysis.EpochRecord])

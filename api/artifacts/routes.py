@@ -9,11 +9,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from api.artifacts import service
-from contract.artifacts import ArtifactFile, ArtifactsRead, TensorBoardRead
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import Conflict, InvalidField
 from api.jobs import service as jobs
+from contract.artifacts import ArtifactFile, ArtifactsRead, TensorBoardRead
 from models.paths import PathEscape
 
 router = APIRouter(prefix="/jobs", tags=["artifacts"])

@@ -6,9 +6,9 @@ from sqlmodel import Session, select
 
 from api.analysis import service as analysis_service
 from api.autopilot import outcomes
-from contract.autopilot import AutopilotRead, DiagnosisSummary, LineageRead, LineageStep
 from api.autopilot.service import autopilot_of
 from api.jobs import service as jobs
+from contract.autopilot import AutopilotRead, DiagnosisSummary, LineageRead, LineageStep
 from models.settings import Settings
 from models.tables import ForkOutcome, Job
 

@@ -11,10 +11,9 @@ from analysis import ranking
 from api.auth import CallerDep
 from api.autopilot import outcomes, service
 from api.autopilot.lineage import lineage
-from contract.autopilot import AutopilotRead, LineageRead, OutcomesRead, OutcomeStat
 from api.deps import SessionDep, SettingsDep
 from api.jobs import service as jobs
-from contract.autopilot import AutopilotSpec
+from contract.autopilot import AutopilotRead, AutopilotSpec, LineageRead, OutcomesRead, OutcomeStat
 
 router = APIRouter(tags=["autopilot"])
 

@@ -17,7 +17,6 @@ from api.analysis import service as analysis_service
 from api.autopilot import outcomes
 from api.autopilot.decide import End, Fork, helped, next_step
 from api.errors import Conflict, NotFound
-from api.jobs import service as jobs
 from contract.autopilot import AutopilotSpec
 from models.lifecycle import record_event, request_cancel
 from models.settings import Settings, get_settings

@@ -15,8 +15,8 @@ from api.auth import CallerDep
 from api.deps import SessionDep
 from api.errors import InvalidField
 from api.events import service
-from api.jobs import service as jobs
 from api.events.service import Cursor
+from api.jobs import service as jobs
 
 router = APIRouter(prefix="/jobs", tags=["events"])
 

@@ -54,7 +54,7 @@ import httpx
 import psycopg
 
 from benchmarks.api.load import Request, merge, run_cell
-from tests.procs import Proc, free_port, wait_for
+from devtools.service import Proc, free_port, http_ok, start_api, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "api_vs_mlflow.json"
@@ -72,13 +72,6 @@ SPEC = {
 TARGET_RATIO = 2.0
 
 
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def create_database(name: str) -> str:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -91,13 +84,7 @@ def drop_database(name: str) -> None:
 
 
 def start_plateau(env: dict[str, str], workers: int, log: Path) -> tuple[Proc, str]:
-    port = free_port()
-    proc = Proc([sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-                 *(["--workers", str(workers)] if workers > 1 else [])], env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _ok(url + "/readyz") or not proc.alive(), 120, lambda: f"Plateau did not start:\n{proc.tail()}")
-    assert proc.alive(), proc.tail()
-    return proc, url
+    return start_api(env, log, workers=workers, path="/readyz", timeout=120)
 
 
 def start_mlflow(db_url: str, artifacts: Path, workers: int, log: Path) -> tuple[Proc, str]:
@@ -106,7 +93,7 @@ def start_mlflow(db_url: str, artifacts: Path, workers: int, log: Path) -> tuple
                  "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                 {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, log)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _ok(url + "/health") or not proc.alive(), 240, lambda: f"MLflow did not start:\n{proc.tail()}")
+    wait_for(lambda: http_ok(url + "/health") or not proc.alive(), 240, lambda: f"MLflow did not start:\n{proc.tail()}")
     assert proc.alive(), proc.tail()
     return proc, url
 
@@ -244,7 +231,7 @@ def main() -> None:
     queue = f"bench-api-{run_id}"
     procs: list[Proc] = []
     try:
-        from worker.sample_data import generate
+        from samples.shapes import generate
 
         generate(work / "data" / "shapes", classes=3, train=8, val=4, size=80, seed=1)
         plateau_url_db = create_database(plateau_db)

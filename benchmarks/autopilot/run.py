@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +31,7 @@ from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
 from benchmarks.diagnosis.families import FAMILIES
 from benchmarks.diagnosis.manifest import judge
 from benchmarks.diagnosis.pretrain import pretrain
+from devtools.service import Proc, start_embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-autopilot"
@@ -41,26 +39,13 @@ TOLERANCE = 0.02
 ROUNDS = 3
 
 
-def start_service(port: int) -> subprocess.Popen:
+def start_service(port: int) -> tuple[Proc, str]:
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(WORK / "data"),
            "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
            "PLATEAU_BROKER_DIR": str(WORK / "broker"), "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
            "PLATEAU_RECONCILE_INTERVAL": "5"}
     WORK.mkdir(parents=True, exist_ok=True)
-    log = open(WORK / "service.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "api.embedded", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_ready(api: httpx.Client) -> None:
-    for _ in range(240):
-        try:
-            if api.get("/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"service did not start; see {WORK / 'service.log'}")
+    return start_embedded(env, WORK / "service.log", port=port, timeout=120)
 
 
 def rows(api: httpx.Client, job_id: str) -> list[dict]:
@@ -110,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(parents=True, exist_ok=True)
     pretrain(data / "base.weights.h5", WORK / "source")
     strategies = args.strategies.split(",")
-    service = start_service(args.port)
+    service, url = start_service(args.port)
     runs, t0 = [], time.perf_counter()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
-            wait_ready(api)
+        with httpx.Client(base_url=url, timeout=60) as api:
             for family in args.families.split(","):
                 for seed in range(args.seeds):
                     healthy = submit(api, spec_for(BASELINE_CASE, data, family, seed, args.epochs))
@@ -136,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         runs.append(run)
                         print(json.dumps(run), flush=True)
     finally:
-        os.killpg(service.pid, signal.SIGTERM)
-        service.wait(120)
+        service.stop(timeout=120)
     result = {"wall_seconds": round(time.perf_counter() - t0), "epochs": args.epochs, "seeds": args.seeds,
               "rounds": ROUNDS, "tolerance": TOLERANCE, "by_cause": summarise(runs), "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)

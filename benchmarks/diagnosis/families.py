@@ -1,7 +1,7 @@
 """Generated image families for the diagnosis benchmark: two target families that differ in kind, and the
 generic source task the base is pre-trained on.
 
-- "shapes" (development): one filled or outlined shape on noise (worker/sample_data.py's generator).
+- "shapes" (development): one filled or outlined shape on noise (samples/shapes.py's generator).
 - "textures" (held out): a textured patch on noise: oriented gratings, checkerboards, dot fields, smooth
   noise blobs, with random colours, phases, scales, orientations and positions. Never looked at while
   choosing recipes, manifestation checks, rules or thresholds.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from worker.sample_data import draw as draw_shape
+from samples.shapes import draw as draw_shape
 
 SIZE = 75
 

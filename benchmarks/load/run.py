@@ -21,9 +21,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +35,7 @@ import psycopg
 import redis
 
 from benchmarks.cleanup import drop_queue
+from devtools.service import start_api
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -129,7 +127,7 @@ async def poller(stats: Stats, client: httpx.AsyncClient, job_id: str, interval:
         if interval > 0:
             try:
                 await asyncio.wait_for(stop.wait(), interval * random.uniform(0.8, 1.2))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
@@ -159,7 +157,7 @@ async def submitter(stats: Stats, client: httpx.AsyncClient, rate: float, stop: 
         if delay > 0:
             try:
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     if in_flight:  # every submission that was sent gets its answer (or its timeout) before the check
         await asyncio.wait(in_flight)
@@ -224,36 +222,6 @@ def run_loop(coro):
     return uvloop.run(coro)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the API exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"the API was not ready after {timeout:.0f}s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def report(args: argparse.Namespace, stats: Stats, elapsed: float, written: int, check: dict) -> dict:
     endpoints = {}
     total = errors = 0
@@ -309,22 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         "PLATEAU_MAX_ACTIVE_JOBS_PER_TENANT": "1000000",  # submissions pile up as queued jobs; the quota is not under test
     }
     os.environ.update(env)
-    from worker.sample_data import generate
+    from samples.shapes import generate
 
     generate(work / "data" / "shapes", classes=3, train=4, val=2, size=75, seed=1)
     with psycopg.connect(args.pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = work / "api.log"
     proc = None
     try:
-        with open(log, "ab") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-                 "--workers", str(args.workers)],
-                cwd=ROOT, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_ready(url, proc, log)
+        proc, url = start_api(env, work / "api.log", workers=args.workers, path="/readyz", timeout=120)
         with httpx.Client(base_url=url, timeout=30) as c:
             job_ids = []
             for i in range(args.jobs):
@@ -342,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if check["lost"] else 0
     finally:
         if proc is not None:
-            stop_process(proc)
+            proc.stop()
         from models.db import get_engine
 
         get_engine().dispose()

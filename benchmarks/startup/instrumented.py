@@ -36,8 +36,8 @@ import threading
 import time
 from functools import wraps
 
-from worker.celery_app import app  # noqa: F401  (the Celery app this worker runs)
 import worker.tasks  # noqa: F401  (its task and signals, as the app's `include` loads them)
+from worker.celery_app import app  # noqa: F401  (the Celery app this worker runs)
 
 _marks: dict[str, float] = {}
 _durations: dict[str, float] = {}

@@ -47,7 +47,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tests.procs import Proc, start_api, wait_for
+from devtools.service import Proc, start_api, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "startup.json"
@@ -63,7 +63,7 @@ SPEC = {
 
 
 def start_instrumented_worker(env: dict[str, str], log: Path) -> Proc:
-    """tests/procs.py:start_worker's command, with the instrumented app module."""
+    """The tests' worker command (tests/procs.py:start_worker), with the instrumented app module."""
     args = [sys.executable, "-m", "celery", "-A", "benchmarks.startup.instrumented", "worker", "-P", "solo", "-c", "1",
             "-Q", env["PLATEAU_QUEUE"], "-n", "bench@%h", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -121,7 +121,7 @@ def main() -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     try:
-        from worker.sample_data import generate
+        from samples.shapes import generate
 
         generate(work / "data" / "shapes", classes=3, train=args.train, val=max(4, args.train // 4), size=80, seed=1)
         env = {

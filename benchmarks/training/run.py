@@ -295,7 +295,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from worker.sample_data import generate
+    from samples.shapes import generate
 
     t_start = time.perf_counter()
     data_root = WORK / "data"

@@ -25,9 +25,9 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from contract.webhook import WebhookSpec
-from models.webhooks import signing, targets
 from models.settings import Settings, get_settings
 from models.tables import Job, utcnow
+from models.webhooks import signing, targets
 
 log = structlog.get_logger()
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from models.paths import resolve_under
 from contract.spec import JobSpec
+from models.paths import resolve_under
 from worker.training.errors import DataError
 from worker.training.sink import Sink
 

@@ -102,7 +102,7 @@ def split(images: ImageSet, fraction: float, seed: int | None) -> tuple[ImageSet
     rng = random.Random(seed)
     train, val = ImageSet(images.classes), ImageSet(images.classes)
     for label in range(len(images.classes)):
-        members = [p for p, l in zip(images.paths, images.labels) if l == label]
+        members = [p for p, lab in zip(images.paths, images.labels) if lab == label]
         rng.shuffle(members)
         n_val = max(1, round(len(members) * fraction))
         if n_val >= len(members):

@@ -1,6 +1,6 @@
 """Generate small labelled image sets (coloured shapes on noise) for demos, tests and benchmarks.
 
-`python -m worker.sample_data OUT_DIR --classes 3 --train 20 --val 8 --size 96`
+`python -m samples.shapes OUT_DIR --classes 3 --train 20 --val 8 --size 96`
 """
 
 from __future__ import annotations

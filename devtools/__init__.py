@@ -1,0 +1,1 @@
+"""Helpers for development tools (tests, benchmarks, scripts); not part of the installed service."""
