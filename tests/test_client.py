@@ -190,11 +190,9 @@ def test_analysis_with_rules_and_params(sdk):
     found = sdk.analysis(jid)
     assert found.verdict == "stagnating" and any(f.cause == "overfitting" for f in found.findings)
     only = sdk.analysis(jid, rules=["overfitting"],
-                        params={"overfitting": {"ratio_threshold": 100, "acc_gap": 0.9, "acc_gap_high": 0.9,
-                                                "val_rise_factor": 50}})
+                        params={"overfitting": {"min_gap": 0.9}})
     assert not any(f.cause == "overfitting" for f in only.findings)
-    flat = sdk.analysis(jid, params={"overfitting.ratio_threshold": 100, "overfitting.acc_gap": 0.9,
-                                     "overfitting.acc_gap_high": 0.9, "overfitting.val_rise_factor": 50})
+    flat = sdk.analysis(jid, params={"overfitting.min_gap": 0.9})
     assert not any(f.cause == "overfitting" for f in flat.findings)
     with pytest.raises(PlateauError) as exc:
         sdk.analysis(jid, rules=["astrology"])
@@ -320,9 +318,7 @@ def test_cli_jobs_show_metrics_analyze(cli, sdk):
     assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "stagnating"
     r = cli("analyze", jid)
     assert r.exit_code == 0 and "overfitting" in r.stdout and f"plateau fork {jid} --apply" in r.stdout
-    r = cli("analyze", jid, "-r", "overfitting", "-p", "overfitting.ratio_threshold=100",
-            "-p", "overfitting.acc_gap=0.9", "-p", "overfitting.acc_gap_high=0.9",
-            "-p", "overfitting.val_rise_factor=50", "--json")
+    r = cli("analyze", jid, "-r", "overfitting", "-p", "overfitting.min_gap=0.9", "--json")
     assert r.exit_code == 0 and not json.loads(r.stdout)["findings"]
     assert cli("analyze", jid, "-p", "nodot").exit_code == 2
 
