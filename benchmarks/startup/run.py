@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.startup.run [--jobs 3]
 
-Starts the API (uvicorn, `tests/procs.py:start_api`) and one real Celery worker (solo pool) against
+Starts the API (uvicorn, `devtools/service.py:start_api`) and one real Celery worker (solo pool) against
 a fresh PostgreSQL database and Redis, on a queue name unique to the run, then submits jobs one at
 a time (epochs 1, image_size 75, weights null, trainable head, 3 generated classes) and waits
 for each to finish before sending the next. The worker is `tests/procs.py:start_worker`'s command
