@@ -148,14 +148,28 @@ class View:
         k = self.num_classes
         return None if not k or k < 2 else 1 / k + near * (1 - 1 / k)
 
-    def near_chance(self, near: float, window: int) -> bool:
-        """The latest `window` inference-mode training accuracies are near chance, and validation is no better."""
+    def near_chance(self, near: float, window: int, loss_tol: float = 0.02) -> bool:
+        """Nothing learned in the latest `window` epochs, on the training subset and on validation alike: accuracy near
+        chance, or a data loss (penalty taken out) still within `loss_tol` of ln K, the loss of uniform predictions,
+        whatever the argmax of near-uniform outputs happens to score."""
         bar = self.chance_bar(near)
         train = self.pick("train_eval_accuracy", "accuracy")
         if bar is None or not train or len(train) < window:
             return False
+        chance_loss = log(self.num_classes)
         val = self.series("val_accuracy")
-        return all(le(a, bar) for a in train.tail(window)) and not (val and gt(max(val.tail(window)), bar))
+        train_at_chance = (all(le(a, bar) for a in train.tail(window))
+                           or self._uniform("train_eval_loss", chance_loss, loss_tol, window))
+        val_at_chance = not (val and gt(max(val.tail(window)), bar)) or self._uniform("val_loss", chance_loss, loss_tol, window)
+        return train_at_chance and val_at_chance
+
+    def _uniform(self, name: str, chance_loss: float, tol: float, window: int) -> bool:
+        loss, reg = self.series(name), self.series("regularization_loss")
+        if len(loss) < window:
+            return False
+        penalty = dict(zip(reg.epochs, reg.values))
+        return all(abs(v - penalty.get(e, 0.0) - chance_loss) <= tol * chance_loss
+                   for e, v in zip(loss.epochs[-window:], loss.tail(window)))
 
     @property
     def num_classes(self) -> int | None:

@@ -73,3 +73,16 @@ def test_a_tiny_step_names_a_low_learning_rate_while_accuracy_still_creeps_up():
                 train_eval_loss=ramp(1.43, -0.003, n), val_loss=ramp(1.47, -0.003, n), update_ratio_head=flat(1.3e-5, n))
     d = diagnose(h, ctx({"optimizer": {"learning_rate": 1e-6}}, class_counts_train=FOUR, class_counts_val=FOUR_VAL))
     assert "learning_rate_too_low" in causes(d) and "base_too_frozen" not in causes(d)
+
+
+def test_uniform_outputs_are_nothing_learned_whatever_the_argmax_scores():
+    # a random-init frozen base: the loss never leaves ln 4, while argmax ties flip accuracy around 0.25-0.42
+    chance_loss = round(math.log(4), 4)
+    h = history(train_eval_accuracy=[0.25, 0.33, 0.39, 0.25, 0.31], val_accuracy=[0.25, 0.38, 0.42, 0.25, 0.38],
+                train_eval_loss=flat(chance_loss, 5), val_loss=flat(chance_loss, 5), update_ratio_head=flat(0.003, 5))
+    f = run("not_learning", h, {"model": {"weights": None}}, class_counts_train=FOUR)
+    assert f.cause == "base_too_frozen"
+    # the same accuracies with a loss that moved are not this situation
+    moved = history(train_eval_accuracy=[0.25, 0.33, 0.39, 0.25, 0.31], val_accuracy=[0.25, 0.38, 0.42, 0.25, 0.38],
+                    train_eval_loss=ramp(1.3, -0.1, 5), val_loss=ramp(1.3, -0.1, 5), update_ratio_head=flat(0.003, 5))
+    assert run("not_learning", moved, {"model": {"weights": None}}, class_counts_train=FOUR) is None
