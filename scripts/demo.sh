@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start: install, generate a sample image set, start the embedded service, train one job, show each epoch.
+# What Plateau is for: install, then a job that stalls, its diagnosis, a fork with the suggested remedy, and the better child.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
