@@ -121,7 +121,7 @@ TRAIN = textwrap.dedent("""
                    workdir=Path(sys.argv[3]), sink=sink, stop=threading.Event())
     perf = [d for k, _, d in sink.events if k == "performance"][0]
     print("RESULT " + json.dumps({"status": result.status, "model_path": result.model_path,
-                                  "replicas": perf["replicas"], "rows": sink.rows}))
+                                  "replicas": perf["replicas"], "batchnorm": perf["batchnorm"], "rows": sink.rows}))
 """)
 
 
@@ -166,7 +166,7 @@ def test_frozen_base_on_cached_features_keeps_statistics(pretrained, data_root, 
                    stop=threading.Event())
     assert result.status == "succeeded"
     [perf] = [d for kind, _, d in sink.events if kind == "performance"]
-    assert perf["cache_features"] is True
+    assert perf["cache_features"] is True and perf["batchnorm"] == "frozen"
     base = saved_base(result.model_path)
     assert_statistics_kept(base, pretrained)
     np.testing.assert_array_equal(first_kernel(base), pretrained["kernel"])
@@ -196,6 +196,8 @@ def test_fine_tuning_job_keeps_pretrained_statistics_and_inference_tracks_traini
     job = client.post("/jobs", json=spec(6))
     assert job.status_code == 202, job.text
     done = run_small_job_to_success(client, spec(6), worker.tail, job=job.json())
+    [perf] = [e["data"] for e in done["events"] if e["kind"] == "performance"]
+    assert perf["batchnorm"] == "frozen"  # "auto" from a weights file
     base = saved_base(done["model_path"])
     assert_statistics_kept(base, pretrained)
     assert not np.array_equal(first_kernel(base), pretrained["kernel"])
@@ -206,7 +208,9 @@ def test_fine_tuning_job_keeps_pretrained_statistics_and_inference_tracks_traini
 
 
 def test_trained_batchnorm_moves_its_statistics(side_runs, pretrained):
-    base = saved_base(side_result(side_runs, "train")["model_path"])
+    result = side_result(side_runs, "train")
+    assert result["batchnorm"] == "train"
+    base = saved_base(result["model_path"])
     changed = [not np.array_equal(a, b) for a, b in zip(bn_stats(base), pretrained["stats"], strict=True)]
     assert all(changed), f"{changed.count(False)} of {len(changed)} statistics did not move"
     assert not np.array_equal(first_kernel(base), pretrained["kernel"])
@@ -214,7 +218,7 @@ def test_trained_batchnorm_moves_its_statistics(side_runs, pretrained):
 
 def test_mirrored_training_keeps_frozen_statistics(side_runs, pretrained):
     result = side_result(side_runs, "mirrored")
-    assert result["replicas"] == 2
+    assert result["replicas"] == 2 and result["batchnorm"] == "frozen"  # "auto" from a weights file
     base = saved_base(result["model_path"])
     assert_statistics_kept(base, pretrained)
     assert not np.array_equal(first_kernel(base), pretrained["kernel"])  # the convolutions trained

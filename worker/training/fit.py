@@ -137,6 +137,7 @@ def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path,
                   stop: threading.Event) -> Datasets | None:
     """tf.data pipelines of images, or of the frozen base's features computed once; None if stopped meanwhile."""
     from worker.training.features import extract, feature_dataset, pin_base
+    from worker.training.model import batchnorm_mode
     from worker.training.pipeline import make_dataset
 
     train_set, val_set, perf = data.train_set, data.val_set, built.perf
@@ -149,7 +150,7 @@ def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path,
         val_ds = make_dataset(val_set, image_size=size, batch_size=bs, training=False, seed=seed)
         subset = type(train_set)(train_set.classes, train_set.paths[::step], train_set.labels[::step])
         subset_ds = make_dataset(subset, image_size=size, batch_size=bs, training=False, seed=seed)
-        sink.event("performance", perf.describe(), asdict(perf))
+        sink.event("performance", perf.describe(), {**asdict(perf), "batchnorm": batchnorm_mode(spec)})
         return Datasets(train_ds, val_ds, subset_ds, backup_dir)
     base_dir, backup_dir = backup_dir, backup_dir / "head"  # the head's checkpoints; a full-model one would not fit it
     if spec.model.weights is None:
@@ -171,7 +172,8 @@ def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path,
     subset_ds = feature_dataset(features["train"][::step], train_set.labels[::step], k, batch_size=bs,
                                 training=False, seed=seed)
     sink.event("performance", f"{perf.describe()}; features of {len(train_set) + len(val_set)} images "
-                              f"computed in {seconds:.1f} s", {**asdict(perf), "feature_seconds": seconds})
+                              f"computed in {seconds:.1f} s", {**asdict(perf), "feature_seconds": seconds,
+                                                                "batchnorm": batchnorm_mode(spec)})
     return Datasets(train_ds, val_ds, subset_ds, backup_dir)
 
 
