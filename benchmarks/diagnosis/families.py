@@ -2,8 +2,11 @@
 generic source task the base is pre-trained on.
 
 - "shapes" (development): one filled or outlined shape on noise (samples/shapes.py's generator).
-- "textures" (held out): a textured patch on noise: oriented gratings, checkerboards, dot fields, smooth
-  noise blobs, with random colours, phases, scales, orientations and positions. Never looked at while
+- "textures" (development since its first scoring; it was held out until then): a textured patch on noise:
+  oriented gratings, checkerboards, dot fields, smooth noise blobs, with random colours, phases, scales,
+  orientations and positions.
+- "colours" (held out): blobs of one hue per class (red, yellow, green, blue, ±25°, random saturation and
+  brightness) in random forms, sizes and places, with a grey distractor stroke, on noise. Never looked at while
   choosing recipes, manifestation checks, rules or thresholds.
 - source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
   hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
@@ -111,6 +114,28 @@ def draw_texture(pattern: str, size: int, rng: random.Random) -> Image.Image:
     return Image.fromarray(img.clip(0, 255).astype(np.uint8))
 
 
+HUES = {"red": 0.0, "yellow": 55.0, "green": 125.0, "blue": 220.0}
+
+
+def draw_colour(name: str, size: int, rng: random.Random) -> Image.Image:
+    """One to three blobs of the class's hue (±25°, random saturation and brightness) and a grey distractor stroke
+    on noise: the class is the colour, whatever the form, size or place."""
+    import colorsys
+
+    img = Image.fromarray(_noise(size, rng).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    for _ in range(rng.randint(1, 3)):
+        hue = ((HUES[name] + rng.uniform(-25, 25)) % 360) / 360
+        r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 1.0), rng.uniform(0.55, 1.0))
+        w, h = rng.randint(size // 6, size // 2), rng.randint(size // 6, size // 2)
+        x0, y0 = rng.randint(0, size - w), rng.randint(0, size - h)
+        box = (x0, y0, x0 + w, y0 + h)
+        (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=(int(r * 255), int(g * 255), int(b * 255)))
+    grey = rng.randint(90, 200)
+    d.line([(rng.randint(0, size), rng.randint(0, size)) for _ in range(3)], fill=(grey, grey, grey), width=3)
+    return img
+
+
 @dataclass(frozen=True)
 class Family:
     classes: tuple[str, ...]
@@ -121,7 +146,8 @@ class Family:
 
 FAMILIES = {
     "shapes": Family(("circle", "square", "triangle", "cross"), draw_shape, 11, held_out=False),
-    "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=True),
+    "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=False),
+    "colours": Family(tuple(HUES), draw_colour, 33, held_out=True),
 }
 
 SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")
