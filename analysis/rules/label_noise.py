@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from analysis import remedies as R
-from analysis.compare import ge, le, lt, tol
+from analysis.compare import ge, gt, le, lt, tol
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series, max_gain
@@ -22,11 +22,15 @@ class LabelNoiseParams(Params):
     val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum.")
     val_above_train: float = Field(
         0.1, gt=0, description="UMLAUT: validation accuracy this far above inference-mode training accuracy…")
-    val_above_epochs: int = Field(2, ge=1, description="…in each of the latest this many epochs.")
+    val_above_epochs: int = Field(3, ge=1, description="…on average over the latest this many epochs.")
+    loss_still_falling: float = Field(0.05, gt=0, description="A training loss that fell by this fraction over the window is "
+                                                              "still learning: accuracy is not capped.")
+    learned: float = Field(0.15, gt=0, lt=1, description="Validation must be above 1/K + learned × (1 − 1/K): a model at "
+                                                         "chance agrees with no labels at all.")
     loss_below_train: float = Field(
         0.1, gt=0, lt=1, description="val_loss at least this fraction below train_eval_loss (the same penalty in both)…")
-    loss_below_epochs: int = Field(3, ge=1, description="…in each of the latest this many epochs: the model fits clean held-out "
-                                                        "labels better than its own training labels.")
+    loss_below_epochs: int = Field(3, ge=1, description="…on average over the latest this many epochs: the model fits clean "
+                                                        "held-out labels better than its own training labels.")
 
 
 def last_stall(values: list[float], window: int, min_gain: float, end: int) -> int | None:
@@ -63,6 +67,9 @@ class LabelNoise(Rule):
         if not val_acc or not train:
             return self.abstain_missing(*(["val_accuracy"] if not val_acc else []),
                                         *(["train_eval_accuracy or accuracy"] if not train else []))
+        bar = view.chance_bar(p.learned)
+        if bar is not None and (view.near_chance(p.learned, p.val_above_epochs) or not gt(val_acc.last, bar)):
+            return []  # nothing learned: disagreeing with the training labels says nothing about them
         capped = self._capped(view, honest, val_acc, p) if honest else None
         memorised = self._memorised(train, val_loss, p) if val_loss else None
         inverted = self._val_above_train(view, honest, val_acc, p) if honest else None
@@ -98,6 +105,9 @@ class LabelNoise(Rule):
         k = p.window + 1
         level = honest.last
         stalled = lt(max_gain(honest.tail(k)), p.min_gain) and lt(max_gain(val_acc.tail(k)), p.min_gain)
+        loss = view.series("train_eval_loss").tail(k)
+        if len(loss) == k and loss[0] > 0 and ge((loss[0] - loss[-1]) / loss[0], p.loss_still_falling):
+            stalled = False  # accuracy flat but the loss still falls: the model is still learning, not capped
         _, ta, va = view.paired(honest, val_acc)
         gap = (ta[-1] - va[-1]) if ta else 1.0
         chance = 1 / view.num_classes if view.num_classes else 0.0
@@ -112,9 +122,12 @@ class LabelNoise(Rule):
         (or a train/validation mismatch). UMLAUT flags val_acc > train_acc as suspicious for the same reason."""
         ep, ta, va = view.paired(honest, val_acc)
         n = p.val_above_epochs
-        if len(ep) < n or not all(ge(v - t, p.val_above_train) for t, v in zip(ta[-n:], va[-n:])):
+        if len(ep) < n:
             return None
-        return {"train_eval_accuracy": ta[-1], "val_accuracy": va[-1], "val_minus_train_accuracy": round(va[-1] - ta[-1], 4),
+        mean = sum(v - t for t, v in zip(ta[-n:], va[-n:])) / n  # a mean: one noisy epoch neither makes nor breaks it
+        if not ge(mean, p.val_above_train):
+            return None
+        return {"train_eval_accuracy": ta[-1], "val_accuracy": va[-1], "val_minus_train_accuracy": round(mean, 4),
                 "_epochs": ep[-n:]}
 
     def _val_loss_below_train(self, view: View, val_loss: Series, p: LabelNoiseParams) -> dict | None:
@@ -125,10 +138,12 @@ class LabelNoise(Rule):
             return None
         ep, tl, vl = view.paired(train, val_loss)
         n = p.loss_below_epochs
-        if len(ep) < n or not all(t > 0 and ge((t - v) / t, p.loss_below_train) for t, v in zip(tl[-n:], vl[-n:])):
+        if len(ep) < n or not all(t > 0 for t in tl[-n:]):
             return None
-        return {"train_eval_loss": tl[-1], "val_loss": vl[-1], "val_loss_below_train": round((tl[-1] - vl[-1]) / tl[-1], 4),
-                "_epochs": ep[-n:]}
+        mean = sum((t - v) / t for t, v in zip(tl[-n:], vl[-n:])) / n
+        if not ge(mean, p.loss_below_train):
+            return None
+        return {"train_eval_loss": tl[-1], "val_loss": vl[-1], "val_loss_below_train": round(mean, 4), "_epochs": ep[-n:]}
 
     def _memorised(self, train: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:
         end = len(train) - p.window  # the cap must come before the latest window
