@@ -65,7 +65,7 @@ class ClassImbalance(Rule):
                 epochs += seen
         if not signals:
             return []
-        confidence = 0.85 if len(signals) == 2 else (0.8 if signals == ["count_ratio"] else 0.7)
+        confidence = 0.85 if len(signals) == 2 else (0.8 if signals == ["count_ratio"] else 0.75)
         spec = view.spec
         classes = sorted(flagged, key=lambda c: counts.get(c, 0))
         return [Finding(

@@ -74,8 +74,8 @@ class LabelNoise(Rule):
         memorised = self._memorised(train, val_loss, p) if val_loss else None
         inverted = self._val_above_train(view, honest, val_acc, p) if honest else None
         loss_inverted = self._val_loss_below_train(view, val_loss, p) if val_loss else None
-        parts = {"capped": (capped, 0.4), "memorised": (memorised, 0.35), "inverted": (inverted, 0.5),
-                 "loss_inverted": (loss_inverted, 0.55)}
+        parts = {"capped": (capped, 0.4), "memorised": (memorised, 0.35), "inverted": (inverted, 0.6),
+                 "loss_inverted": (loss_inverted, 0.65)}
         fired = {name: weight for name, (part, weight) in parts.items() if part}
         if not fired:
             return []

@@ -148,7 +148,7 @@ class Underfitting(Rule):
         strong_l2 = strong_l2 or (share is not None and ge(share, p.penalty_share))
         if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and le(c.gap, p.max_gap)):
             return None
-        confidence = 0.55 + (0.1 if strong_dropout and strong_l2 else 0.0) + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
+        confidence = 0.65 + (0.1 if strong_dropout and strong_l2 else 0.0) + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
         return self._finding(
             "regularization_too_strong", confidence,
             f"Regularisation (dropout {spec.dropout:g}, L2 {spec.l2:g}) keeps training accuracy at {c.best_train:.2f} "
