@@ -82,5 +82,6 @@ def stuck(service, epochs: dict[str, int]) -> str:
         jobs = [api.get(f"/jobs/{j}").json() for j in unfinished(service, epochs)]
     logs = service.all_logs().splitlines()
     return "\n".join(
-        f"{j['id']} {j['status']} attempts={j['attempts']} events={[(e['kind'], e['reason']) for e in j['events'][-5:]]}"
-        f"\n  " + "\n  ".join([line for line in logs if j["id"] in line][-5:]) for j in jobs)
+        f"{j['id']} {j['status']} attempts={j['attempts']} "
+        f"events={[(e['kind'], e['reason']) for e in j['events'][-5:]]}\n  "
+        + "\n  ".join([line for line in logs if j["id"] in line][-5:]) for j in jobs)
