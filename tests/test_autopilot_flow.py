@@ -3,7 +3,7 @@ API and the worker restarted in the middle of a lineage, and a lineage cancelled
 
 The planted cause is a learning rate of 1e-6 on a head over a frozen base: after three epochs at chance (the
 least not_learning judges) the diagnosis names learning_rate_too_low (update ratio ~1e-7), and the first round
-raises the rate by the factor that ratio calls for (×10 to ×100). Jobs are three or four epochs long, so each
+raises the rate by the factor that ratio calls for (×10 to ×100). Jobs are three epochs long, so each
 costs little beyond its model build. The base is a saved random-init Inception-V3 (a local weights file, no
 download), so on these 24 images no learning rate gets far above chance: the test checks that the cause is gone
 from the child's diagnosis and that the recorded gain is what the metrics rows say, not that it is large."""
@@ -122,9 +122,9 @@ def test_postgres_lineage_survives_api_and_worker_restarts(env, weights):
     logs = lambda: worker.tail()  # noqa: E731
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
-            root = api.post("/jobs", json={**planted(weights, running_spec(epochs=4)), "autopilot": AUTO}).json()
+            root = api.post("/jobs", json={**planted(weights, running_spec(epochs=3)), "autopilot": AUTO}).json()
             wait_epochs(api, root["id"], 1, 300, logs)
-            worker.kill(signal.SIGKILL)  # mid-root (3 epochs of ≥1 s left): the lease lapses, a new worker resumes it
+            worker.kill(signal.SIGKILL)  # mid-root (2 epochs of ≥1 s left): the lease lapses, a new worker resumes it
             worker.p.wait(10)
             api_proc.stop()
         api_proc, url = start_api(env, logs_dir / "api-2.log")
