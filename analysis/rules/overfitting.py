@@ -23,7 +23,8 @@ class OverfittingParams(Params):
     ratio_threshold: float = Field(0.1, gt=0, description="SageMaker Overfit: (val_loss - train_loss) / train_loss; reported, never fires alone.")
     val_rise_factor: float = Field(1.1, gt=1, description="AutoTrainer 'test turned bad': val_loss at least this multiple of its minimum…")
     val_rise_min: float = Field(0.05, ge=0, description="…and at least this much above it, while the training loss kept falling.")
-    min_gap: float = Field(0.1, gt=0, description="AutoTrainer: train - val accuracy must be at least this for any overfitting finding.")
+    min_gap: float = Field(0.2, gt=0, description="Train - val accuracy must be at least this for any overfitting finding: a "
+                                                   "large gap (AutoTrainer's 0.1 flags the mild gap of many healthy fine-tunes).")
     widen_by: float = Field(0.05, gt=0, description="The accuracy gap grew by at least this since validation accuracy was best.")
     recent: int = Field(2, ge=1, description="Validation improving (a new best loss or accuracy) within this many latest epochs clears the run.")
     z: float = Field(2.0, ge=0, description="The gap must also exceed z standard errors of the two accuracy estimates "

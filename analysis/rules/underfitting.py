@@ -146,7 +146,9 @@ class Underfitting(Rule):
         if dominant_only:  # without a stall only a penalty that is most of the loss is evidence enough
             strong_dropout, strong_l2 = False, share is not None and ge(share, p.dominant_share)
         strong_l2 = strong_l2 or (share is not None and ge(share, p.penalty_share))
-        if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and le(c.gap, p.max_gap)):
+        # a penalty that is most of the loss names the cause whatever the gap: the optimiser mostly shrinks weights
+        small_gap = le(c.gap, p.max_gap) or (dominant_only and strong_l2)
+        if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and small_gap):
             return None
         confidence = 0.65 + (0.1 if strong_dropout and strong_l2 else 0.0) + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
         return self._finding(

@@ -64,14 +64,14 @@ def test_findings_sorted_and_primary_cause_is_the_most_confident():
     assert d.verdict == "stagnating"
 
 
-OVERFIT = dict(train_eval_accuracy=flat(0.95, 6), val_accuracy=[0.75, 0.8, 0.8, 0.8, 0.8, 0.8],
+OVERFIT = dict(train_eval_accuracy=flat(0.95, 6), val_accuracy=[0.65, 0.7, 0.7, 0.7, 0.7, 0.7],
                train_eval_loss=ramp(0.6, -0.05, 6), val_loss=[0.6, 0.5, 0.52, 0.54, 0.56, 0.6])
 
 
 def test_param_override_changes_the_outcome():
     h = history(**OVERFIT)
     assert "overfitting" in causes(diagnose(h, ctx(), rules=["overfitting"]))
-    d = diagnose(h, ctx(), params={"overfitting": {"min_gap": 0.2}}, rules=["overfitting"])
+    d = diagnose(h, ctx(), params={"overfitting": {"min_gap": 0.3}}, rules=["overfitting"])
     assert d.findings == [] and d.verdict == "healthy"
 
 
