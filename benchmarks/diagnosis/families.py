@@ -5,9 +5,11 @@ generic source task the base is pre-trained on.
 - "textures" (development since its first scoring; it was held out until then): a textured patch on noise:
   oriented gratings, checkerboards, dot fields, smooth noise blobs, with random colours, phases, scales,
   orientations and positions.
-- "colours" (held out): blobs of one hue per class (red, yellow, green, blue, ±25°, random saturation and
-  brightness) in random forms, sizes and places, with a grey distractor stroke, on noise. Never looked at while
-  choosing recipes, manifestation checks, rules or thresholds.
+- "colours" (development since its first scoring; it was held out until then): blobs of one hue per class
+  (red, yellow, green, blue, ±25°, random saturation and brightness) in random forms, sizes and places, with a
+  grey distractor stroke, on noise.
+- "glyphs" (held out): a letter (A, F, T, Z) in a random size, colour, place and tilt on noise. Never looked at
+  while choosing recipes, manifestation checks, rules or thresholds.
 - source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
   hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
   so both targets are transfer tasks.
@@ -136,6 +138,24 @@ def draw_colour(name: str, size: int, rng: random.Random) -> Image.Image:
     return img
 
 
+GLYPHS = ("A", "F", "T", "Z")
+
+
+def draw_glyph(name: str, size: int, rng: random.Random) -> Image.Image:
+    """A letter in a random size (40-75 % of the image), colour, place and tilt (±25°) on noise."""
+    from PIL import ImageFont
+
+    img = Image.fromarray(_noise(size, rng).astype(np.uint8))
+    font = ImageFont.load_default(size=int(size * rng.uniform(0.4, 0.75)))
+    layer = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(layer).text((size / 2, size / 2), name, fill=255, font=font, anchor="mm")
+    layer = layer.rotate(rng.uniform(-25, 25), translate=(rng.randint(-size // 8, size // 8),
+                                                          rng.randint(-size // 8, size // 8)))
+    colour = tuple(rng.randrange(120, 256) for _ in range(3))
+    img.paste(Image.new("RGB", (size, size), colour), (0, 0), layer)
+    return img
+
+
 @dataclass(frozen=True)
 class Family:
     classes: tuple[str, ...]
@@ -147,7 +167,8 @@ class Family:
 FAMILIES = {
     "shapes": Family(("circle", "square", "triangle", "cross"), draw_shape, 11, held_out=False),
     "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=False),
-    "colours": Family(tuple(HUES), draw_colour, 33, held_out=True),
+    "colours": Family(tuple(HUES), draw_colour, 33, held_out=False),
+    "glyphs": Family(GLYPHS, draw_glyph, 44, held_out=True),
 }
 
 SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")
