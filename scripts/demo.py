@@ -33,7 +33,7 @@ def stalled_spec(data: Path, epochs: int) -> dict:
     """Head-only fine-tuning from the weights file at a learning rate a hundred times too small: it stalls."""
     return {
         "name": "demo: shapes, lr 1e-6",
-        "dataset": {"train_dir": f"{data.name}/train", "val_dir": f"{data.name}/val", "image_size": 75},
+        "dataset": {"train_dir": f"{data.as_posix()}/train", "val_dir": f"{data.as_posix()}/val", "image_size": 75},
         "model": {"weights": "base.weights.h5", "trainable": "head", "dense_units": 128},
         "regularization": {"dropout": 0.2},
         "optimizer": {"name": "adam", "learning_rate": 1e-6},
