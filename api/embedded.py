@@ -13,6 +13,7 @@ import structlog
 import uvicorn
 
 from api import embedded_worker
+from models.broker import filesystem_broker_folder
 from models.db import prepare_database
 from models.settings import get_settings
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     settings.data_root.mkdir(parents=True, exist_ok=True)
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    if settings.broker_url.startswith("filesystem://"):
+        filesystem_broker_folder(settings)  # ready before /readyz is asked, even if a previous run's was deleted
     prepare_database()  # before the worker starts, so the two never race on the first migration
     log.info("embedded Plateau", database=settings.database_url, broker=settings.broker_url,
              data_root=str(settings.data_root.resolve()), url=f"http://{args.host}:{args.port}")

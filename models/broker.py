@@ -6,6 +6,7 @@ configuration plus its task module. The database is the source of truth: callers
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from celery import Celery
 from sqlalchemy import update
@@ -18,12 +19,18 @@ from models.tables import Job, JobStatus, utcnow
 TRAIN_TASK = "plateau.train"
 
 
+def filesystem_broker_folder(settings: Settings) -> Path:
+    """The filesystem broker's folder with its queue, processed and control subfolders, created if missing
+    (also after someone deleted them: the reconciler re-sends what was lost)."""
+    folder = settings.broker_dir.resolve()
+    for sub in ("queue", "processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def broker_options(settings: Settings) -> dict:
     if settings.broker_url.startswith("filesystem://"):
-        folder = settings.broker_dir.resolve()
-        (folder / "queue").mkdir(parents=True, exist_ok=True)
-        (folder / "processed").mkdir(parents=True, exist_ok=True)
-        (folder / "control").mkdir(parents=True, exist_ok=True)
+        folder = filesystem_broker_folder(settings)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

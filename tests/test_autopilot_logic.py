@@ -96,12 +96,13 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     children = client.get(f"/jobs/{root['id']}").json()["children"]
     assert len(children) == 1
     child = client.get(f"/jobs/{children[0]}").json()
-    assert child["spec"]["optimizer"]["learning_rate"] == pytest.approx(1e-5)
+    # the step is far below a healthy one: the remedy raises the rate by its largest factor, ×100
+    assert child["spec"]["optimizer"]["learning_rate"] == pytest.approx(1e-4)
     body = lineage(client, child["id"])
     assert body["autopilot"]["rounds_done"] == 1 and body["autopilot"]["current_job_id"] == child["id"]
     step = body["steps"][1]
     assert (step["round"], step["cause"], step["remedies"]) == (1, "learning_rate_too_low", ["increase_learning_rate"])
-    assert step["patch"] == {"optimizer": {"learning_rate": 1e-5}} and step["gain"] is None  # not ended yet
+    assert step["patch"] == {"optimizer": {"learning_rate": 1e-4}} and step["gain"] is None  # not ended yet
     assert body["steps"][0]["diagnosis"]["primary_cause"] == "learning_rate_too_low"
 
     run_as_worker(child["id"], RISING, lr=1e-5, ratio=1e-3)
@@ -192,7 +193,7 @@ def test_manual_fork_records_its_outcome(client):
     assert body["autopilot"] is None and [s["job_id"] for s in body["steps"]] == [root["id"], child["id"]]
     step = body["steps"][1]
     assert step["cause"] == "learning_rate_too_low" and step["remedies"] == ["increase_learning_rate"]
-    assert step["patch"] == {"optimizer": {"learning_rate": 1e-5}, "epochs": 8}
+    assert step["patch"] == {"optimizer": {"learning_rate": 1e-4}, "epochs": 8}
     assert step["gain"] == pytest.approx(0.5 - 0.1667, abs=1e-6)
 
 

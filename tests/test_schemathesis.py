@@ -89,7 +89,7 @@ def seeded_jobs(api) -> Iterator[list[str]]:
     SEEDED[:] = _seed(client)
     with pytest.MonkeyPatch.context() as mp:
         # No webhook may leave this machine, whatever URL a generated spec names.
-        mp.setattr("api.jobs.service.notify", lambda *a, **k: None)
+        mp.setattr("models.webhooks.delivery.notify", lambda *a, **k: None)
         yield SEEDED
     # Leave the shared tenant's active-job quota as it was for the tests that run after this module.
     for job in _all_jobs(client):
