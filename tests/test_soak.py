@@ -17,8 +17,8 @@ from tests.specs import small_spec
 
 pytestmark = pytest.mark.slow
 
-JOBS = 12
-KILLS = 4
+JOBS = 8
+KILLS = 3
 DRAIN_SECONDS = 240  # after the last kill; ~5 s a job once the worker is warm, so this is slack, not the plan
 
 
