@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 
 from tests.conftest import new_database_url
 from tests.flows import TERMINAL, wait_epochs, wait_status
-from tests.procs import Proc, free_port, start_api, start_worker, wait_for
+from tests.procs import embedded_env, start_api, start_embedded, start_worker, wait_for
 from tests.specs import running_spec, small_spec
 
 pytestmark = pytest.mark.slow
@@ -78,20 +77,10 @@ def check_first_round(api: httpx.Client, body: dict, *, cause_gone: bool = True)
 
 def test_embedded_lineage(tmp_path, weights, data_root):
     home = tmp_path / "home"
-    env = {"PLATEAU_DATABASE_URL": f"sqlite:///{home}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
-           "PLATEAU_BROKER_DIR": str(home / "broker"), "PLATEAU_ARTIFACTS_DIR": str(home / "artifacts"),
-           "PLATEAU_QUEUE": "gpu", "PLATEAU_RECONCILE_INTERVAL": "1"}
-    port = free_port()
-    proc = Proc([sys.executable, "-m", "api.embedded", "--port", str(port)], env, tmp_path / "embedded.log")
+    env = embedded_env(home, PLATEAU_RECONCILE_INTERVAL="1")
+    proc, url = start_embedded(env, tmp_path / "embedded.log", timeout=90)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
-            def ready():
-                try:
-                    return api.get("/readyz").status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(ready, 90, proc.tail)
+        with httpx.Client(base_url=url, timeout=30) as api:
             r = api.post("/jobs", json={**planted(weights, small_spec(epochs=3)), "autopilot": AUTO})
             assert r.status_code == 202, r.text
             body = ended(api, r.json()["id"], 600, proc.tail)

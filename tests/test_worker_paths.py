@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,7 @@ import pytest
 
 from models import webhooks as hooks
 from tests.flows import TERMINAL, assert_epoch_rows
-from tests.procs import Proc, free_port, wait_for
+from tests.procs import embedded_env, start_embedded, wait_for
 from tests.specs import small_spec
 
 pytestmark = pytest.mark.slow
@@ -103,27 +102,11 @@ def service(tmp_path_factory, receiver):
     """The embedded launcher (API and its worker), allowed to send webhooks to loopback and signing them."""
     tmp = tmp_path_factory.mktemp("worker-paths")
     home = tmp / "home"
-    env = {
-        "PLATEAU_DATABASE_URL": f"sqlite:///{home}/plateau.db",
-        "PLATEAU_BROKER_URL": "filesystem://",
-        "PLATEAU_BROKER_DIR": str(home / "broker"),
-        "PLATEAU_ARTIFACTS_DIR": str(home / "artifacts"),
-        "PLATEAU_QUEUE": "gpu",
-        "PLATEAU_WEBHOOK_ALLOW_PRIVATE": "true",
-        "PLATEAU_WEBHOOK_SECRET": SECRET,
-        "PLATEAU_WEBHOOK_BACKOFF_SECONDS": "0.2",
-    }
-    port = free_port()
-    proc = Proc([sys.executable, "-m", "api.embedded", "--port", str(port)], env, tmp / "embedded.log")
+    env = embedded_env(home, PLATEAU_WEBHOOK_ALLOW_PRIVATE="true", PLATEAU_WEBHOOK_SECRET=SECRET,
+                       PLATEAU_WEBHOOK_BACKOFF_SECONDS="0.2")
+    proc, url = start_embedded(env, tmp / "embedded.log", timeout=90)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
-            def ready():
-                try:
-                    return api.get("/readyz").status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(ready, 90, proc.tail)
+        with httpx.Client(base_url=url, timeout=60) as api:
             yield api, proc
     finally:
         proc.stop(timeout=60)
