@@ -10,48 +10,43 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from client.console import (  # noqa: F401 - the exit codes are part of this module's documented interface
+    EXIT_BAD_INPUT,
+    EXIT_CONFLICT,
+    EXIT_CONNECTION,
+    EXIT_JOB_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_SERVICE,
+    emit,
+    err,
+    out,
+)
+from client.follow import watch, watch_lineage
 from client.render import (
     EPOCH_HEADER,
     epoch_line,
-    epoch_summary,
-    event_line,
-    job_label,
     print_diagnosis,
     print_job_summary,
     print_lineage,
-    round_header,
     when,
 )
 from client.sdk import (
     DEFAULT_URL,
-    AnalysisRead,
-    EpochRead,
-    JobRead,
     PlateauClient,
     PlateauConnectionError,
     PlateauError,
     field_name,
 )
-
-EXIT_OK = 0
-EXIT_JOB_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_NOT_FOUND = 3
-EXIT_CONNECTION = 4
-EXIT_CONFLICT = 5
-EXIT_SERVICE = 6
 
 app = typer.Typer(name="plateau", help="Train image classifiers on a Plateau service and find out why they stall.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -85,18 +80,6 @@ def main(
 def connect(ctx: typer.Context) -> PlateauClient:
     s: Settings = ctx.obj
     return PlateauClient(s.url, timeout=s.timeout, token=s.token)
-
-
-def out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
-def err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def emit(value: Any, indent: int | None = 2) -> None:
-    typer.echo(json.dumps(value, indent=indent, default=str))
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -184,84 +167,6 @@ def parse_params(raw: list[str] | None) -> dict[str, str]:
             raise BadInput(f"--param {item!r}: expected RULE.NAME=VALUE, e.g. overfitting.ratio_threshold=0.2")
         params[key] = value
     return params
-
-
-# -- watching ----------------------------------------------------------------------------------------------------------
-
-
-def watch(client: PlateauClient, job: JobRead, as_json: bool) -> int:
-    """Follow the job's event stream until it ends, then print its diagnosis. 1 unless it succeeded."""
-    if as_json:
-        for event in client.events(job.id):
-            emit({"event": event.event, "id": event.id, "data": event.data}, indent=None)
-    else:
-        console = out()
-        total = job.spec.get("epochs") if isinstance(job.spec.get("epochs"), int) else None
-        progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=console)
-        with progress:
-            task = progress.add_task(escape(job_label(job)), total=total, metrics=job.status)
-            progress.console.print(EPOCH_HEADER, markup=False)
-            for event in client.events(job.id):
-                if event.event == "epoch":
-                    row = EpochRead.model_validate(event.data)
-                    progress.console.print(epoch_line(row), markup=False)
-                    progress.update(task, completed=row.epoch, metrics=epoch_summary(row))
-                elif event.event != "end":  # findings stand out: the cause appeared, changed or cleared
-                    style = "bold yellow" if event.event == "finding" else "dim"
-                    progress.console.print(event_line(event), markup=False, style=style)
-    final = client.job(job.id)
-    try:
-        diagnosis: AnalysisRead | None = client.analysis(job.id)
-    except PlateauError as exc:
-        if isinstance(exc, PlateauConnectionError):
-            raise
-        diagnosis = None
-        err().print(f"no diagnosis: {escape(exc.message)}")
-    if as_json:
-        emit({"event": "result", "job": final.model_dump(mode="json"),
-              "analysis": diagnosis.model_dump(mode="json") if diagnosis else None}, indent=None)
-    else:
-        console = out()
-        console.print()
-        print_job_summary(console, final)
-        if diagnosis is not None:
-            print_diagnosis(console, final.id, diagnosis)
-    return EXIT_OK if final.status == "succeeded" else EXIT_JOB_FAILED
-
-
-def watch_lineage(client: PlateauClient, root: JobRead, as_json: bool, poll: float = 1.0) -> int:
-    """Follow an autopilot lineage round by round (a header per round, a line per epoch) until it ends, then print
-    the lineage table. 1 when the lineage was cancelled."""
-    console = out()
-    shown = 0
-    while True:
-        lineage = client.lineage(root.id)
-        if shown < len(lineage.steps):
-            step = lineage.steps[shown]
-            shown += 1
-            if as_json:
-                emit({"event": "round", **step.model_dump(mode="json")}, indent=None)
-            else:
-                console.print(round_header(step), markup=False, style="bold")
-                console.print(EPOCH_HEADER, markup=False)
-            for row in client.follow_metrics(step.job_id, poll=poll):
-                if as_json:
-                    emit({"event": "epoch", "job_id": str(step.job_id), **row.model_dump(mode="json")}, indent=None)
-                else:
-                    console.print(epoch_line(row), markup=False)
-            continue
-        if lineage.autopilot is None or lineage.autopilot.state != "active":
-            break
-        time.sleep(poll)
-    final = client.lineage(root.id)
-    if as_json:
-        emit({"event": "result", "lineage": final.model_dump(mode="json")}, indent=None)
-    else:
-        console.print()
-        print_lineage(console, final)
-    cancelled = final.autopilot is not None and final.autopilot.end_reason == "cancelled"
-    return EXIT_JOB_FAILED if cancelled else EXIT_OK
 
 
 # -- commands ----------------------------------------------------------------------------------------------------------
