@@ -35,6 +35,12 @@ os.environ.update({
     "TF_CPP_MIN_LOG_LEVEL": "2",
 })
 
+# Logs as the API and worker processes write them (JSON on stderr): code run in-process here, such as a
+# simulated worker thread, must not print into the stdout a CLI test parses.
+from models.logs import configure_logging  # noqa: E402
+
+configure_logging()
+
 
 _EXTRA_DATABASES: list[str] = []
 
