@@ -55,7 +55,7 @@ class EpochDiagnosis(keras.callbacks.Callback):
         ctx = context(self.spec, self.counts, lr_cuts(self.rows))
         found = analysis.diagnose(history, ctx)
         self._report(found, row["epoch"])
-        self._maybe_stop(history, ctx)
+        self._maybe_stop(found, len(history))
 
     def _report(self, found: analysis.Diagnosis, epoch: int) -> None:
         cause = found.primary_cause
@@ -71,12 +71,13 @@ class EpochDiagnosis(keras.callbacks.Callback):
                              "previous": self._cause})
         self._cause = cause
 
-    def _maybe_stop(self, history: list[analysis.EpochRecord], ctx: analysis.JobContext) -> None:
+    def _maybe_stop(self, found: analysis.Diagnosis, epochs: int) -> None:
         policy = self.policy
-        if policy is None or policy.action != "stop" or len(history) < policy.after_epochs:
+        if policy is None or policy.action != "stop" or epochs < policy.after_epochs:
             return
-        found = analysis.diagnose(history, ctx, rules=policy.rules)
-        confident = [f for f in found.findings if f.confidence >= policy.min_confidence]
+        # rules run independently: the chosen rules' findings are those of the full diagnosis
+        confident = [f for f in found.findings if (policy.rules is None or f.rule in policy.rules)
+                     and f.confidence >= policy.min_confidence]
         if confident:
             self.stopped_by = confident[0]
             self.sink.event("finding", f"on_stagnation stopped the job: {self.stopped_by.summary}",
