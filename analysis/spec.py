@@ -109,6 +109,10 @@ class SpecView:
         return float(_get(self.opt, OptimizerSpec, "momentum"))
 
     @property
+    def epochs(self) -> int:
+        return int(_get(self.raw, JobSpec, "epochs"))
+
+    @property
     def batch_size(self) -> int:
         return int(_get(self.raw, JobSpec, "batch_size"))
 

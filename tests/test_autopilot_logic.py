@@ -57,7 +57,8 @@ def run_as_worker(job_id, val_accuracy: list[float], *, train_accuracy: list[flo
 
 
 FLAT = [0.1667] * 7
-RISING = [0.3, 0.45, 0.6, 0.7, 0.8, 0.9, 0.95]
+RISING = [0.3, 0.45, 0.6, 0.7, 0.8, 0.9, 0.95]  # still climbing at its last epoch
+SETTLED = [0.3, 0.6, 0.8, 0.945, 0.95, 0.95, 0.945]  # learned, then levelled off
 
 
 def lineage(client, job_id, headers=None) -> dict:
@@ -105,7 +106,7 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     assert step["patch"] == {"optimizer": {"learning_rate": 1e-4}} and step["gain"] is None  # not ended yet
     assert body["steps"][0]["diagnosis"]["primary_cause"] == "learning_rate_too_low"
 
-    run_as_worker(child["id"], RISING, lr=1e-5, ratio=1e-3)
+    run_as_worker(child["id"], SETTLED, lr=1e-5, ratio=1e-3)
     body = lineage(client, root["id"])
     expected = best_from_rows(client, child["id"]) - best_from_rows(client, root["id"])
     assert body["steps"][1]["gain"] == pytest.approx(expected, abs=1e-6) and expected > 0.7
@@ -119,6 +120,42 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     item = next(i for i in stats["items"] if (i["cause"], i["remedy"]) == ("learning_rate_too_low",
                                                                             "increase_learning_rate"))
     assert item["count"] >= 1 and item["measured"] >= 1 and item["improved_share"] > 0 and item["median_gain"] > 0
+
+
+def test_a_child_still_improving_at_its_end_gets_the_same_remedy_carried_further(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    run_as_worker(root["id"], FLAT)
+    first = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    # healthy by every rule, but still climbing at its last epoch, with steps a third of a healthy job's
+    run_as_worker(first, RISING, lr=1e-4, ratio=1e-3)
+    body = lineage(client, root["id"])
+    assert body["steps"][1]["diagnosis"]["verdict"] == "healthy"
+    assert body["autopilot"]["state"] == "active" and body["autopilot"]["rounds_done"] == 2, body["autopilot"]
+    second = client.get(f"/jobs/{body['autopilot']['current_job_id']}").json()
+    assert second["parent_id"] == first
+    # step_factor: 3e-3 / 1e-3 = 3× the child's rate, on the cause the lineage is repairing
+    assert second["spec"]["optimizer"]["learning_rate"] == pytest.approx(3e-4)
+    step = body["steps"][2]
+    assert (step["round"], step["cause"], step["remedies"]) == (2, "learning_rate_too_low", ["increase_learning_rate"])
+    events = second["events"]
+    started = next(e for e in events if e["kind"] == "autopilot" and "round 2" in e["reason"])
+    assert started["data"]["follow_up"]["best_epoch"] == 7 and started["data"]["confidence"] is None
+
+    # the third run settles at a rate whose steps are healthy: the lineage ends healthy after two rounds
+    run_as_worker(second["id"], [0.3, 0.6, 0.8, 0.975, 0.98, 0.98, 0.975], lr=3e-4, ratio=2.9e-3)
+    body = lineage(client, root["id"])
+    assert body["autopilot"]["end_reason"] == "healthy" and body["autopilot"]["rounds_done"] == 2
+
+
+def test_a_child_still_improving_at_healthy_step_sizes_trains_longer(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    run_as_worker(root["id"], FLAT)
+    first = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    run_as_worker(first, RISING, lr=1e-4, ratio=3e-3)  # a higher rate would risk divergence
+    body = lineage(client, root["id"])
+    second = client.get(f"/jobs/{body['autopilot']['current_job_id']}").json()
+    assert body["steps"][2]["remedies"] == ["train_longer"] and body["steps"][2]["patch"] == {"epochs": 14}
+    assert second["spec"]["epochs"] == 14 and second["spec"]["optimizer"]["learning_rate"] == pytest.approx(1e-4)
 
 
 def test_no_gain_goes_back_to_the_parent_and_ends_when_no_remedy_is_left(client):

@@ -17,6 +17,7 @@ from analysis.remedies.optimize import (
     raise_min_lr,
     step_factor,
     switch_to_adam,
+    train_longer,
 )
 from analysis.remedies.regularize import (
     add_early_stopping,
@@ -45,6 +46,6 @@ __all__ = [
     "balance_class_weights", "collect_more_data", "confirm_with_cleanlab", "freeze_more_layers",
     "increase_batch_size", "increase_dropout", "increase_learning_rate", "lengthen_reduce_lr_patience",
     "lower_learning_rate", "raise_min_lr",
-    "ranked", "reduce_dropout", "reduce_l2", "step_factor", "switch_to_adam", "unfreeze_fewer_at_low_lr", "unfreeze_top_blocks",
+    "ranked", "reduce_dropout", "reduce_l2", "step_factor", "switch_to_adam", "train_longer", "unfreeze_fewer_at_low_lr", "unfreeze_top_blocks",
     "use_imagenet_weights",
 ]

@@ -80,3 +80,12 @@ def switch_to_adam(spec: SpecView) -> Remedy | None:
     lr = round_sig(min(spec.lr, 1e-3))
     return Remedy(id="switch_to_adam", patch={"optimizer": {"name": "adam", "learning_rate": lr, "momentum": None}},
                   text=f"Switch from {spec.optimizer} to Adam at learning rate {lr:g}.")
+
+
+MAX_EPOCHS_FACTOR = 2  # one round at most doubles the epochs: a lineage's cost stays predictable
+
+
+def train_longer(spec: SpecView) -> Remedy:
+    new = spec.epochs * MAX_EPOCHS_FACTOR
+    return Remedy(id="train_longer", patch={"epochs": new},
+                  text=f"Train for {new} epochs instead of {spec.epochs}: validation was still improving when the run ended.")

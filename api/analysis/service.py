@@ -95,13 +95,18 @@ def clear_cache() -> None:
 
 
 def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], patch: dict[str, Any],
-         idempotency_key: str | None = None, outcome: dict[str, Any] | None = None) -> tuple[Job, list[str]]:
+         idempotency_key: str | None = None, outcome: dict[str, Any] | None = None,
+         resolved: list[analysis.Remedy] = ()) -> tuple[Job, list[str]]:
     """A new queued job whose spec is the parent's with the chosen remedies' patches, then `patch`, merged in.
 
-    Every fork gets a fork-outcome row (`outcome` adds the autopilot's metric, id, round and cause), measured
-    when the child ends."""
+    `apply` names remedies of the parent's diagnosis; `resolved` are remedies the caller already derived from the
+    parent's records (the autopilot's follow-ups). Every fork gets a fork-outcome row (`outcome` adds the
+    autopilot's metric, id, round and cause), measured when the child ends."""
     spec = dict(job.spec)
-    applied = []
+    applied = [r.id for r in resolved]
+    remedy_patches = [r.patch for r in resolved]
+    for remedy in resolved:
+        spec = analysis.apply_patch(spec, remedy.patch)
     found = None
     if apply:
         found = diagnose(session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs)
@@ -114,6 +119,7 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
                                             f"available: {available}", "type": "value_error"}])
             spec = analysis.apply_patch(spec, remedy.patch)
             applied.append(remedy_id)
+            remedy_patches.append(remedy.patch)
     spec = analysis.apply_patch(spec, patch)
     try:
         new_spec = JobSpec.model_validate(spec)
@@ -127,8 +133,7 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
                      data={"child_id": str(child.id), "applied": applied, "patch": patch})
         session.commit()
     extra = dict(outcome or {})
-    cause = extra.pop("cause", None) or (outcomes.cause_of(found, applied[0]) if found and applied else None)
-    remedy_patches = [analysis.remedy_by_id(found, r).patch for r in applied] if found else []
+    cause = extra.pop("cause", None) or (outcomes.cause_of(found, apply[0]) if found and apply else None)
     outcomes.record_fork(session, parent=job, child=child, remedies=applied,
                          patch=outcomes.compose(*remedy_patches, patch), cause=cause, **extra)
     return child, applied

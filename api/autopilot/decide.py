@@ -16,9 +16,10 @@ class End:
 
 @dataclass(frozen=True)
 class Fork:
-    cause: str
-    confidence: float
+    cause: str | None
+    confidence: float | None  # None for a follow-up: it acts on the last round's measured gain, not on a finding
     remedy: Remedy
+    follow_up: dict | None = None  # the evidence that the last round's run was still improving when it ended
 
 
 def helped(*, forked: bool, gain: float | None, min_gain: float) -> bool:
@@ -27,21 +28,26 @@ def helped(*, forked: bool, gain: float | None, min_gain: float) -> bool:
 
 
 def next_step(config: AutopilotSpec, *, rounds_done: int, last_helped: bool, diagnosis: Diagnosis,
-              tried: set[str]) -> End | Fork:
+              tried: set[str], follow_up: tuple[Remedy, dict] | None = None, last_cause: str | None = None) -> End | Fork:
     """`diagnosis` is of the job the next fork would start from: the last child when it helped, else its parent.
 
     Candidates are the remedies of findings at or above min_confidence, most confident finding first and each
     finding's remedies in their (evidence-ranked) order, skipping remedies already tried on this lineage and
-    advice with no spec change."""
+    advice with no spec change. When none is left and the last fork helped, `follow_up` (analysis.followup: the
+    last child ended still improving) carries the last round's remedy further, on the same cause."""
     if rounds_done >= config.max_rounds:
         return End("max_rounds", f"{rounds_done} of {config.max_rounds} rounds done")
+    confident = [f for f in diagnosis.findings if f.confidence >= config.min_confidence]
+    if not (last_helped and diagnosis.verdict == "healthy"):
+        for finding in confident:
+            for remedy in finding.remedies:
+                if remedy.patch and remedy.id not in tried:
+                    return Fork(finding.cause, finding.confidence, remedy)
+    if last_helped and follow_up is not None and rounds_done:
+        remedy, evidence = follow_up
+        return Fork(last_cause, None, remedy, evidence)
     if last_helped and diagnosis.verdict == "healthy":
         return End("healthy", diagnosis.summary)
-    confident = [f for f in diagnosis.findings if f.confidence >= config.min_confidence]
-    for finding in confident:
-        for remedy in finding.remedies:
-            if remedy.patch and remedy.id not in tried:
-                return Fork(finding.cause, finding.confidence, remedy)
     if not last_helped:
         return End("no_gain", f"the last remedy gained less than {config.min_gain:g} and no untried remedy is left")
     if not confident:

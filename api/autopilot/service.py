@@ -13,6 +13,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from analysis import followup
 from api.analysis import service as analysis_service
 from api.autopilot import outcomes
 from api.autopilot.decide import End, Fork, helped, next_step
@@ -106,8 +107,12 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     if ap.rounds_done >= config.max_rounds:
         return _end(session, ap, "max_rounds", f"{ap.rounds_done} of {config.max_rounds} rounds done")
     found = diagnosis_for_ranking(session, base, config.metric, settings)
+    follow = None
+    if last is not None and last_helped:  # the last child is the base: was it still improving when it ended?
+        follow = followup.follow_up(analysis_service.history(session, base), analysis_service.context(session, base),
+                                    applied=list(last.remedies), metric=config.metric)
     step = next_step(config, rounds_done=ap.rounds_done, last_helped=last_helped, diagnosis=found,
-                     tried=tried(session, ap.id))
+                     tried=tried(session, ap.id), follow_up=follow, last_cause=last.cause if last else None)
     if isinstance(step, End):
         return _end(session, ap, step.reason, step.detail)
     return _fork_round(session, ap, base, step, config, settings)
@@ -117,7 +122,9 @@ def _fork_round(session: Session, ap: Autopilot, base: Job, step: Fork, config: 
                 settings: Settings) -> Autopilot:
     round_no = ap.rounds_done + 1
     child, _ = analysis_service.fork(
-        session=session, settings=settings, job=base, apply=[step.remedy.id], patch={},
+        session=session, settings=settings, job=base, patch={},
+        # a follow-up is derived from the base's records, not offered by its diagnosis
+        apply=[] if step.follow_up else [step.remedy.id], resolved=[step.remedy] if step.follow_up else [],
         idempotency_key=f"autopilot:{ap.id}:round:{round_no}",  # a second call gets the same child back
         outcome={"metric": config.metric, "autopilot_id": ap.id, "round_no": round_no, "cause": step.cause})
     result = session.execute(update(Autopilot).where(
@@ -127,7 +134,8 @@ def _fork_round(session: Session, ap: Autopilot, base: Job, step: Fork, config: 
         record_event(session, child.id, "autopilot", reason=f"autopilot round {round_no}: {step.remedy.id}",
                      data={"autopilot_id": str(ap.id), "round": round_no, "cause": step.cause,
                            "confidence": step.confidence, "remedy": step.remedy.id, "patch": step.remedy.patch,
-                           "parent_id": str(base.id)})
+                           "parent_id": str(base.id), "text": step.remedy.text,
+                           **({"follow_up": step.follow_up} if step.follow_up else {})})
     session.commit()
     if result.rowcount == 1:
         log.info("autopilot forked", autopilot_id=str(ap.id), round=round_no, remedy=step.remedy.id,

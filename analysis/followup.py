@@ -1,0 +1,85 @@
+"""What to do after a remedy that helped, when the run it made ended while still improving.
+
+A healthy verdict says nothing held the run back; it does not say the run was finished. A run made by loosening a
+brake on fitting (a learning rate raised, a penalty or dropout lowered) that is still climbing at its last epoch
+tells two things: the direction was right, and the run ran out of epochs before it settled. The next step is to
+loosen the same brake further where the records show it still holds, and otherwise to train longer. Remedies that
+add a brake (a lower learning rate, more regularisation) are never pushed further: a run still improving after one
+is a reason to stop tightening, so it only gets more epochs.
+"""
+
+from __future__ import annotations
+
+from analysis import remedies as R
+from analysis.findings import Remedy
+from analysis.records import JobContext
+from analysis.remedies.optimize import HEALTHY_UPDATE_RATIO
+from analysis.series import median
+from analysis.view import View
+from contract.epoch import EpochRecord
+
+WINDOW = 3  # epochs at the end of the run in which the improvement must show
+MIN_DELTA = 0.01  # an accuracy gain below this (or below 1.5 images of the validation set) is not an improvement
+MIN_LOSS_DELTA = 0.01  # the same for a loss, relative to its earlier best
+PENALTY_STILL_HOLDS = 0.1  # a weight penalty still this share of the loss keeps holding the fit back
+RELEASES = ("increase_learning_rate", "reduce_l2", "reduce_dropout")
+
+
+def still_improving(view: View, metric: str = "val_accuracy", window: int = WINDOW) -> dict | None:
+    """Evidence that `metric` was still improving at the end of the run, or None.
+
+    Improving: the best epoch is one of the last two, and the best of the last `window` epochs beats the best
+    before them by more than measurement noise."""
+    s = view.series(metric)
+    if len(s) <= window:
+        return None
+    sign = 1.0 if "accuracy" in metric else -1.0
+    values = [sign * v for v in s.values]
+    best_at = max(range(len(values)), key=lambda i: (values[i], i))
+    earlier, recent = max(values[:-window]), max(values[-window:])
+    if "accuracy" in metric:
+        delta = view.resolution(metric, MIN_DELTA)
+    else:
+        delta = MIN_LOSS_DELTA * abs(earlier)
+    if best_at < len(values) - 2 or recent - earlier <= delta:
+        return None
+    return {"metric": metric, "best_epoch": s.epochs[best_at], "last_epoch": s.last_epoch,
+            "gain_over_last_epochs": round(sign * (recent - earlier), 4), "window": window, "min_delta": round(delta, 4)}
+
+
+def update_ratio(view: View, window: int = WINDOW) -> float | None:
+    names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])
+    medians = [median(view.series(n).tail(window)) for n in names if view.has(n)]
+    return max(medians) if medians else None
+
+
+def _further(view: View, remedy_id: str) -> Remedy | None:
+    """The same brake loosened once more, when the records show it still holds."""
+    spec = view.spec
+    if remedy_id == "increase_learning_rate":
+        ratio = update_ratio(view)
+        if ratio is not None and ratio * 2 > HEALTHY_UPDATE_RATIO:
+            return None  # steps are already about the size of a healthy job's: a higher rate risks divergence
+        return R.increase_learning_rate(spec, R.step_factor(ratio, 2, 10, 3))
+    if remedy_id == "reduce_l2":
+        share = view.penalty_share()
+        return R.reduce_l2(spec) if share is not None and share >= PENALTY_STILL_HOLDS else None
+    if remedy_id == "reduce_dropout":
+        return R.reduce_dropout(spec)
+    return None
+
+
+def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[str],
+              metric: str = "val_accuracy") -> tuple[Remedy, dict] | None:
+    """The next remedy for a run that `applied` made and that ended still improving, with the evidence; None when
+    the run had settled."""
+    view = View(history, context)
+    evidence = still_improving(view, metric)
+    if evidence is None:
+        return None
+    for remedy_id in applied:
+        if remedy_id in RELEASES:
+            remedy = _further(view, remedy_id)
+            if remedy is not None:
+                return remedy, evidence
+    return R.train_longer(view.spec), evidence
