@@ -287,6 +287,16 @@ def test_next_step_decisions():
     assert next_step(config, rounds_done=1, last_helped=False, diagnosis=_diagnosis("a"), tried={"a"}).reason == "no_gain"
     healthy = Diagnosis(verdict="healthy", summary="fine")
     assert next_step(config, rounds_done=1, last_helped=True, diagnosis=healthy, tried=set()).reason == "healthy"
+    # a follow-up carries a remedy that helped further; one that did not help is never carried further
+    more = (Remedy(id="train_longer", patch={"epochs": 20}, text="t"), {"best_epoch": 9})
+    step = next_step(config, rounds_done=1, last_helped=True, diagnosis=healthy, tried={"a"}, follow_up=more,
+                     last_cause="c")
+    assert isinstance(step, Fork) and (step.remedy.id, step.cause, step.confidence) == ("train_longer", "c", None)
+    assert next_step(config, rounds_done=1, last_helped=False, diagnosis=healthy, tried={"a"},
+                     follow_up=more).reason == "no_gain"
+    # a confident cause with an untried remedy comes before a follow-up
+    step = next_step(config, rounds_done=1, last_helped=True, diagnosis=_diagnosis("a", "b"), tried={"a"}, follow_up=more)
+    assert step.remedy.id == "b"
 
 
 def test_dashboard_job_page_has_the_lineage_view(client):

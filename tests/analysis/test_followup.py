@@ -1,0 +1,78 @@
+"""analysis.followup: what the autopilot does after a remedy that helped, when its run ended still improving."""
+
+import pytest
+
+from analysis.followup import follow_up, still_improving
+from analysis.view import View
+from tests.analysis.builders import ctx, flat, healthy, history, ramp
+
+CLIMBING = ramp(0.3, 0.05, 10)  # +0.05 an epoch up to the last one
+LEVELLED = [0.3, 0.5, 0.65, 0.75, 0.8, 0.82, 0.83, 0.83, 0.832, 0.831]
+SPEC = {"optimizer": {"name": "adam", "learning_rate": 1e-4}, "epochs": 10}
+COUNTS = {"a": 24, "b": 24}  # 48 validation images: one flip is 0.021, the resolution 1.5 / 48 = 0.031
+
+
+def view(val, **columns):
+    return View(history(val_accuracy=val, **columns), ctx(SPEC, class_counts_val=COUNTS, class_counts_train=COUNTS))
+
+
+def test_still_improving_needs_the_best_epoch_at_the_end_and_a_gain_beyond_noise():
+    found = still_improving(view(CLIMBING))
+    assert found["best_epoch"] == 9 and found["gain_over_last_epochs"] == pytest.approx(0.15)
+    assert found["min_delta"] == pytest.approx(1.5 / 48, abs=1e-4)
+    assert still_improving(view(LEVELLED)) is None  # +0.012 over the last three epochs: one image flipping
+    assert still_improving(view(CLIMBING[:7] + [0.62, 0.6, 0.58])) is None  # the best epoch is three from the end
+    assert still_improving(view(CLIMBING[:3])) is None  # too short to tell
+
+
+def test_a_loss_improves_downwards():
+    falling = ramp(1.2, -0.08, 10)
+    assert still_improving(View(history(val_loss=falling), ctx(SPEC)), "val_loss")["gain_over_last_epochs"] < 0
+    assert still_improving(View(history(val_loss=list(reversed(falling))), ctx(SPEC)), "val_loss") is None
+
+
+def records(val, ratio=1e-3, **extra):
+    return history(**{**healthy(len(val)), "val_accuracy": val, "update_ratio_head": flat(ratio, len(val)), **extra})
+
+
+def context(spec=SPEC):
+    return ctx(spec, class_counts_val=COUNTS, class_counts_train=COUNTS)
+
+
+def test_a_raised_rate_is_raised_again_by_how_far_the_steps_are_from_healthy():
+    remedy, evidence = follow_up(records(CLIMBING, ratio=1e-3), context(), applied=["increase_learning_rate"])
+    assert remedy.id == "increase_learning_rate" and remedy.patch == {"optimizer": {"learning_rate": 3e-4}}
+    assert evidence["best_epoch"] == 9
+    tiny, _ = follow_up(records(CLIMBING, ratio=1e-5), context(), applied=["increase_learning_rate"])
+    assert tiny.patch == {"optimizer": {"learning_rate": 1e-3}}  # at most ×10 a round
+
+
+def test_healthy_steps_are_not_pushed_further_the_run_gets_more_epochs():
+    remedy, _ = follow_up(records(CLIMBING, ratio=2e-3), context(), applied=["increase_learning_rate"])
+    assert remedy.id == "train_longer" and remedy.patch == {"epochs": 20}
+
+
+def test_a_tightening_remedy_is_never_repeated():
+    remedy, _ = follow_up(records(CLIMBING), context(), applied=["lower_learning_rate"])
+    assert remedy.id == "train_longer"
+
+
+def test_a_penalty_lowered_is_lowered_again_only_while_it_still_holds_the_loss():
+    spec = {**SPEC, "regularization": {"l2": 0.05}}
+    n = len(CLIMBING)
+    holding = records(CLIMBING, regularization_loss=flat(0.4, n), train_eval_loss=flat(1.0, n))
+    remedy, _ = follow_up(holding, context(spec), applied=["reduce_l2"])
+    assert remedy.id == "reduce_l2" and remedy.patch == {"regularization": {"l2": 0.005}}
+    released = records(CLIMBING, regularization_loss=flat(0.02, n), train_eval_loss=flat(1.0, n))
+    assert follow_up(released, context(spec), applied=["reduce_l2"])[0].id == "train_longer"
+
+
+def test_dropout_is_lowered_to_its_floor_then_the_run_trains_longer():
+    remedy, _ = follow_up(records(CLIMBING), context({**SPEC, "regularization": {"dropout": 0.5}}), applied=["reduce_dropout"])
+    assert remedy.patch == {"regularization": {"dropout": 0.2}}
+    at_floor = context({**SPEC, "regularization": {"dropout": 0.2}})
+    assert follow_up(records(CLIMBING), at_floor, applied=["reduce_dropout"])[0].id == "train_longer"
+
+
+def test_a_run_that_levelled_off_has_no_follow_up():
+    assert follow_up(records(LEVELLED), context(), applied=["increase_learning_rate"]) is None
