@@ -23,6 +23,7 @@ MIN_DELTA = 0.01  # an accuracy gain below this (or below 1.5 images of the vali
 MIN_LOSS_DELTA = 0.01  # the same for a loss, relative to its earlier best
 PENALTY_STILL_HOLDS = 0.1  # a weight penalty still this share of the loss keeps holding the fit back
 RELEASES = ("increase_learning_rate", "reduce_l2", "reduce_dropout")
+LOSS_OF = {"val_accuracy": "val_loss", "accuracy": "loss"}
 
 
 def still_improving(view: View, metric: str = "val_accuracy", window: int = WINDOW) -> dict | None:
@@ -72,14 +73,22 @@ def _further(view: View, remedy_id: str) -> Remedy | None:
 def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[str],
               metric: str = "val_accuracy") -> tuple[Remedy, dict] | None:
     """The next remedy for a run that `applied` made and that ended still improving, with the evidence; None when
-    the run had settled."""
+    the run had settled.
+
+    A brake is loosened further when its records show it still holds and the run was still learning: `metric`
+    still improving, or (for an accuracy, which a small validation set measures in coarse steps) its loss still
+    falling. More epochs need the metric itself still improving: a loss that falls while the accuracy stays put
+    is no promise that longer training pays."""
     view = View(history, context)
-    evidence = still_improving(view, metric)
-    if evidence is None:
-        return None
-    for remedy_id in applied:
-        if remedy_id in RELEASES:
-            remedy = _further(view, remedy_id)
-            if remedy is not None:
-                return remedy, evidence
-    return R.train_longer(view.spec), evidence
+    on_metric = still_improving(view, metric)
+    loss = LOSS_OF.get(metric)
+    on_loss = still_improving(view, loss) if loss and view.has(loss) else None
+    if on_metric or on_loss:
+        for remedy_id in applied:
+            if remedy_id in RELEASES:
+                remedy = _further(view, remedy_id)
+                if remedy is not None:
+                    return remedy, on_metric or on_loss
+    if on_metric:
+        return R.train_longer(view.spec), on_metric
+    return None

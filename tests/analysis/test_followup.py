@@ -75,4 +75,12 @@ def test_dropout_is_lowered_to_its_floor_then_the_run_trains_longer():
 
 
 def test_a_run_that_levelled_off_has_no_follow_up():
-    assert follow_up(records(LEVELLED), context(), applied=["increase_learning_rate"]) is None
+    levelled_loss = [round(1.2 - v, 4) for v in LEVELLED]
+    assert follow_up(records(LEVELLED, val_loss=levelled_loss), context(), applied=["increase_learning_rate"]) is None
+
+
+def test_accuracy_in_coarse_steps_with_the_loss_still_falling_loosens_a_brake_but_adds_no_epochs():
+    falling = ramp(1.2, -0.04, len(LEVELLED))
+    remedy, evidence = follow_up(records(LEVELLED, val_loss=falling), context(), applied=["increase_learning_rate"])
+    assert remedy.id == "increase_learning_rate" and evidence["metric"] == "val_loss"
+    assert follow_up(records(LEVELLED, val_loss=falling), context(), applied=["lower_learning_rate"]) is None
