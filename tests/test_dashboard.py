@@ -528,3 +528,35 @@ def test_screenshot(api, jobs, tmp_path):
         if os.environ.get("PLATEAU_UPDATE_SCREENSHOTS") == "1":
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             img.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT, optimize=True)
+
+
+@needs_chromium
+def test_lineage_cards_overlay_parent_and_child_curves(api, jobs):
+    from api.autopilot.hooks import after_job_end
+
+    parent = jobs["overfit"]
+    r = httpx.post(f"{api}/jobs/{parent}/fork", json={"apply": [], "patch": {"regularization": {"dropout": 0.5}}},
+                   timeout=30)
+    assert r.status_code == 202, r.text
+    child = r.json()["id"]
+    rows = [{**row, "val_accuracy": 0.6 + 0.02 * row["epoch"]} for row in overfitting_rows(7)]
+    with session_scope() as s:
+        for row in rows:
+            upsert_epoch(s, uuid.UUID(child), row)
+        s.execute(update(Job).where(Job.id == uuid.UUID(child)).values(status="succeeded"))
+        s.commit()
+    after_job_end(uuid.UUID(child))  # what the worker does when a job ends: the fork's outcome is measured
+    lineage = httpx.get(f"{api}/jobs/{child}/lineage", timeout=30).json()
+    step = lineage["steps"][-1]
+    assert step["gain"] == pytest.approx(0.74 - 0.6, abs=1e-6)
+
+    dom = dump_dom(f"{api}/ui/jobs/{child}")
+    assert dom.by_id("lineage").attrs.get("hidden") is None
+    card = dom.one("article", data_testid="lineage-card")
+    assert card.attrs["data-job-id"] == child
+    text = card.text()
+    assert "patch only" in text and "gain +0.14 ·" in text and "best 0.74 vs parent 0.6" in text and "7 epochs" in text
+    svg = card.one("svg", data_testid=f"lineage-chart-{child}-svg")
+    assert svg.one("g", data_series="parent").attrs["data-points"] == "10"
+    assert svg.one("g", data_series="child").attrs["data-points"] == "7"
+    assert "Forks from" in dom.by_id("lineage-state").text()
