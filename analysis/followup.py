@@ -14,7 +14,6 @@ from analysis import remedies as R
 from analysis.findings import Remedy
 from analysis.records import JobContext
 from analysis.remedies.optimize import HEALTHY_UPDATE_RATIO
-from analysis.series import median
 from analysis.view import View
 from contract.epoch import EpochRecord
 
@@ -48,17 +47,11 @@ def still_improving(view: View, metric: str = "val_accuracy", window: int = WIND
             "gain_over_last_epochs": round(sign * (recent - earlier), 4), "window": window, "min_delta": round(delta, 4)}
 
 
-def update_ratio(view: View, window: int = WINDOW) -> float | None:
-    names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])
-    medians = [median(view.series(n).tail(window)) for n in names if view.has(n)]
-    return max(medians) if medians else None
-
-
 def _further(view: View, remedy_id: str) -> Remedy | None:
     """The same brake loosened once more, when the records show it still holds."""
     spec = view.spec
     if remedy_id == "increase_learning_rate":
-        ratio = update_ratio(view)
+        ratio = view.update_ratio(WINDOW)
         if ratio is not None and ratio * 2 > HEALTHY_UPDATE_RATIO:
             return None  # steps are already about the size of a healthy job's: a higher rate risks divergence
         return R.increase_learning_rate(spec, R.step_factor(ratio, 2, 10, 3))

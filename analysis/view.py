@@ -7,7 +7,7 @@ from operator import attrgetter, itemgetter
 
 from analysis.compare import gt, le
 from analysis.records import JobContext
-from analysis.series import Series
+from analysis.series import Series, median
 from analysis.spec import SpecView
 from contract.epoch import EpochRecord
 
@@ -84,6 +84,13 @@ class View:
             if v is not None:
                 return r.epoch, v
         return None
+
+    def update_ratio(self, window: int) -> float | None:
+        """The largest median per-step ‖ΔW‖/‖W‖ of the last `window` epochs over the parts that train (the head,
+        and the base when unfrozen); None when none was recorded."""
+        names = ["update_ratio_head"] + ([] if self.spec.base_frozen else ["update_ratio_base"])
+        medians = [median(self.series(n).tail(window)) for n in names if self.has(n)]
+        return max(medians) if medians else None
 
     def penalty_share(self) -> float | None:
         """The weight penalty's share of the inference-mode training loss (Keras' loss if that is all there is), at

@@ -82,7 +82,7 @@ class NotLearning(Rule):
                     else f"dropout {spec.dropout:g} drops nearly every feature")
             return ("regularization_too_strong", 0.8, f"{what}, so fitting the data barely lowers the loss.",
                     R.ranked(R.reduce_l2(spec), R.reduce_dropout(spec)))
-        ratio = self._update_ratio(view, p)
+        ratio = view.update_ratio(p.window)
         if ratio is not None:
             observed["update_ratio"] = ratio
             if gt(ratio, p.large_update_ratio):
@@ -104,10 +104,6 @@ class NotLearning(Rule):
                     R.ranked(R.unfreeze_fewer_at_low_lr(spec), lower))
         return ("learning_rate_too_high", 0.8, why, R.ranked(lower, R.switch_to_adam(spec)))
 
-    def _update_ratio(self, view: View, p: NotLearningParams) -> float | None:
-        names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])
-        medians = [median(view.series(n).tail(p.window)) for n in names if view.has(n)]
-        return max(medians) if medians else None
 
     @staticmethod
     def _diverged(view: View, p: NotLearningParams) -> dict | None:

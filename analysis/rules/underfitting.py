@@ -95,16 +95,11 @@ class Underfitting(Rule):
         return Finding(rule=self.id, cause=cause, confidence=clamp(confidence), summary=summary,
                        thresholds=p.model_dump(), observed={**base, **observed}, epochs=c.epochs, remedies=remedies)
 
-    def _update_ratio(self, view: View, p: UnderfittingParams) -> float | None:
-        """Largest recent median update ratio over the parts that train (the head, and the base when unfrozen)."""
-        names = ["update_ratio_head"] + ([] if view.spec.base_frozen else ["update_ratio_base"])
-        medians = [median(view.series(n).tail(p.window)) for n in names if view.has(n)]
-        return max(medians) if medians else None
 
     def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves, measured_only: bool = False) -> Finding | None:
         if not (lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)):
             return None
-        ratio = self._update_ratio(view, p)
+        ratio = view.update_ratio(p.window)
         tiny = ratio is not None and lt(ratio, p.update_ratio_low)
         if measured_only and not tiny:
             return None
@@ -126,7 +121,7 @@ class Underfitting(Rule):
         spec = view.spec
         if not (spec.base_frozen and lt(c.best_train, p.low_accuracy) and lt(c.best_val, p.low_accuracy)):
             return None
-        ratio = self._update_ratio(view, p)
+        ratio = view.update_ratio(p.window)
         if spec.weights is not None and ratio is not None and lt(ratio, p.update_ratio_low):
             return None  # the head barely moves: the learning rate, not the frozen features, holds it back
         random_base = spec.weights is None
