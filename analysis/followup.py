@@ -1,11 +1,12 @@
-"""What to do after a remedy that helped, when the run it made ended while still improving.
+"""What to do after a remedy that helped: carry it further, or train longer.
 
 A healthy verdict says nothing held the run back; it does not say the run was finished. A run made by loosening a
 brake on fitting (a learning rate raised, a penalty or dropout lowered) that is still climbing at its last epoch
 tells two things: the direction was right, and the run ran out of epochs before it settled. The next step is to
 loosen the same brake further where the records show it still holds, and otherwise to train longer. Remedies that
 add a brake (a lower learning rate, more regularisation) are never pushed further: a run still improving after one
-is a reason to stop tightening, so it only gets more epochs.
+is a reason to stop tightening, so it only gets more epochs. A learning rate is also raised again on a run that
+settled when its measured steps are still far below a healthy job's (the first raise was capped).
 """
 
 from __future__ import annotations
@@ -47,41 +48,53 @@ def still_improving(view: View, metric: str = "val_accuracy", window: int = WIND
             "gain_over_last_epochs": round(sign * (recent - earlier), 4), "window": window, "min_delta": round(delta, 4)}
 
 
-def _further(view: View, remedy_id: str) -> Remedy | None:
-    """The same brake loosened once more, when the records show it still holds."""
+def _further(view: View, remedy_id: str, learning: dict | None) -> tuple[Remedy, dict] | None:
+    """The same brake loosened once more, when the records show it still holds, with the evidence.
+
+    A raised learning rate is raised again whenever the measured steps are still under half a healthy step, even
+    on a run that settled: its first raise was capped (×100 a round) and says so by the ratio it left behind. A
+    penalty or dropout lowered is lowered again only while the run was still learning (`learning`), since no
+    record measures how much they still hold it back beyond the penalty's share of the loss."""
     spec = view.spec
     if remedy_id == "increase_learning_rate":
         ratio = view.update_ratio(WINDOW)
-        if ratio is not None and ratio * 2 > HEALTHY_UPDATE_RATIO:
+        if ratio is None:
+            remedy = R.increase_learning_rate(spec, 3) if learning else None
+            return (remedy, learning) if remedy else None
+        if ratio * 2 > HEALTHY_UPDATE_RATIO:
             return None  # steps are already about the size of a healthy job's: a higher rate risks divergence
-        return R.increase_learning_rate(spec, R.step_factor(ratio, 2, 10, 3))
+        remedy = R.increase_learning_rate(spec, R.step_factor(ratio, 2, 10, 3))
+        evidence = {"update_ratio": ratio, "healthy_update_ratio": HEALTHY_UPDATE_RATIO, **(learning or {})}
+        return (remedy, evidence) if remedy else None
+    if not learning:
+        return None
     if remedy_id == "reduce_l2":
         share = view.penalty_share()
-        return R.reduce_l2(spec) if share is not None and share >= PENALTY_STILL_HOLDS else None
+        remedy = R.reduce_l2(spec) if share is not None and share >= PENALTY_STILL_HOLDS else None
+        return (remedy, {"penalty_share": round(share, 4), **learning}) if remedy else None
     if remedy_id == "reduce_dropout":
-        return R.reduce_dropout(spec)
+        remedy = R.reduce_dropout(spec)
+        return (remedy, learning) if remedy else None
     return None
 
 
 def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[str],
               metric: str = "val_accuracy") -> tuple[Remedy, dict] | None:
-    """The next remedy for a run that `applied` made and that ended still improving, with the evidence; None when
-    the run had settled.
+    """The next remedy for a run that `applied` made, with the evidence; None when nothing says to go further.
 
-    A brake is loosened further when its records show it still holds and the run was still learning: `metric`
-    still improving, or (for an accuracy, which a small validation set measures in coarse steps) its loss still
-    falling. More epochs need the metric itself still improving: a loss that falls while the accuracy stays put
-    is no promise that longer training pays."""
+    A brake is loosened further where its records show it still holds (see `_further`); "still learning" means
+    `metric` still improving, or (for an accuracy, which a small validation set measures in coarse steps) its
+    loss still falling. More epochs need the metric itself still improving: a loss that falls while the accuracy
+    stays put is no promise that longer training pays."""
     view = View(history, context)
     on_metric = still_improving(view, metric)
     loss = LOSS_OF.get(metric)
     on_loss = still_improving(view, loss) if loss and view.has(loss) else None
-    if on_metric or on_loss:
-        for remedy_id in applied:
-            if remedy_id in RELEASES:
-                remedy = _further(view, remedy_id)
-                if remedy is not None:
-                    return remedy, on_metric or on_loss
+    for remedy_id in applied:
+        if remedy_id in RELEASES:
+            found = _further(view, remedy_id, on_metric or on_loss)
+            if found is not None:
+                return found
     if on_metric:
         return R.train_longer(view.spec), on_metric
     return None

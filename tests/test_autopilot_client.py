@@ -61,7 +61,7 @@ def stand_in_worker(name: str, jobs: int, delay: float = 0.05) -> threading.Thre
                         time.sleep(delay)
                         upsert_epoch(s, job.id, {"epoch": i, "val_accuracy": va, "accuracy": va, "loss": 1 - va / 2,
                                                  "val_loss": 1 - va / 2, "learning_rate": 1e-6 if low else 1e-5,
-                                                 "update_ratio_head": 1.2e-7 if low else 1e-3, "epoch_seconds": 0.1})
+                                                 "update_ratio_head": 1.2e-7 if low else 2e-3, "epoch_seconds": 0.1})
                     s.execute(update(Job).where(Job.id == job.id).values(status="succeeded", finished_at=utcnow()))
                     s.commit()
                 with structlog.testing.capture_logs():  # CliRunner swaps (and closes) the streams logs go to

@@ -106,7 +106,7 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     assert step["patch"] == {"optimizer": {"learning_rate": 1e-4}} and step["gain"] is None  # not ended yet
     assert body["steps"][0]["diagnosis"]["primary_cause"] == "learning_rate_too_low"
 
-    run_as_worker(child["id"], SETTLED, lr=1e-5, ratio=1e-3)
+    run_as_worker(child["id"], SETTLED, lr=1e-5, ratio=2e-3)  # settled, with steps of a healthy size
     body = lineage(client, root["id"])
     expected = best_from_rows(client, child["id"]) - best_from_rows(client, root["id"])
     assert body["steps"][1]["gain"] == pytest.approx(expected, abs=1e-6) and expected > 0.7

@@ -76,7 +76,18 @@ def test_dropout_is_lowered_to_its_floor_then_the_run_trains_longer():
 
 def test_a_run_that_levelled_off_has_no_follow_up():
     levelled_loss = [round(1.2 - v, 4) for v in LEVELLED]
-    assert follow_up(records(LEVELLED, val_loss=levelled_loss), context(), applied=["increase_learning_rate"]) is None
+    for applied in (["increase_learning_rate"], ["reduce_dropout"], ["lower_learning_rate"]):
+        spec = {**SPEC, "regularization": {"dropout": 0.5}}
+        assert follow_up(records(LEVELLED, ratio=2e-3, val_loss=levelled_loss), context(spec), applied=applied) is None
+
+
+def test_a_capped_raise_is_completed_even_on_a_run_that_levelled_off():
+    levelled_loss = [round(1.2 - v, 4) for v in LEVELLED]
+    remedy, evidence = follow_up(records(LEVELLED, ratio=6e-4, val_loss=levelled_loss), context(),
+                                 applied=["increase_learning_rate"])
+    # steps a fifth of a healthy one's: ×5 more
+    assert remedy.patch == {"optimizer": {"learning_rate": 5e-4}}
+    assert evidence == {"update_ratio": 6e-4, "healthy_update_ratio": 3e-3}
 
 
 def test_accuracy_in_coarse_steps_with_the_loss_still_falling_loosens_a_brake_but_adds_no_epochs():
