@@ -1,4 +1,5 @@
-"""What to do after a remedy that helped: carry it further, or train longer.
+"""What to do after a remedy that helped: loosen the other brakes its finding named, carry it further, or train
+longer.
 
 A healthy verdict says nothing held the run back; it does not say the run was finished. A run made by loosening a
 brake on fitting (a learning rate raised, a penalty or dropout lowered) that is still climbing at its last epoch
@@ -15,6 +16,7 @@ from analysis import remedies as R
 from analysis.findings import Remedy
 from analysis.records import JobContext
 from analysis.remedies.optimize import HEALTHY_UPDATE_RATIO
+from analysis.rules.underfitting import UnderfittingParams
 from analysis.view import View
 from contract.epoch import EpochRecord
 
@@ -78,18 +80,42 @@ def _further(view: View, remedy_id: str, learning: dict | None) -> tuple[Remedy,
     return None
 
 
-def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[str],
-              metric: str = "val_accuracy") -> tuple[Remedy, dict] | None:
+def _untouched(view: View, remedy_id: str) -> tuple[Remedy, dict] | None:
+    """A brake the motivating finding named that no round has loosened yet, while the run still has it set at a
+    level the underfitting rule calls strong (or, for the learning rate, steps under half a healthy one)."""
+    spec, strong = view.spec, UnderfittingParams()
+    if remedy_id == "increase_learning_rate":
+        return _further(view, remedy_id, None)
+    if remedy_id == "reduce_dropout" and spec.dropout >= strong.strong_dropout:
+        remedy = R.reduce_dropout(spec)
+        return (remedy, {"dropout": spec.dropout, "strong_dropout": strong.strong_dropout}) if remedy else None
+    if remedy_id == "reduce_l2":
+        share = view.penalty_share()
+        if spec.l2 >= strong.strong_l2 or (share is not None and share >= strong.penalty_share):
+            remedy = R.reduce_l2(spec)
+            return (remedy, {"l2": spec.l2, "strong_l2": strong.strong_l2, "penalty_share": share}) if remedy else None
+    return None
+
+
+def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[str], named: list[str] = (),
+              tried: set[str] = frozenset(), metric: str = "val_accuracy") -> tuple[Remedy, dict] | None:
     """The next remedy for a run that `applied` made, with the evidence; None when nothing says to go further.
 
-    A brake is loosened further where its records show it still holds (see `_further`); "still learning" means
-    `metric` still improving, or (for an accuracy, which a small validation set measures in coarse steps) its
-    loss still falling. More epochs need the metric itself still improving: a loss that falls while the accuracy
-    stays put is no promise that longer training pays."""
+    In order: another brake that the finding behind the fork named (`named`, its remedy ids) and no round has
+    loosened yet (`tried`), where the run still has it set strong; the same brake loosened further where its
+    records show it still holds (see `_further`); more epochs. "Still learning" means `metric` still improving,
+    or (for an accuracy, which a small validation set measures in coarse steps) its loss still falling. More
+    epochs need the metric itself still improving: a loss that falls while the accuracy stays put is no promise
+    that longer training pays."""
     view = View(history, context)
     on_metric = still_improving(view, metric)
     loss = LOSS_OF.get(metric)
     on_loss = still_improving(view, loss) if loss and view.has(loss) else None
+    for remedy_id in named:
+        if remedy_id in RELEASES and remedy_id not in tried and remedy_id not in applied:
+            found = _untouched(view, remedy_id)
+            if found is not None:
+                return found
     for remedy_id in applied:
         if remedy_id in RELEASES:
             found = _further(view, remedy_id, on_metric or on_loss)

@@ -158,6 +158,39 @@ def test_a_child_still_improving_at_healthy_step_sizes_trains_longer(client):
     assert second["spec"]["epochs"] == 14 and second["spec"]["optimizer"]["learning_rate"] == pytest.approx(1e-4)
 
 
+def test_after_one_brake_helped_the_other_brake_its_finding_named_is_loosened(client):
+    spec = small_spec(epochs=7, regularization={"dropout": 0.8, "l2": 0.5})
+    spec["model"] = {**spec["model"], "weights": "base.weights.h5"}
+    root = client.post("/jobs", json={**spec, "autopilot": AUTO}).json()
+    client_counts = {"train": {"a": 12, "b": 12}, "val": {"a": 6, "b": 6}}
+
+    def run(job_id, val, penalty):
+        jid = uuid.UUID(job_id)
+        with session_scope() as s:
+            s.execute(update(Job).where(Job.id == jid).values(class_counts=client_counts))
+            for i, va in enumerate(val, start=1):
+                upsert_epoch(s, jid, {"epoch": i, "val_accuracy": va, "accuracy": va, "train_eval_accuracy": va,
+                                      "loss": 1.5, "val_loss": 1.4 - va / 2, "train_eval_loss": 1.5,
+                                      "regularization_loss": penalty, "learning_rate": 1e-3,
+                                      "update_ratio_head": 2e-3, "epoch_seconds": 0.1})
+            s.execute(update(Job).where(Job.id == jid).values(status="succeeded", finished_at=utcnow()))
+            s.commit()
+        after_job_end(jid)
+
+    run(root["id"], [0.5] * 7, penalty=0.9)  # at chance, the penalty 60 % of the loss
+    body = lineage(client, root["id"])
+    assert body["steps"][1]["cause"] == "regularization_too_strong"
+    assert body["steps"][1]["remedies"] == ["reduce_l2"], body["steps"][0]["diagnosis"]
+    run(body["steps"][1]["job_id"], SETTLED, penalty=0.05)  # it helped and settled, with dropout still at 0.8
+    body = lineage(client, root["id"])
+    assert body["autopilot"]["rounds_done"] == 2, body["autopilot"]
+    step = body["steps"][2]
+    assert (step["cause"], step["remedies"], step["patch"]) == (
+        "regularization_too_strong", ["reduce_dropout"], {"regularization": {"dropout": 0.5}})
+    child = client.get(f"/jobs/{step['job_id']}").json()
+    assert child["spec"]["regularization"]["l2"] == pytest.approx(0.05) and child["spec"]["regularization"]["dropout"] == 0.5
+
+
 def test_no_gain_goes_back_to_the_parent_and_ends_when_no_remedy_is_left(client):
     root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
     run_as_worker(root["id"], FLAT)

@@ -80,6 +80,15 @@ def diagnosis_for_ranking(session: Session, job: Job, metric: str, settings: Set
                                      ranking_metric=metric)
 
 
+def _named(session: Session, last: ForkOutcome, config: AutopilotSpec, settings: Settings) -> list[str]:
+    """The remedy ids of the finding behind the last fork: its cause, in the diagnosis of the job it forked."""
+    parent = session.get(Job, last.parent_id)
+    if parent is None or last.cause is None:
+        return []
+    found = diagnosis_for_ranking(session, parent, config.metric, settings)
+    return next(([r.id for r in f.remedies] for f in found.findings if f.cause == last.cause), [])
+
+
 def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | None = None) -> Autopilot:
     """Take the lineage one step further if its current job has ended: measure, decide, fork or end."""
     settings = settings or get_settings()
@@ -107,12 +116,14 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     if ap.rounds_done >= config.max_rounds:
         return _end(session, ap, "max_rounds", f"{ap.rounds_done} of {config.max_rounds} rounds done")
     found = diagnosis_for_ranking(session, base, config.metric, settings)
+    done = tried(session, ap.id)
     follow = None
-    if last is not None and last_helped:  # the last child is the base: was it still improving when it ended?
+    if last is not None and last_helped:  # the last child is the base: should its remedy be carried further?
         follow = followup.follow_up(analysis_service.history(session, base), analysis_service.context(session, base),
-                                    applied=list(last.remedies), metric=config.metric)
+                                    applied=list(last.remedies), named=_named(session, last, config, settings),
+                                    tried=done, metric=config.metric)
     step = next_step(config, rounds_done=ap.rounds_done, last_helped=last_helped, diagnosis=found,
-                     tried=tried(session, ap.id), follow_up=follow, last_cause=last.cause if last else None)
+                     tried=done, follow_up=follow, last_cause=last.cause if last else None)
     if isinstance(step, End):
         return _end(session, ap, step.reason, step.detail)
     return _fork_round(session, ap, base, step, config, settings)

@@ -95,3 +95,18 @@ def test_accuracy_in_coarse_steps_with_the_loss_still_falling_loosens_a_brake_bu
     remedy, evidence = follow_up(records(LEVELLED, val_loss=falling), context(), applied=["increase_learning_rate"])
     assert remedy.id == "increase_learning_rate" and evidence["metric"] == "val_loss"
     assert follow_up(records(LEVELLED, val_loss=falling), context(), applied=["lower_learning_rate"]) is None
+
+
+def test_another_brake_the_finding_named_is_loosened_first_while_it_is_still_set_strong():
+    strong = context({**SPEC, "regularization": {"dropout": 0.8, "l2": 0.05}})
+    named = ["reduce_l2", "reduce_dropout"]
+    levelled_loss = [round(1.2 - v, 4) for v in LEVELLED]
+    settled = records(LEVELLED, val_loss=levelled_loss)
+    remedy, evidence = follow_up(settled, strong, applied=["reduce_l2"], named=named, tried={"reduce_l2"})
+    assert remedy.patch == {"regularization": {"dropout": 0.5}} and evidence["strong_dropout"] == 0.5
+    # already tried on this lineage, or no longer strong: nothing to loosen on a run that settled
+    assert follow_up(settled, strong, applied=["reduce_l2"], named=named, tried={"reduce_l2", "reduce_dropout"}) is None
+    mild = context({**SPEC, "regularization": {"dropout": 0.3, "l2": 0.05}})
+    assert follow_up(settled, mild, applied=["reduce_l2"], named=named, tried={"reduce_l2"}) is None
+    # a brake that is not a release (tightening advice) is never applied this way
+    assert follow_up(settled, strong, applied=["reduce_l2"], named=["add_early_stopping"], tried={"reduce_l2"}) is None
