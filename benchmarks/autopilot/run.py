@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     if case.planted and not case.unfrozen))
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds − 1")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--smoke", action="store_true", help="one family, lr_too_low, one seed, 7 epochs, autopilot")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with httpx.Client(base_url=url, timeout=60) as api:
             for family in args.families.split(","):
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     healthy = submit(api, spec_for(BASELINE_CASE, data, family, seed, args.epochs))
                     wait_done(api, healthy)
                     healthy_rows = rows(api, healthy)
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         service.stop(timeout=120)
     result = {"wall_seconds": round(time.perf_counter() - t0), "epochs": args.epochs, "seeds": args.seeds,
+              "first_seed": args.first_seed, "families": args.families.split(","),
               "rounds": ROUNDS, "tolerance": TOLERANCE, "by_cause": summarise(runs), "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
