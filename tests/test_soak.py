@@ -45,7 +45,7 @@ def test_jobs_survive_random_worker_kills(kind, tmp_path):
                      lambda: f"nothing runs: {stuck(service, epochs)}", interval=0.5)
             if not unfinished(service, epochs):
                 break
-            time.sleep(rng.uniform(1, 8))
+            time.sleep(rng.uniform(0.5, 4))
             service.kill_worker()
             kills += 1
             service.restart_worker()  # the embedded launcher comes back on a new port: a new client each time
