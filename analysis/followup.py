@@ -18,6 +18,7 @@ from analysis.records import JobContext
 from analysis.remedies.optimize import HEALTHY_UPDATE_RATIO
 from analysis.rules.underfitting import UnderfittingParams
 from analysis.view import View
+from contract.autopilot import higher_is_better
 from contract.epoch import EpochRecord
 
 WINDOW = 3  # epochs at the end of the run in which the improvement must show
@@ -36,14 +37,11 @@ def still_improving(view: View, metric: str = "val_accuracy", window: int = WIND
     s = view.series(metric)
     if len(s) <= window:
         return None
-    sign = 1.0 if "accuracy" in metric else -1.0
+    sign = 1.0 if higher_is_better(metric) else -1.0
     values = [sign * v for v in s.values]
     best_at = max(range(len(values)), key=lambda i: (values[i], i))
     earlier, recent = max(values[:-window]), max(values[-window:])
-    if "accuracy" in metric:
-        delta = view.resolution(metric, MIN_DELTA)
-    else:
-        delta = MIN_LOSS_DELTA * abs(earlier)
+    delta = view.resolution(metric, MIN_DELTA) if sign > 0 else MIN_LOSS_DELTA * abs(earlier)
     if best_at < len(values) - 2 or recent - earlier <= delta:
         return None
     return {"metric": metric, "best_epoch": s.epochs[best_at], "last_epoch": s.last_epoch,
@@ -109,8 +107,7 @@ def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[
     that longer training pays."""
     view = View(history, context)
     on_metric = still_improving(view, metric)
-    loss = LOSS_OF.get(metric)
-    on_loss = still_improving(view, loss) if loss and view.has(loss) else None
+    on_loss = still_improving(view, LOSS_OF[metric]) if metric in LOSS_OF else None  # None as well when unrecorded
     for remedy_id in named:
         if remedy_id in RELEASES and remedy_id not in tried and remedy_id not in applied:
             found = _untouched(view, remedy_id)

@@ -104,7 +104,6 @@ class NotLearning(Rule):
                     R.ranked(R.unfreeze_fewer_at_low_lr(spec), lower))
         return ("learning_rate_too_high", 0.8, why, R.ranked(lower, R.switch_to_adam(spec)))
 
-
     @staticmethod
     def _diverged(view: View, p: NotLearningParams) -> dict | None:
         wild = view.wild_start(p.start_factor, 2)

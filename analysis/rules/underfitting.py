@@ -95,7 +95,6 @@ class Underfitting(Rule):
         return Finding(rule=self.id, cause=cause, confidence=clamp(confidence), summary=summary,
                        thresholds=p.model_dump(), observed={**base, **observed}, epochs=c.epochs, remedies=remedies)
 
-
     def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves, measured_only: bool = False) -> Finding | None:
         if not (lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)):
             return None

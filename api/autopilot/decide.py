@@ -19,7 +19,7 @@ class Fork:
     cause: str | None
     confidence: float | None  # None for a follow-up: it acts on the last round's measured gain, not on a finding
     remedy: Remedy
-    follow_up: dict | None = None  # the evidence that the last round's run was still improving when it ended
+    follow_up: dict | None = None  # a follow-up's evidence (analysis.followup): why the last remedy goes further
 
 
 def helped(*, forked: bool, gain: float | None, min_gain: float) -> bool:
@@ -33,8 +33,8 @@ def next_step(config: AutopilotSpec, *, rounds_done: int, last_helped: bool, dia
 
     Candidates are the remedies of findings at or above min_confidence, most confident finding first and each
     finding's remedies in their (evidence-ranked) order, skipping remedies already tried on this lineage and
-    advice with no spec change. When none is left and the last fork helped, `follow_up` (analysis.followup: the
-    last child ended still improving) carries the last round's remedy further, on the same cause."""
+    advice with no spec change. When none is left and the last fork helped, `follow_up` (analysis.followup: another
+    brake of the same finding, the same brake further, or more epochs) goes on with the same cause."""
     if rounds_done >= config.max_rounds:
         return End("max_rounds", f"{rounds_done} of {config.max_rounds} rounds done")
     confident = [f for f in diagnosis.findings if f.confidence >= config.min_confidence]
@@ -43,7 +43,7 @@ def next_step(config: AutopilotSpec, *, rounds_done: int, last_helped: bool, dia
             for remedy in finding.remedies:
                 if remedy.patch and remedy.id not in tried:
                     return Fork(finding.cause, finding.confidence, remedy)
-    if last_helped and follow_up is not None and rounds_done:
+    if last_helped and follow_up is not None:
         remedy, evidence = follow_up
         return Fork(last_cause, None, remedy, evidence)
     if last_helped and diagnosis.verdict == "healthy":

@@ -119,7 +119,8 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     done = tried(session, ap.id)
     follow = None
     if last is not None and last_helped:  # the last child is the base: should its remedy be carried further?
-        follow = followup.follow_up(analysis_service.history(session, base), analysis_service.context(session, base),
+        history = analysis_service.history(session, base, max_cached_epochs=settings.analysis_history_cache_epochs)
+        follow = followup.follow_up(history, analysis_service.context(session, base),
                                     applied=list(last.remedies), named=_named(session, last, config, settings),
                                     tried=done, metric=config.metric)
     step = next_step(config, rounds_done=ap.rounds_done, last_helped=last_helped, diagnosis=found,
