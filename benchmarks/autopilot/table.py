@@ -1,6 +1,6 @@
 """Render an autopilot benchmark result (benchmarks/results/autopilot*.json) as Markdown tables.
 
-    .venv/bin/python -m benchmarks.autopilot.table benchmarks/results/autopilot-heldout.json
+    .venv/bin/python -m benchmarks.autopilot.table benchmarks/results/autopilot-heldout-v1.json
 """
 
 from __future__ import annotations
