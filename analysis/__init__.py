@@ -10,6 +10,16 @@ from analysis.rules import RULES
 from contract.epoch import EpochRecord
 
 __all__ = [
-    "RULES", "Abstention", "Diagnosis", "EpochRecord", "Finding", "JobContext", "Params", "Remedy", "Rule",
-    "apply_patch", "diagnose", "remedy_by_id",
+    "RULES",
+    "Abstention",
+    "Diagnosis",
+    "EpochRecord",
+    "Finding",
+    "JobContext",
+    "Params",
+    "Remedy",
+    "Rule",
+    "apply_patch",
+    "diagnose",
+    "remedy_by_id",
 ]

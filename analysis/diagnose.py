@@ -23,8 +23,12 @@ def _select(params: dict[str, dict] | None, rules: list[str] | None) -> list[tup
     return [(r, resolved.get(r.id) or r.params()) for r in chosen]
 
 
-def diagnose(history: list[EpochRecord], context: JobContext, params: dict[str, dict] | None = None,
-             rules: list[str] | None = None) -> Diagnosis:
+def diagnose(
+    history: list[EpochRecord],
+    context: JobContext,
+    params: dict[str, dict] | None = None,
+    rules: list[str] | None = None,
+) -> Diagnosis:
     """Explain why a job stopped improving. `params` overrides rule parameters by rule id; `rules` picks a subset.
 
     Raises ValueError for an unknown rule id or parameter.
@@ -44,8 +48,14 @@ def diagnose(history: list[EpochRecord], context: JobContext, params: dict[str, 
     findings.sort(key=lambda f: -f.confidence)  # stable: ties keep registry order
     verdict = _verdict(view.n, findings, abstentions, len(selected), judged)
     primary = findings[0].cause if findings else None
-    return Diagnosis(verdict=verdict, primary_cause=primary, findings=findings, abstentions=abstentions,
-                     epochs_analysed=view.n, summary=_summary(verdict, view.n, findings, abstentions))
+    return Diagnosis(
+        verdict=verdict,
+        primary_cause=primary,
+        findings=findings,
+        abstentions=abstentions,
+        epochs_analysed=view.n,
+        summary=_summary(verdict, view.n, findings, abstentions),
+    )
 
 
 def _verdict(n: int, findings: list[Finding], abstentions: list[Abstention], ran: int, judged: int) -> str:

@@ -94,8 +94,14 @@ def reliability(pairs: list[tuple[float, bool]], bins: int = 5) -> dict:
         conf = sum(c for c, _ in inside) / len(inside)
         acc = sum(ok for _, ok in inside) / len(inside)
         ece += len(inside) / len(pairs) * abs(acc - conf)
-        table.append({"bin": [round(lo, 2), round(hi, 2)], "findings": len(inside),
-                      "mean_confidence": round(conf, 4), "fraction_correct": round(acc, 4)})
+        table.append(
+            {
+                "bin": [round(lo, 2), round(hi, 2)],
+                "findings": len(inside),
+                "mean_confidence": round(conf, 4),
+                "fraction_correct": round(acc, 4),
+            }
+        )
     return {"bins": table, "findings": len(pairs), "ece": round(ece, 4) if pairs else None}
 
 
@@ -104,13 +110,22 @@ def run_summary(fx: dict) -> dict:
     last = fx["history"][-1] if fx["history"] else {}
     planted_first = first_correct(fx) if fx["planted"] and fx.get("manifested") else None
     return {
-        "family": fx["family"], "case": fx["case"], "seed": fx["seed"], "planted": fx["planted"],
+        "family": fx["family"],
+        "case": fx["case"],
+        "seed": fx["seed"],
+        "planted": fx["planted"],
         "accepted": fx.get("accepted") or [],
-        "manifested": fx.get("manifested"), "manifest": fx.get("manifest"), "verdict": d.verdict,
-        "primary_cause": d.primary_cause, "causes": sorted({f.cause for f in d.findings}),
-        "found": sorted(found(fx, d)), "findings": [(f.cause, f.confidence) for f in d.findings],
-        "first_correct_epoch": planted_first, "planned_epochs": fx["context"].get("planned_epochs"),
-        "train_eval_accuracy": last.get("train_eval_accuracy"), "val_accuracy": last.get("val_accuracy"),
+        "manifested": fx.get("manifested"),
+        "manifest": fx.get("manifest"),
+        "verdict": d.verdict,
+        "primary_cause": d.primary_cause,
+        "causes": sorted({f.cause for f in d.findings}),
+        "found": sorted(found(fx, d)),
+        "findings": [(f.cause, f.confidence) for f in d.findings],
+        "first_correct_epoch": planted_first,
+        "planned_epochs": fx["context"].get("planned_epochs"),
+        "train_eval_accuracy": last.get("train_eval_accuracy"),
+        "val_accuracy": last.get("val_accuracy"),
         "val_loss": last.get("val_loss"),
     }
 
@@ -126,8 +141,14 @@ def score_family(runs: list[dict]) -> dict:
         hits = [r for r in flagged if r["planted"] == cause]
         truth = [r for r in counted if r["planted"] == cause]
         p, rec = _ratio(len(hits), len(flagged)), _ratio(len(hits), len(truth))
-        per_cause[cause] = {"planted": len(truth), "flagged": len(flagged), "true_positive": len(hits),
-                            "precision": p, "recall": rec, "f1": _f1(p, rec)}
+        per_cause[cause] = {
+            "planted": len(truth),
+            "flagged": len(flagged),
+            "true_positive": len(hits),
+            "precision": p,
+            "recall": rec,
+            "f1": _f1(p, rec),
+        }
     f1s = [per_cause[c]["f1"] for c in planted]
     healthy = [r for r in counted if not r["planted"]]
     alarms = [r for r in healthy if r["found"]]
@@ -138,24 +159,43 @@ def score_family(runs: list[dict]) -> dict:
         row[key] = row.get(key, 0) + 1
     plants = [r for r in counted if r["planted"]]
     firsts = [r["first_correct_epoch"] for r in plants if r["first_correct_epoch"] is not None]
-    fractions = [r["first_correct_epoch"] / r["planned_epochs"] for r in plants
-                 if r["first_correct_epoch"] is not None and r["planned_epochs"]]
-    by_half = [r for r in plants if r["first_correct_epoch"] is not None and r["planned_epochs"]
-               and r["first_correct_epoch"] <= 0.5 * r["planned_epochs"]]
+    fractions = [
+        r["first_correct_epoch"] / r["planned_epochs"]
+        for r in plants
+        if r["first_correct_epoch"] is not None and r["planned_epochs"]
+    ]
+    by_half = [
+        r
+        for r in plants
+        if r["first_correct_epoch"] is not None
+        and r["planned_epochs"]
+        and r["first_correct_epoch"] <= 0.5 * r["planned_epochs"]
+    ]
     # a finding is right when it names the planted cause or an accepted alternative
-    pairs = [(conf, cause == r["planted"] or cause in r["accepted"])
-             for r in counted for cause, conf in r["findings"] if cause not in SYMPTOMS]
+    pairs = [
+        (conf, cause == r["planted"] or cause in r["accepted"])
+        for r in counted
+        for cause, conf in r["findings"]
+        if cause not in SYMPTOMS
+    ]
     return {
-        "runs": len(runs), "counted": len(counted),
+        "runs": len(runs),
+        "counted": len(counted),
         "not_manifested": [f"{r['case']}-s{r['seed']}" for r in runs if r["manifested"] is not True],
-        "per_cause": per_cause, "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
-        "healthy_runs": len(healthy), "false_alarms": len(alarms), "false_alarm_rate": _ratio(len(alarms), len(healthy)),
+        "per_cause": per_cause,
+        "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
+        "healthy_runs": len(healthy),
+        "false_alarms": len(alarms),
+        "false_alarm_rate": _ratio(len(alarms), len(healthy)),
         "false_alarm_ci95": wilson(len(alarms), len(healthy)),
         "confusion": confusion,
-        "first_correct": {"plants": len(plants), "found": len(firsts),
-                          "median_epoch": statistics.median(firsts) if firsts else None,
-                          "median_fraction": round(statistics.median(fractions), 4) if fractions else None,
-                          "by_half_of_planned": _ratio(len(by_half), len(plants))},
+        "first_correct": {
+            "plants": len(plants),
+            "found": len(firsts),
+            "median_epoch": statistics.median(firsts) if firsts else None,
+            "median_fraction": round(statistics.median(fractions), 4) if fractions else None,
+            "by_half_of_planned": _ratio(len(by_half), len(plants)),
+        },
         "calibration": reliability(pairs),
     }
 
@@ -164,15 +204,18 @@ def score(fixtures: list[dict]) -> dict:
     runs = [run_summary(fx) for fx in fixtures]
     families = sorted({r["family"] for r in runs})
     held = {fx["family"]: bool(fx.get("held_out")) for fx in fixtures}
-    return {"families": {f: {"held_out": held[f], **score_family([r for r in runs if r["family"] == f])}
-                         for f in families},
-            "runs": runs}
+    return {
+        "families": {f: {"held_out": held[f], **score_family([r for r in runs if r["family"] == f])} for f in families},
+        "runs": runs,
+    }
 
 
 def headline(result: dict) -> dict:
     """The figures the regression test holds: macro-F1 and false-alarm rate per family."""
-    return {f: {"macro_f1": s["macro_f1"], "false_alarm_rate": s["false_alarm_rate"], "counted": s["counted"]}
-            for f, s in result["families"].items()}
+    return {
+        f: {"macro_f1": s["macro_f1"], "false_alarm_rate": s["false_alarm_rate"], "counted": s["counted"]}
+        for f, s in result["families"].items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

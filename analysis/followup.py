@@ -44,8 +44,14 @@ def still_improving(view: View, metric: str = "val_accuracy", window: int = WIND
     delta = view.resolution(metric, MIN_DELTA) if sign > 0 else MIN_LOSS_DELTA * abs(earlier)
     if best_at < len(values) - 2 or recent - earlier <= delta:
         return None
-    return {"metric": metric, "best_epoch": s.epochs[best_at], "last_epoch": s.last_epoch,
-            "gain_over_last_epochs": round(sign * (recent - earlier), 4), "window": window, "min_delta": round(delta, 4)}
+    return {
+        "metric": metric,
+        "best_epoch": s.epochs[best_at],
+        "last_epoch": s.last_epoch,
+        "gain_over_last_epochs": round(sign * (recent - earlier), 4),
+        "window": window,
+        "min_delta": round(delta, 4),
+    }
 
 
 def _further(view: View, remedy_id: str, learning: dict | None) -> tuple[Remedy, dict] | None:
@@ -95,8 +101,15 @@ def _untouched(view: View, remedy_id: str) -> tuple[Remedy, dict] | None:
     return None
 
 
-def follow_up(history: list[EpochRecord], context: JobContext, *, applied: list[str], named: list[str] = (),
-              tried: set[str] = frozenset(), metric: str = "val_accuracy") -> tuple[Remedy, dict] | None:
+def follow_up(
+    history: list[EpochRecord],
+    context: JobContext,
+    *,
+    applied: list[str],
+    named: list[str] = (),
+    tried: set[str] = frozenset(),
+    metric: str = "val_accuracy",
+) -> tuple[Remedy, dict] | None:
     """The next remedy for a run that `applied` made, with the evidence; None when nothing says to go further.
 
     In order: another brake that the finding behind the fork named (`named`, its remedy ids) and no round has

@@ -36,8 +36,10 @@ class Rule:
             raise ValueError(f"parameters of rule {self.id!r} must be an object, got {type(overrides).__name__}")
         unknown = sorted(set(overrides) - set(self.Params.model_fields))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for rule {self.id!r}; "
-                             f"known: {', '.join(self.Params.model_fields)}")
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))} for rule {self.id!r}; "
+                f"known: {', '.join(self.Params.model_fields)}"
+            )
         try:
             return self.Params(**overrides)
         except ValidationError as exc:

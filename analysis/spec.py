@@ -63,7 +63,7 @@ class SpecView:
 
     @property
     def batchnorm(self) -> str:
-        """"frozen" or "train", resolved as the trainer does: "auto" keeps pre-trained statistics and trains a
+        """ "frozen" or "train", resolved as the trainer does: "auto" keeps pre-trained statistics and trains a
         random-init base's."""
         mode = _get(self.model, ModelSpec, "batchnorm")
         if mode == "auto":

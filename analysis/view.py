@@ -140,14 +140,21 @@ class View:
             s = self.series(name)
             for e, v in zip(s.epochs[:first], s.values[:first]):
                 if v - reg.get(e, 0.0) >= bound:
-                    return {"start_loss": v, "start_loss_signal": name, "start_loss_epoch": e, "chance_loss": round(log(k), 4)}
+                    return {
+                        "start_loss": v,
+                        "start_loss_signal": name,
+                        "start_loss_epoch": e,
+                        "chance_loss": round(log(k), 4),
+                    }
         return None
 
     def accuracy_gap_se(self, train_acc: float, val_acc: float) -> float:
         """Standard error of train_eval_accuracy − val_accuracy from binomial sampling: the validation set's size and
         the training subset's (at most TRAIN_EVAL_IMAGES); 0 when the sizes are unknown."""
         n_val, n_train = self.sample_size("val_accuracy"), self.sample_size("train_eval_accuracy")
-        var = (val_acc * (1 - val_acc) / n_val if n_val else 0.0) + (train_acc * (1 - train_acc) / n_train if n_train else 0.0)
+        var = (val_acc * (1 - val_acc) / n_val if n_val else 0.0) + (
+            train_acc * (1 - train_acc) / n_train if n_train else 0.0
+        )
         return sqrt(max(var, 0.0))
 
     def chance_bar(self, near: float) -> float | None:
@@ -165,9 +172,12 @@ class View:
             return False
         chance_loss = log(self.num_classes)
         val = self.series("val_accuracy")
-        train_at_chance = (all(le(a, bar) for a in train.tail(window))
-                           or self._uniform("train_eval_loss", chance_loss, loss_tol, window))
-        val_at_chance = not (val and gt(max(val.tail(window)), bar)) or self._uniform("val_loss", chance_loss, loss_tol, window)
+        train_at_chance = all(le(a, bar) for a in train.tail(window)) or self._uniform(
+            "train_eval_loss", chance_loss, loss_tol, window
+        )
+        val_at_chance = not (val and gt(max(val.tail(window)), bar)) or self._uniform(
+            "val_loss", chance_loss, loss_tol, window
+        )
         return train_at_chance and val_at_chance
 
     def _uniform(self, name: str, chance_loss: float, tol: float, window: int) -> bool:
@@ -175,8 +185,10 @@ class View:
         if len(loss) < window:
             return False
         penalty = dict(zip(reg.epochs, reg.values))
-        return all(abs(v - penalty.get(e, 0.0) - chance_loss) <= tol * chance_loss
-                   for e, v in zip(loss.epochs[-window:], loss.tail(window)))
+        return all(
+            abs(v - penalty.get(e, 0.0) - chance_loss) <= tol * chance_loss
+            for e, v in zip(loss.epochs[-window:], loss.tail(window))
+        )
 
     @property
     def num_classes(self) -> int | None:

@@ -37,14 +37,18 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def get_caller(session: SessionDep, settings: SettingsDep,
-               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> Caller:
+def get_caller(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Caller:
     if not settings.auth_enabled:
         return Caller(tenant="default", admin=True)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(credentials.credentials),
-                                            ApiKey.revoked_at.is_(None))).first()
+    row = session.exec(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(credentials.credentials), ApiKey.revoked_at.is_(None))
+    ).first()
     if row is None:
         raise Unauthorized("invalid or revoked API key")
     return Caller(tenant=row.tenant, admin=row.admin)

@@ -42,6 +42,11 @@ class BodyLimit:
 
 async def _reject(send: Send, limit: int) -> None:
     body = (f'{{"detail":"request body is larger than this service accepts (max_body_bytes = {limit})"}}').encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> None:
     if settings.broker_url.startswith("filesystem://"):
         filesystem_broker_folder(settings)  # ready before /readyz is asked, even if a previous run's was deleted
     prepare_database()  # before the worker starts, so the two never race on the first migration
-    log.info("embedded Plateau", database=settings.database_url, broker=settings.broker_url,
-             data_root=str(settings.data_root.resolve()), url=f"http://{args.host}:{args.port}")
+    log.info(
+        "embedded Plateau",
+        database=settings.database_url,
+        broker=settings.broker_url,
+        data_root=str(settings.data_root.resolve()),
+        url=f"http://{args.host}:{args.port}",
+    )
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on)
     try:

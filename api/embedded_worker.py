@@ -23,9 +23,27 @@ _process: subprocess.Popen | None = None
 
 
 def command(queue: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
-            "-Q", queue, "-n", "embedded@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-            "--without-heartbeat"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-P",
+        "solo",
+        "-c",
+        "1",
+        "-Q",
+        queue,
+        "-n",
+        "embedded@%h",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 def _die_with(parent: int):
@@ -44,8 +62,11 @@ def _die_with(parent: int):
 def start(queue: str) -> subprocess.Popen:
     global _process
     parent = os.getpid()
-    _process = subprocess.Popen(command(queue), env={**os.environ, PARENT_ENV: str(parent)},
-                                preexec_fn=_die_with(parent) if sys.platform == "linux" else None)
+    _process = subprocess.Popen(
+        command(queue),
+        env={**os.environ, PARENT_ENV: str(parent)},
+        preexec_fn=_die_with(parent) if sys.platform == "linux" else None,
+    )
     log.info("embedded worker started", pid=_process.pid)
     return _process
 

@@ -67,8 +67,9 @@ def renderable(value: Any, depth: int = 0, cut: int | None = ECHO_CHARS) -> Any:
 
 def _error_items(errors: list[dict]) -> list[dict]:
     """Each error with its echoes made short and renderable, and everything else made renderable."""
-    return [{k: renderable(v) if k in ("input", "ctx") else renderable(v, cut=None) for k, v in e.items()}
-            for e in errors]
+    return [
+        {k: renderable(v) if k in ("input", "ctx") else renderable(v, cut=None) for k, v in e.items()} for e in errors
+    ]
 
 
 def install(app: FastAPI) -> None:

@@ -28,15 +28,21 @@ log = structlog.get_logger()
 async def lifespan(_: FastAPI):
     prepare_database()
     if not get_settings().auth_enabled:
-        log.warning("authentication is OFF: every caller acts as an admin of tenant 'default'; "
-                    "set PLATEAU_AUTH_ENABLED=true and issue keys with `python -m api.keys create`")
+        log.warning(
+            "authentication is OFF: every caller acts as an admin of tenant 'default'; "
+            "set PLATEAU_AUTH_ENABLED=true and issue keys with `python -m api.keys create`"
+        )
     yield
 
 
 def create_app() -> FastAPI:
     configure_logging()
-    app = FastAPI(title="Plateau", version="0.1.0", lifespan=lifespan,
-                  description="Inception-V3 training jobs with explainable stagnation diagnoses.")
+    app = FastAPI(
+        title="Plateau",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Inception-V3 training jobs with explainable stagnation diagnoses.",
+    )
     errors.install(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestObservability)  # outermost: logs and times every answer, 413s included

@@ -48,8 +48,13 @@ from client.sdk import (
     field_name,
 )
 
-app = typer.Typer(name="plateau", help="Train image classifiers on a Plateau service and find out why they stall.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="plateau",
+    help="Train image classifiers on a Plateau service and find out why they stall.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="A job id.")]
@@ -70,8 +75,15 @@ class BadInput(Exception):
 def main(
     ctx: typer.Context,
     url: Annotated[str, typer.Option("--url", envvar="PLATEAU_URL", help="The service's base URL.")] = DEFAULT_URL,
-    token: Annotated[str | None, typer.Option("--token", envvar=["PLATEAU_TOKEN", "PLATEAU_API_KEY"],
-                                              help="API key, sent as a bearer token.", show_default=False)] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=["PLATEAU_TOKEN", "PLATEAU_API_KEY"],
+            help="API key, sent as a bearer token.",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")] = 30.0,
 ) -> None:
     ctx.obj = Settings(url=url, token=token, timeout=timeout)
@@ -177,23 +189,35 @@ def parse_params(raw: list[str] | None) -> dict[str, str]:
 def submit(
     ctx: typer.Context,
     spec_file: Annotated[str, typer.Argument(metavar="SPEC", help="Job spec, .yaml/.yml or .json; - reads stdin.")],
-    watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job live, then print its diagnosis.")] = False,
-    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", "-k",
-                                                        help="Submitting again with this key returns the same job.")] = None,
-    autopilot: Annotated[int | None, typer.Option(
-        "--autopilot", min=1, max=10, metavar="ROUNDS",
-        help="Put the job under autopilot for at most ROUNDS forks; with --watch, follow the whole lineage.")] = None,
+    watch_: Annotated[
+        bool, typer.Option("--watch", "-w", help="Follow the job live, then print its diagnosis.")
+    ] = False,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", "-k", help="Submitting again with this key returns the same job.")
+    ] = None,
+    autopilot: Annotated[
+        int | None,
+        typer.Option(
+            "--autopilot",
+            min=1,
+            max=10,
+            metavar="ROUNDS",
+            help="Put the job under autopilot for at most ROUNDS forks; with --watch, follow the whole lineage.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job spec."""
     spec = load_spec(spec_file)
     with connect(ctx) as client:
-        job = client.submit(spec, idempotency_key=idempotency_key,
-                            autopilot={"max_rounds": autopilot} if autopilot else None)
+        job = client.submit(
+            spec, idempotency_key=idempotency_key, autopilot={"max_rounds": autopilot} if autopilot else None
+        )
         if watch_ and autopilot:
             if not as_json:
-                out().print(f"submitted job {job.id} ({job.status}) under autopilot, {autopilot} round(s) at most",
-                            markup=False)
+                out().print(
+                    f"submitted job {job.id} ({job.status}) under autopilot, {autopilot} round(s) at most", markup=False
+                )
             raise typer.Exit(watch_lineage(client, job, as_json))
         if as_json and not watch_:
             emit(job.model_dump(mode="json"))
@@ -208,8 +232,9 @@ def submit(
 @handled
 def jobs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", "-s",
-                                               help="queued, running, succeeded, failed or cancelled.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="queued, running, succeeded, failed or cancelled.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
@@ -224,8 +249,9 @@ def jobs(
         table.add_column(column, no_wrap=True)
     table.add_column("NAME", overflow="fold")
     for j in items:
-        table.add_row(str(j.id), j.status, str(j.spec.get("epochs", "")), f"{j.created_at:%Y-%m-%d %H:%M}",
-                      escape(j.name or ""))
+        table.add_row(
+            str(j.id), j.status, str(j.spec.get("epochs", "")), f"{j.created_at:%Y-%m-%d %H:%M}", escape(j.name or "")
+        )
     out().print(table)
     if not items:
         out().print("no jobs")
@@ -246,11 +272,17 @@ def show(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> None
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
-    for label, value in (("created", when(job.created_at)), ("started", when(job.started_at)),
-                         ("finished", when(job.finished_at)),
-                         ("attempts", job.attempts), ("worker", job.worker_host), ("parent", job.parent_id),
-                         ("ancestors", ", ".join(map(str, job.ancestors))),
-                         ("children", ", ".join(map(str, job.children))), ("model", job.model_path)):
+    for label, value in (
+        ("created", when(job.created_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.finished_at)),
+        ("attempts", job.attempts),
+        ("worker", job.worker_host),
+        ("parent", job.parent_id),
+        ("ancestors", ", ".join(map(str, job.ancestors))),
+        ("children", ", ".join(map(str, job.children))),
+        ("model", job.model_path),
+    ):
         if value not in (None, ""):
             grid.add_row(label, escape(str(value)))
     grid.add_row("epochs", f"{len(rows)} of {job.spec.get('epochs', '?')}")
@@ -272,7 +304,9 @@ def show(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> None
 def metrics(
     ctx: typer.Context,
     job_id: JobIdArg,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new epochs until the job ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new epochs until the job ends.")
+    ] = False,
     after: Annotated[int | None, typer.Option("--after", min=0, help="Only epochs after this one.")] = None,
     poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between polls with --follow.")] = 1.0,
     as_json: JsonOpt = False,
@@ -309,8 +343,9 @@ def analyze(
     ctx: typer.Context,
     job_id: JobIdArg,
     rule: Annotated[list[str] | None, typer.Option("--rule", "-r", help="Run only this rule (repeatable).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p",
-                                                    help="Override a rule parameter: RULE.NAME=VALUE (repeatable).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Override a rule parameter: RULE.NAME=VALUE (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Explain why the job's validation metrics stall, with evidence and remedies."""
@@ -342,10 +377,13 @@ def cancel(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> No
 def fork(
     ctx: typer.Context,
     job_id: JobIdArg,
-    apply: Annotated[list[str] | None, typer.Option("--apply", "-a", metavar="REMEDY",
-                                                    help="A remedy id from the job's analysis (repeatable).")] = None,
-    patch: Annotated[str | None, typer.Option("--patch", metavar="JSON",
-                                              help="A JSON merge patch on the spec, or @file.json.")] = None,
+    apply: Annotated[
+        list[str] | None,
+        typer.Option("--apply", "-a", metavar="REMEDY", help="A remedy id from the job's analysis (repeatable)."),
+    ] = None,
+    patch: Annotated[
+        str | None, typer.Option("--patch", metavar="JSON", help="A JSON merge patch on the spec, or @file.json.")
+    ] = None,
     watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the new job live.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -382,15 +420,17 @@ def autopilot(
     rounds: Annotated[int, typer.Option("--rounds", "-r", min=1, max=10, help="Forks at most.")] = 3,
     metric: Annotated[str, typer.Option("--metric", help="val_accuracy, val_loss, accuracy or loss.")] = "val_accuracy",
     min_gain: Annotated[float, typer.Option("--min-gain", min=0.0, help="Smallest gain that counts as help.")] = 0.01,
-    min_confidence: Annotated[float, typer.Option("--min-confidence", min=0.0, max=1.0,
-                                                  help="Findings below this are not acted on.")] = 0.7,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Findings below this are not acted on.")
+    ] = 0.7,
     watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow the lineage live.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Put an existing job under autopilot."""
     with connect(ctx) as client:
-        ap = client.start_autopilot(job_id, max_rounds=rounds, metric=metric, min_gain=min_gain,
-                                    min_confidence=min_confidence)
+        ap = client.start_autopilot(
+            job_id, max_rounds=rounds, metric=metric, min_gain=min_gain, min_confidence=min_confidence
+        )
         if as_json and not watch_:
             emit(ap.model_dump(mode="json"))
             return
@@ -415,11 +455,19 @@ def outcomes(
         return
     table = Table(title="remedy outcomes", title_justify="left")
     for column in ("cause", "remedy", "metric", "forks", "measured", "improved", "median gain"):
-        table.add_column(column, justify="right" if column in ("forks", "measured", "improved", "median gain") else "left")
+        table.add_column(
+            column, justify="right" if column in ("forks", "measured", "improved", "median gain") else "left"
+        )
     for i in found.items:
-        table.add_row(escape(i.cause or "—"), escape(i.remedy), i.metric, str(i.count), str(i.measured),
-                      "—" if i.improved_share is None else f"{i.improved_share:.0%}",
-                      "—" if i.median_gain is None else f"{i.median_gain:+.4f}")
+        table.add_row(
+            escape(i.cause or "—"),
+            escape(i.remedy),
+            i.metric,
+            str(i.count),
+            str(i.measured),
+            "—" if i.improved_share is None else f"{i.improved_share:.0%}",
+            "—" if i.median_gain is None else f"{i.median_gain:+.4f}",
+        )
     out().print(table)
 
 

@@ -30,8 +30,14 @@ def watch(client: PlateauClient, job: JobRead, as_json: bool) -> int:
     else:
         console = out()
         total = job.spec.get("epochs") if isinstance(job.spec.get("epochs"), int) else None
-        progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=console)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
         with progress:
             task = progress.add_task(escape(job_label(job)), total=total, metrics=job.status)
             progress.console.print(EPOCH_HEADER, markup=False)
@@ -52,8 +58,14 @@ def watch(client: PlateauClient, job: JobRead, as_json: bool) -> int:
         diagnosis = None
         err().print(f"no diagnosis: {escape(exc.message)}")
     if as_json:
-        emit({"event": "result", "job": final.model_dump(mode="json"),
-              "analysis": diagnosis.model_dump(mode="json") if diagnosis else None}, indent=None)
+        emit(
+            {
+                "event": "result",
+                "job": final.model_dump(mode="json"),
+                "analysis": diagnosis.model_dump(mode="json") if diagnosis else None,
+            },
+            indent=None,
+        )
     else:
         console = out()
         console.print()

@@ -20,16 +20,20 @@ def _num(value: float | None, width: int, spec: str) -> str:
 
 
 def epoch_line(row: EpochRead) -> str:
-    return (f"{row.epoch:>5} {_num(row.loss, 8, '.4f')} {_num(row.accuracy, 9, '.4f')} {_num(row.val_loss, 9, '.4f')} "
-            f"{_num(row.val_accuracy, 8, '.4f')} {_num(row.learning_rate, 9, '.2e')} {_num(row.epoch_seconds, 6, '.1f')}")
+    return (
+        f"{row.epoch:>5} {_num(row.loss, 8, '.4f')} {_num(row.accuracy, 9, '.4f')} {_num(row.val_loss, 9, '.4f')} "
+        f"{_num(row.val_accuracy, 8, '.4f')} {_num(row.learning_rate, 9, '.2e')} {_num(row.epoch_seconds, 6, '.1f')}"
+    )
 
 
 def epoch_summary(row: EpochRead) -> str:
     def f(v: float | None, spec: str = ".4f") -> str:
         return "—" if v is None else format(v, spec)
 
-    return (f"loss {f(row.loss)} acc {f(row.accuracy)} val_loss {f(row.val_loss)} "
-            f"val_acc {f(row.val_accuracy)} lr {f(row.learning_rate, '.2e')}")
+    return (
+        f"loss {f(row.loss)} acc {f(row.accuracy)} val_loss {f(row.val_loss)} "
+        f"val_acc {f(row.val_accuracy)} lr {f(row.learning_rate, '.2e')}"
+    )
 
 
 def event_line(event: ServerEvent) -> str:
@@ -63,8 +67,10 @@ def print_diagnosis(console: Console, job_id: Any, diagnosis: AnalysisRead) -> N
     console.print(head + f" ({diagnosis.epochs_analysed} epochs analysed)")
     console.print(escape(diagnosis.summary))
     for finding in diagnosis.findings:
-        console.print(f"\n[bold]{escape(finding.cause)}[/bold] (rule {escape(finding.rule)}, "
-                      f"confidence {finding.confidence:.2f}): {escape(finding.summary)}")
+        console.print(
+            f"\n[bold]{escape(finding.cause)}[/bold] (rule {escape(finding.rule)}, "
+            f"confidence {finding.confidence:.2f}): {escape(finding.summary)}"
+        )
         if finding.epochs:
             console.print(f"  epochs: {', '.join(map(str, finding.epochs))}")
         for remedy in finding.remedies:
@@ -73,8 +79,9 @@ def print_diagnosis(console: Console, job_id: Any, diagnosis: AnalysisRead) -> N
     for pre in diagnosis.pre_training:
         console.print(f"before training: {escape(str(pre.get('summary') or pre))}")
     if diagnosis.abstentions:
-        console.print("\nabstained: " + "; ".join(f"{a.rule} ({a.reason})" for a in diagnosis.abstentions),
-                      markup=False)
+        console.print(
+            "\nabstained: " + "; ".join(f"{a.rule} ({a.reason})" for a in diagnosis.abstentions), markup=False
+        )
     remedies = [r.id for f in diagnosis.findings for r in f.remedies if r.patch]
     if remedies:
         console.print(f"\nnext: plateau fork {job_id} --apply {remedies[0]}", markup=False)
@@ -89,22 +96,36 @@ def round_header(step: LineageStep) -> str:
     if not step.round:
         return f"── root {step.job_id} ({step.name or 'job'})"
     remedy = "+".join(step.remedies) or "patch"
-    return (f"── round {step.round}: {step.cause or 'no cause'} → {remedy} {json.dumps(step.patch)} "
-            f"(job {step.job_id})")
+    return f"── round {step.round}: {step.cause or 'no cause'} → {remedy} {json.dumps(step.patch)} (job {step.job_id})"
 
 
 def lineage_table(lineage: LineageRead) -> Table:
     table = Table(title=f"lineage of {lineage.root_id} ({lineage.metric})", title_justify="left")
     # numbers and ids never wrap; causes and remedies fold onto more lines in a narrow terminal
-    for column, justify, fixed in (("round", "right", True), ("job", "left", True), ("status", "left", True),
-                                   ("cause", "left", False), ("remedy", "left", False), ("epochs", "right", True),
-                                   ("best", "right", True), ("gain", "right", True), ("verdict", "left", False)):
+    for column, justify, fixed in (
+        ("round", "right", True),
+        ("job", "left", True),
+        ("status", "left", True),
+        ("cause", "left", False),
+        ("remedy", "left", False),
+        ("epochs", "right", True),
+        ("best", "right", True),
+        ("gain", "right", True),
+        ("verdict", "left", False),
+    ):
         table.add_column(column, justify=justify, no_wrap=fixed, overflow="fold")
     for step in lineage.steps:
-        table.add_row("—" if step.round is None else str(step.round), str(step.job_id)[:8], step.status,
-                      escape(step.cause or ""), escape("+".join(step.remedies)), str(step.epochs),
-                      "—" if step.best is None else f"{step.best:.4f}", _gain(step.gain),
-                      escape(step.diagnosis.verdict))
+        table.add_row(
+            "—" if step.round is None else str(step.round),
+            str(step.job_id)[:8],
+            step.status,
+            escape(step.cause or ""),
+            escape("+".join(step.remedies)),
+            str(step.epochs),
+            "—" if step.best is None else f"{step.best:.4f}",
+            _gain(step.gain),
+            escape(step.diagnosis.verdict),
+        )
     return table
 
 
@@ -113,5 +134,7 @@ def print_lineage(console: Console, lineage: LineageRead) -> None:
     ap = lineage.autopilot
     if ap is not None:
         state = ap.state if ap.state == "active" else f"ended: [bold]{ap.end_reason}[/bold]"
-        console.print(f"autopilot {state} after {ap.rounds_done} of {ap.config.max_rounds} rounds"
-                      + (f" ({escape(ap.end_detail)})" if ap.end_detail else ""))
+        console.print(
+            f"autopilot {state} after {ap.rounds_done} of {ap.config.max_rounds} rounds"
+            + (f" ({escape(ap.end_detail)})" if ap.end_detail else "")
+        )

@@ -31,9 +31,21 @@ from contract.jobs import JobDetail, JobRead, MetricsPage
 from contract.spec import JobSpec
 
 __all__ = [
-    "TERMINAL", "AnalysisRead", "AutopilotRead", "AutopilotSpec", "EpochRead", "JobDetail", "JobRead", "LineageRead",
-    "LineageStep", "OutcomesRead", "PlateauClient", "PlateauConnectionError",
-    "PlateauError", "ServerEvent", "parse_sse",
+    "TERMINAL",
+    "AnalysisRead",
+    "AutopilotRead",
+    "AutopilotSpec",
+    "EpochRead",
+    "JobDetail",
+    "JobRead",
+    "LineageRead",
+    "LineageStep",
+    "OutcomesRead",
+    "PlateauClient",
+    "PlateauConnectionError",
+    "PlateauError",
+    "ServerEvent",
+    "parse_sse",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -125,8 +137,14 @@ def _job_path(job_id: JobId) -> str:
 class PlateauClient:
     """A connection to one Plateau service. Use it as a context manager, or call `close()`."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0, token: str | None = None,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = 30.0,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         headers = {"Accept": "application/json", "User-Agent": "plateau-client/0.1"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -149,15 +167,21 @@ class PlateauClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise PlateauConnectionError(f"cannot reach Plateau at {self.base_url}: {exc or type(exc).__name__}") from exc
+            raise PlateauConnectionError(
+                f"cannot reach Plateau at {self.base_url}: {exc or type(exc).__name__}"
+            ) from exc
         if response.is_error:
             raise _http_error(response)
         return response
 
     # -- jobs -----------------------------------------------------------------------------------------------------
 
-    def submit(self, spec: Mapping[str, Any] | JobSpec, idempotency_key: str | None = None,
-               autopilot: Mapping[str, Any] | AutopilotSpec | None = None) -> JobRead:
+    def submit(
+        self,
+        spec: Mapping[str, Any] | JobSpec,
+        idempotency_key: str | None = None,
+        autopilot: Mapping[str, Any] | AutopilotSpec | None = None,
+    ) -> JobRead:
         """Queue a job. The spec is validated here first; invalid specs raise `PlateauError(422, field errors)`
         without a request. A repeated `idempotency_key` with the same spec returns the job it first created.
         `autopilot` (e.g. `{"max_rounds": 3}`) puts the job under autopilot: see `lineage`."""
@@ -200,7 +224,9 @@ class PlateauClient:
             params: dict[str, Any] = {"limit": page_size}
             if cursor is not None:
                 params["after_epoch"] = cursor
-            page = MetricsPage.model_validate(self._request("GET", f"{_job_path(job_id)}/metrics", params=params).json())
+            page = MetricsPage.model_validate(
+                self._request("GET", f"{_job_path(job_id)}/metrics", params=params).json()
+            )
             if not page.items:  # the service may cap the page below page_size: only an empty page is the end
                 return rows
             rows.extend(page.items)
@@ -224,8 +250,9 @@ class PlateauClient:
 
     # -- analysis ---------------------------------------------------------------------------------------------------
 
-    def analysis(self, job_id: JobId, rules: Iterable[str] | None = None,
-                 params: Mapping[str, Any] | None = None) -> AnalysisRead:
+    def analysis(
+        self, job_id: JobId, rules: Iterable[str] | None = None, params: Mapping[str, Any] | None = None
+    ) -> AnalysisRead:
         """The job's stagnation diagnosis. `params` overrides rule parameters, either flat
         (`{"overfitting.ratio_threshold": 0.2}`) or nested (`{"overfitting": {"ratio_threshold": 0.2}}`)."""
         query: dict[str, Any] = {}
@@ -247,12 +274,14 @@ class PlateauClient:
 
     # -- autopilot --------------------------------------------------------------------------------------------------
 
-    def start_autopilot(self, job_id: JobId, autopilot: Mapping[str, Any] | AutopilotSpec | None = None,
-                        **config: Any) -> AutopilotRead:
+    def start_autopilot(
+        self, job_id: JobId, autopilot: Mapping[str, Any] | AutopilotSpec | None = None, **config: Any
+    ) -> AutopilotRead:
         """Put an existing job under autopilot (`max_rounds`, `metric`, `min_gain`, `min_confidence`); 409 when it
         already is part of an autopilot lineage."""
-        body = validate_autopilot({**dict(autopilot or {}), **config} if not isinstance(autopilot, AutopilotSpec)
-                                  else autopilot)
+        body = validate_autopilot(
+            {**dict(autopilot or {}), **config} if not isinstance(autopilot, AutopilotSpec) else autopilot
+        )
         return AutopilotRead.model_validate(self._request("POST", f"{_job_path(job_id)}/autopilot", json=body).json())
 
     def lineage(self, job_id: JobId) -> LineageRead:
@@ -266,8 +295,9 @@ class PlateauClient:
 
     # -- events -----------------------------------------------------------------------------------------------------
 
-    def events(self, job_id: JobId, last_event_id: str | None = None, *, poll: float | None = None,
-               reconnect: int = 3) -> Iterator[ServerEvent]:
+    def events(
+        self, job_id: JobId, last_event_id: str | None = None, *, poll: float | None = None, reconnect: int = 3
+    ) -> Iterator[ServerEvent]:
         """The job's Server-Sent Events (`state`, `epoch`, `lr_reduced`, `finding`, …, and a final `end`).
 
         Starts after `last_event_id` when given. The iterator ends when the service ends the stream, after the
@@ -283,8 +313,9 @@ class PlateauClient:
             if last_event_id:
                 headers["Last-Event-ID"] = last_event_id
             try:
-                with self._http.stream("GET", f"{_job_path(job_id)}/events", params=params, headers=headers,
-                                       timeout=timeout) as response:
+                with self._http.stream(
+                    "GET", f"{_job_path(job_id)}/events", params=params, headers=headers, timeout=timeout
+                ) as response:
                     if response.is_error:
                         response.read()
                         raise _http_error(response)
@@ -299,7 +330,8 @@ class PlateauClient:
                 failures += 1
                 if not connected or failures > reconnect:
                     raise PlateauConnectionError(
-                        f"event stream from {self.base_url} lost: {exc or type(exc).__name__}") from exc
+                        f"event stream from {self.base_url} lost: {exc or type(exc).__name__}"
+                    ) from exc
                 time.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
 
 
@@ -311,8 +343,9 @@ def validate_autopilot(config: Mapping[str, Any] | AutopilotSpec) -> dict[str, A
         return AutopilotSpec.model_validate(dict(config)).model_dump(mode="json")
     except ValidationError as exc:
         errors = json.loads(exc.json(include_url=False))
-        raise PlateauError(422, [{"loc": ["body", "autopilot", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                 for e in errors]) from exc
+        raise PlateauError(
+            422, [{"loc": ["body", "autopilot", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+        ) from exc
 
 
 def validate_spec(spec: Mapping[str, Any] | JobSpec) -> dict[str, Any]:
@@ -323,8 +356,9 @@ def validate_spec(spec: Mapping[str, Any] | JobSpec) -> dict[str, Any]:
         JobSpec.model_validate(spec)
     except ValidationError as exc:
         errors = json.loads(exc.json(include_url=False))
-        raise PlateauError(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                 for e in errors]) from exc
+        raise PlateauError(
+            422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+        ) from exc
     return dict(spec)
 
 

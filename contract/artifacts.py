@@ -28,6 +28,7 @@ class ArtifactsRead(BaseModel):
     model: ArtifactFile | None = Field(description="The trained model (.keras), once the job has succeeded.")
     checkpoints: list[ArtifactFile] = Field(
         description="Resume checkpoints under backup/; present while a job runs or after it failed, "
-                    "removed when it succeeds (the model supersedes them).")
+        "removed when it succeeds (the model supersedes them)."
+    )
     tensorboard: TensorBoardRead | None = Field(description="TensorBoard event files, once training has started.")
     total_size: int = Field(description="Bytes of everything listed.")

@@ -22,7 +22,9 @@ class AutopilotSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_rounds: int = Field(3, ge=1, le=10, description="Forks the autopilot may start, at most.")
-    metric: AutopilotMetric = Field("val_accuracy", description="Compared between parent and child (best epoch of each).")
+    metric: AutopilotMetric = Field(
+        "val_accuracy", description="Compared between parent and child (best epoch of each)."
+    )
     min_gain: float = Field(0.01, ge=0, description="A fork helped when it improved the metric by at least this.")
     min_confidence: float = Field(0.7, ge=0, le=1, description="Findings below this confidence are not acted on.")
 
@@ -34,8 +36,9 @@ def higher_is_better(metric: str) -> bool:
 class JobSubmission(JobSpec):
     """`POST /jobs`: the training spec plus an optional autopilot, which is kept out of the stored spec."""
 
-    autopilot: AutopilotSpec | None = Field(None, exclude=True, description="Put the job under autopilot (see "
-                                                                              "POST /jobs/{id}/autopilot).")
+    autopilot: AutopilotSpec | None = Field(
+        None, exclude=True, description="Put the job under autopilot (see POST /jobs/{id}/autopilot)."
+    )
 
 
 class AutopilotRead(BaseModel):
@@ -61,8 +64,9 @@ class DiagnosisSummary(BaseModel):
 
 
 class LineageStep(BaseModel):
-    round: int | None = Field(description="0 for the root; the autopilot round that started this job; None for a "
-                                          "manual fork")
+    round: int | None = Field(
+        description="0 for the root; the autopilot round that started this job; None for a manual fork"
+    )
     job_id: uuid.UUID
     parent_id: uuid.UUID | None
     name: str | None
@@ -74,8 +78,11 @@ class LineageStep(BaseModel):
     remedies: list[str] = Field(default_factory=list)
     patch: dict[str, Any] = Field(default_factory=dict)
     parent_best: float | None = None
-    gain: float | None = Field(None, description="best − parent's best (reversed for losses): positive is better; "
-                                                 "None until the job ended, or when the two used different data")
+    gain: float | None = Field(
+        None,
+        description="best − parent's best (reversed for losses): positive is better; "
+        "None until the job ended, or when the two used different data",
+    )
 
 
 class LineageRead(BaseModel):

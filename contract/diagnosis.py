@@ -12,7 +12,9 @@ Verdict = Literal["healthy", "stagnating", "diverging", "insufficient_data"]
 class Remedy(BaseModel):
     id: str = Field(description='Stable identifier, e.g. "increase_dropout".')
     text: str
-    patch: dict[str, Any] = Field(default_factory=dict, description="JSON merge patch (RFC 7386) on the job spec; {} for advice outside the spec.")
+    patch: dict[str, Any] = Field(
+        default_factory=dict, description="JSON merge patch (RFC 7386) on the job spec; {} for advice outside the spec."
+    )
 
 
 class Finding(BaseModel):

@@ -33,18 +33,22 @@ class EpochRecord(BaseModel):
     train_eval_loss: float | None = None
     train_eval_accuracy: float | None = None
     regularization_loss: float | None = Field(
-        None, description="The weight penalty (L2, >= 0) included in loss, val_loss and train_eval_loss alike.")
+        None, description="The weight penalty (L2, >= 0) included in loss, val_loss and train_eval_loss alike."
+    )
     batch_loss_mean: float | None = None
     batch_loss_std: float | None = None
     batch_loss_max: float | None = None
     nonfinite_batches: int | None = Field(None, ge=0)
     grad_norm: float | None = None
     update_ratio_head: float | None = Field(
-        None, description="‖W_after − W_before‖ / ‖W_before‖ of the head across one optimizer step.")
+        None, description="‖W_after − W_before‖ / ‖W_before‖ of the head across one optimizer step."
+    )
     update_ratio_base: float | None = Field(
-        None, description="‖W_after − W_before‖ / ‖W_before‖ of the trainable base across one optimizer step.")
+        None, description="‖W_after − W_before‖ / ‖W_before‖ of the trainable base across one optimizer step."
+    )
     val_recall: dict[str, float | None] | None = Field(
-        None, description="Per-class validation recall; None for a class without support.")
+        None, description="Per-class validation recall; None for a class without support."
+    )
     val_support: dict[str, int] | None = None
     confusion: list[list[int]] | None = Field(None, description="Validation confusion matrix, rows = true class.")
 

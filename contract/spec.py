@@ -25,8 +25,12 @@ class _Strict(BaseModel):
 
 class DatasetSpec(_Strict):
     train_dir: str = Field(min_length=1, description="Class-subfolder image directory, relative to the data root.")
-    val_dir: str | None = Field(None, min_length=1, description="Validation directory; exclusive with validation_split.")
-    validation_split: float | None = Field(None, gt=0, lt=1, description="Fraction of train_dir held out for validation.")
+    val_dir: str | None = Field(
+        None, min_length=1, description="Validation directory; exclusive with validation_split."
+    )
+    validation_split: float | None = Field(
+        None, gt=0, lt=1, description="Fraction of train_dir held out for validation."
+    )
     image_size: int = Field(299, ge=75, le=512, description="Square input size; Inception-V3 needs at least 75.")
     seed: Seed | None = Field(None, description="Seed of the train/validation split and shuffling, 0 <= seed < 2**32.")
 
@@ -39,7 +43,9 @@ class DatasetSpec(_Strict):
 
 Trainable = Annotated[
     Literal["head", "all"] | Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=INCEPTION_BLOCK.pattern)],
-    Field(description='"head" (base frozen), "all", N (the top N base layers), or "mixedK" (from Inception block K on).'),
+    Field(
+        description='"head" (base frozen), "all", N (the top N base layers), or "mixedK" (from Inception block K on).'
+    ),
 ]
 
 
@@ -50,9 +56,11 @@ class ModelSpec(_Strict):
     trainable: Trainable = "head"
     dense_units: int = Field(1024, ge=1, le=16384)
     batchnorm: Literal["auto", "frozen", "train"] = Field(
-        "auto", description='BatchNorm layers of the unfrozen base: "frozen" keeps them in inference mode with their '
-                            'pre-trained statistics, "train" updates them; "auto" is frozen for pre-trained weights and '
-                            "trained for a random-init base.")
+        "auto",
+        description='BatchNorm layers of the unfrozen base: "frozen" keeps them in inference mode with their '
+        'pre-trained statistics, "train" updates them; "auto" is frozen for pre-trained weights and '
+        "trained for a random-init base.",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -122,12 +130,16 @@ class PerformanceSpec(_Strict):
     """How fast a job trains; none of these change what is learned beyond float rounding."""
 
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = Field(
-        "auto", description='Keras dtype policy of the model: "auto" is mixed_float16 on a GPU and float32 on a CPU; '
-                            '"off" is float32.')
+        "auto",
+        description='Keras dtype policy of the model: "auto" is mixed_float16 on a GPU and float32 on a CPU; '
+        '"off" is float32.',
+    )
     jit_compile: bool = Field(False, description="XLA-compile the train step (Keras' jit_compile).")
     cache_features: Literal["auto", "off"] = Field(
-        "auto", description='"auto": when only the head trains and there is no augmentation, compute the frozen '
-                            "base's pooled features once and train the head on them.")
+        "auto",
+        description='"auto": when only the head trains and there is no augmentation, compute the frozen '
+        "base's pooled features once and train the head on them.",
+    )
 
 
 class JobSpec(_Strict):

@@ -19,7 +19,8 @@ class WebhookSpec(BaseModel):
 
     url: str = Field(max_length=2048, description="http:// or https:// URL that receives the POSTs.")
     events: list[Event] | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Which events to send: queued, running, succeeded, failed, cancelled, finding. All when null.",
     )
 

@@ -27,8 +27,9 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT):
         self.log = log
         self._fh = open(log, "ab")
-        self.p = subprocess.Popen(args, cwd=cwd, env={**os.environ, **env}, stdout=self._fh, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        self.p = subprocess.Popen(
+            args, cwd=cwd, env={**os.environ, **env}, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def alive(self) -> bool:
         return self.p.poll() is None
@@ -71,24 +72,43 @@ def wait_for(cond, timeout: float, message=lambda: "timed out", interval: float 
 
 def wait_ready(url: str, proc: Proc, timeout: float = 120, path: str = "/readyz") -> None:
     """Until `url + path` answers 200; fails at once, with the log's tail, when the process exits first."""
-    wait_for(lambda: http_ok(url + path) or not proc.alive(), timeout,
-             lambda: f"{url} not ready after {timeout:.0f} s:\n{proc.tail()}")
+    wait_for(
+        lambda: http_ok(url + path) or not proc.alive(),
+        timeout,
+        lambda: f"{url} not ready after {timeout:.0f} s:\n{proc.tail()}",
+    )
     if not proc.alive():
         raise AssertionError(f"the service exited with {proc.p.returncode}:\n{proc.tail()}")
 
 
-def start_api(env: dict[str, str], log: Path, *, workers: int = 1, path: str = "/livez",
-              timeout: float = 60) -> tuple[Proc, str]:
+def start_api(
+    env: dict[str, str], log: Path, *, workers: int = 1, path: str = "/livez", timeout: float = 60
+) -> tuple[Proc, str]:
     """The API under uvicorn on a free port; returns once `path` answers."""
     port = free_port()
-    proc = Proc([sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-                 *(["--workers", str(workers)] if workers > 1 else [])], env, log)
+    proc = Proc(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *(["--workers", str(workers)] if workers > 1 else []),
+        ],
+        env,
+        log,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, timeout, path)
     return proc, url
 
 
-def start_embedded(env: dict[str, str], log: Path, *, port: int | None = None, timeout: float = 120) -> tuple[Proc, str]:
+def start_embedded(
+    env: dict[str, str], log: Path, *, port: int | None = None, timeout: float = 120
+) -> tuple[Proc, str]:
     """`plateau-embedded` (the API and its own worker) on `port` or a free one; returns once /readyz answers."""
     port = port or free_port()
     proc = Proc([sys.executable, "-m", "api.embedded", "--port", str(port)], env, log)

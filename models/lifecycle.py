@@ -49,8 +49,9 @@ def record_event(
     """Add one event row. A state change or a finding also goes to the job's webhook once the caller commits
     (with `webhook_data`, or the reason and data); a rollback drops it with the row. `job`, when the caller
     holds it, spares a lookup of whether the job has a webhook at all."""
-    session.add(JobEvent(job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, reason=reason,
-                         data=data))
+    session.add(
+        JobEvent(job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, reason=reason, data=data)
+    )
     event_name = to_status if kind == "state" else kind if kind in WEBHOOK_KINDS else None
     if event_name is None:
         return
@@ -64,12 +65,29 @@ def _has_webhook(job: Job | None) -> bool:
     return job is not None and bool((job.spec or {}).get("webhook"))
 
 
-def _transitioned(session: Session, job_id: uuid.UUID, from_status: str | None, to_status: str, *,
-                  reason: str | None, data: dict[str, Any] | None = None,
-                  webhook_data: dict[str, Any] | None = None, job: Job | None = None) -> None:
+def _transitioned(
+    session: Session,
+    job_id: uuid.UUID,
+    from_status: str | None,
+    to_status: str,
+    *,
+    reason: str | None,
+    data: dict[str, Any] | None = None,
+    webhook_data: dict[str, Any] | None = None,
+    job: Job | None = None,
+) -> None:
     """The after-transition hook every state change goes through (see the module's docstring)."""
-    record_event(session, job_id, "state", from_status=from_status, to_status=to_status, reason=reason, data=data,
-                 webhook_data=webhook_data, job=job)
+    record_event(
+        session,
+        job_id,
+        "state",
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        data=data,
+        webhook_data=webhook_data,
+        job=job,
+    )
 
 
 @event.listens_for(OrmSession, "after_commit")
@@ -93,8 +111,16 @@ def submit(session: Session, job: Job) -> None:
     """None → queued: add a new job; the caller commits (and then sends it to the broker)."""
     job.status = JobStatus.queued.value
     session.add(job)
-    _transitioned(session, job.id, None, JobStatus.queued.value, reason="submitted",
-                  data={"parent_id": str(job.parent_id)} if job.parent_id else None, webhook_data={}, job=job)
+    _transitioned(
+        session,
+        job.id,
+        None,
+        JobStatus.queued.value,
+        reason="submitted",
+        data={"parent_id": str(job.parent_id)} if job.parent_id else None,
+        webhook_data={},
+        job=job,
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +141,9 @@ def claim(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_second
         update(Job)
         .where(
             Job.id == job_id,
-            or_(Job.status == JobStatus.queued.value, and_(Job.status == JobStatus.running.value, Job.lease_until < now)),
+            or_(
+                Job.status == JobStatus.queued.value, and_(Job.status == JobStatus.running.value, Job.lease_until < now)
+            ),
         )
         .values(
             status=JobStatus.running.value,
@@ -132,14 +160,24 @@ def claim(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_second
     session.refresh(job)
     if job.attempts > max_attempts:
         _set_terminal(
-            session, job, JobStatus.failed, error=f"gave up after {max_attempts} attempts (the worker was lost each time)"
+            session,
+            job,
+            JobStatus.failed,
+            error=f"gave up after {max_attempts} attempts (the worker was lost each time)",
         )
         session.commit()
         return Claim(None, "attempt limit reached")
     reason = "started" if job.attempts == 1 else f"resumed from the last checkpoint (attempt {job.attempts})"
-    _transitioned(session, job_id, previous, JobStatus.running.value, reason=reason,
-                  data={"attempt": job.attempts, "worker_host": worker_host},
-                  webhook_data={"attempt": job.attempts, "reason": reason}, job=job)
+    _transitioned(
+        session,
+        job_id,
+        previous,
+        JobStatus.running.value,
+        reason=reason,
+        data={"attempt": job.attempts, "worker_host": worker_host},
+        webhook_data={"attempt": job.attempts, "reason": reason},
+        job=job,
+    )
     session.commit()
     return Claim(job, reason)
 
@@ -157,8 +195,9 @@ def renew_lease(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_
     return bool(session.exec(select(Job.cancel_requested).where(Job.id == job_id)).one())
 
 
-def _set_terminal(session: Session, job: Job, status: JobStatus, *, error: str | None = None,
-                  stop_reason: str | None = None) -> None:
+def _set_terminal(
+    session: Session, job: Job, status: JobStatus, *, error: str | None = None, stop_reason: str | None = None
+) -> None:
     previous = job.status
     job.status = status.value
     job.finished_at = utcnow()
@@ -166,12 +205,27 @@ def _set_terminal(session: Session, job: Job, status: JobStatus, *, error: str |
     job.error = error
     job.stop_reason = stop_reason
     session.add(job)
-    _transitioned(session, job.id, previous, status.value, reason=error or stop_reason,
-                  webhook_data={k: v for k, v in (("error", error), ("stop_reason", stop_reason)) if v}, job=job)
+    _transitioned(
+        session,
+        job.id,
+        previous,
+        status.value,
+        reason=error or stop_reason,
+        webhook_data={k: v for k, v in (("error", error), ("stop_reason", stop_reason)) if v},
+        job=job,
+    )
 
 
-def finish(session: Session, job_id: uuid.UUID, status: JobStatus, *, worker_host: str, error: str | None = None,
-           stop_reason: str | None = None, model_path: str | None = None) -> bool:
+def finish(
+    session: Session,
+    job_id: uuid.UUID,
+    status: JobStatus,
+    *,
+    worker_host: str,
+    error: str | None = None,
+    stop_reason: str | None = None,
+    model_path: str | None = None,
+) -> bool:
     """End a running job that this worker holds. False when it is no longer ours."""
     job = session.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
     if job is None or job.status != JobStatus.running.value or job.worker_host != worker_host:
@@ -204,16 +258,28 @@ def _lease_lapsed(job_id: uuid.UUID):
 def _cancel_lapsed(session: Session, job: Job) -> bool:
     """running with a lapsed lease → cancelled: no worker is left to stop at a batch boundary. Commits."""
     result = session.execute(
-        update(Job).where(*_lease_lapsed(job.id))
-        .values(status=JobStatus.cancelled.value, finished_at=utcnow(), lease_until=None, cancel_requested=True,
-                stop_reason="cancelled by request")
+        update(Job)
+        .where(*_lease_lapsed(job.id))
+        .values(
+            status=JobStatus.cancelled.value,
+            finished_at=utcnow(),
+            lease_until=None,
+            cancel_requested=True,
+            stop_reason="cancelled by request",
+        )
     )
     if result.rowcount != 1:
         session.rollback()
         return False
-    _transitioned(session, job.id, JobStatus.running.value, JobStatus.cancelled.value,
-                  reason=f"cancelled by request; lease expired (worker {job.worker_host} lost)", webhook_data={},
-                  job=job)
+    _transitioned(
+        session,
+        job.id,
+        JobStatus.running.value,
+        JobStatus.cancelled.value,
+        reason=f"cancelled by request; lease expired (worker {job.worker_host} lost)",
+        webhook_data={},
+        job=job,
+    )
     session.commit()
     return True
 
@@ -222,12 +288,20 @@ def request_cancel(session: Session, job: Job) -> Job:
     """queued → cancelled at once; running → flagged, the worker stops at the next batch; else 409."""
     if job.status == JobStatus.queued.value:
         result = session.execute(
-            update(Job).where(Job.id == job.id, Job.status == JobStatus.queued.value)
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.queued.value)
             .values(status=JobStatus.cancelled.value, finished_at=utcnow(), stop_reason="cancelled before it started")
         )
         if result.rowcount == 1:
-            _transitioned(session, job.id, JobStatus.queued.value, JobStatus.cancelled.value,
-                          reason="cancelled before it started", webhook_data={}, job=job)
+            _transitioned(
+                session,
+                job.id,
+                JobStatus.queued.value,
+                JobStatus.cancelled.value,
+                reason="cancelled before it started",
+                webhook_data={},
+                job=job,
+            )
             session.commit()
             session.refresh(job)
             return job
@@ -256,13 +330,23 @@ def recover_expired(session: Session, job: Job) -> str | None:
     "requeued", or None when it changed meanwhile. The caller sends a requeued job to the broker."""
     if job.cancel_requested:
         return "cancelled" if _cancel_lapsed(session, job) else None
-    result = session.execute(update(Job).where(*_lease_lapsed(job.id))
-                             .values(status=JobStatus.queued.value, enqueued_at=None, lease_until=None))
+    result = session.execute(
+        update(Job)
+        .where(*_lease_lapsed(job.id))
+        .values(status=JobStatus.queued.value, enqueued_at=None, lease_until=None)
+    )
     if result.rowcount != 1:
         session.rollback()
         return None
-    _transitioned(session, job.id, JobStatus.running.value, JobStatus.queued.value,
-                  reason=f"lease expired (worker {job.worker_host} lost); requeued", webhook_data={}, job=job)
+    _transitioned(
+        session,
+        job.id,
+        JobStatus.running.value,
+        JobStatus.queued.value,
+        reason=f"lease expired (worker {job.worker_host} lost); requeued",
+        webhook_data={},
+        job=job,
+    )
     session.commit()
     return "requeued"
 
@@ -292,5 +376,6 @@ def unenqueued_queued(session: Session) -> list[Job]:
 
 
 def stale_queued(session: Session, older_than: datetime) -> list[Job]:
-    return list(session.exec(select(Job).where(Job.status == JobStatus.queued.value,
-                                               Job.enqueued_at < older_than)).all())
+    return list(
+        session.exec(select(Job).where(Job.status == JobStatus.queued.value, Job.enqueued_at < older_than)).all()
+    )

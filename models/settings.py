@@ -19,7 +19,9 @@ class Settings(BaseSettings):
         description="Celery broker. Embedded default: kombu's filesystem transport; production: redis://…",
     )
     broker_dir: Path = Field(Path("var/broker"), description="Folder used by the filesystem broker.")
-    data_root: Path = Field(Path("var/data"), description="Every dataset and weights path in a spec is relative to this folder.")
+    data_root: Path = Field(
+        Path("var/data"), description="Every dataset and weights path in a spec is relative to this folder."
+    )
     artifacts_dir: Path = Field(Path("var/artifacts"), description="Per-job checkpoints and final models.")
     broker_transport_options: dict = Field(
         default_factory=dict, description="Extra kombu transport options (JSON), e.g. unacked_restore_interval."
@@ -38,13 +40,16 @@ class Settings(BaseSettings):
     max_epochs: int = Field(1000, ge=1, description="Upper bound on a spec's epochs.")
     page_size_max: int = Field(1000, ge=1, description="Largest page served by list endpoints.")
     analysis_history_cache_epochs: int = Field(
-        30_000, ge=0, description="Validated epoch rows each API process keeps for analyses, topped up per epoch (0: off)."
+        30_000,
+        ge=0,
+        description="Validated epoch rows each API process keeps for analyses, topped up per epoch (0: off).",
     )
     metrics_page_cache_mb: int = Field(
         64, ge=0, description="Serialized metrics pages each API process keeps, revalidated per epoch (0 turns it off)."
     )
     auth_enabled: bool = Field(
-        False, description="Require an API key (Authorization: Bearer …). Off in the embedded default; on in production."
+        False,
+        description="Require an API key (Authorization: Bearer …). Off in the embedded default; on in production.",
     )
     max_active_jobs_per_tenant: int = Field(100, ge=1, description="Queued plus running jobs one tenant may have.")
     max_image_size: int = Field(512, ge=75, le=512, description="Largest dataset.image_size a spec may ask for.")

@@ -84,8 +84,11 @@ def signal_columns(record: type[BaseModel], base: type[SQLModel] = SQLModel) -> 
             continue
         annotations[name] = info.annotation
         structured = any(get_origin(t) in (dict, list) for t in get_args(info.annotation))
-        namespace[name] = (Field(default=None, sa_column=Column(JSON, nullable=True)) if structured
-                           else Field(default=None, nullable=True))
+        namespace[name] = (
+            Field(default=None, sa_column=Column(JSON, nullable=True))
+            if structured
+            else Field(default=None, nullable=True)
+        )
     return type(f"{record.__name__}Columns", (base,), namespace)
 
 
@@ -148,8 +151,10 @@ class ForkOutcome(SQLModel, table=True):
 
     __tablename__ = "fork_outcomes"
     # A round of an autopilot exists at most once, whoever races to start it (manual forks have NULLs here).
-    __table_args__ = (UniqueConstraint("autopilot_id", "round", name="uq_fork_outcomes_autopilot_round"),
-                      Index("ix_fork_outcomes_owner_cause", "owner", "cause"))
+    __table_args__ = (
+        UniqueConstraint("autopilot_id", "round", name="uq_fork_outcomes_autopilot_round"),
+        Index("ix_fork_outcomes_owner_cause", "owner", "cause"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     parent_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)

@@ -54,8 +54,16 @@ def write_split(out: Path, counts: dict[str, int], size: int, rng: random.Random
             draw(shape, size, rng).save(folder / f"{shape}_{i:04d}.png")
 
 
-def generate(out: Path, *, classes: int = 3, train: int = 20, val: int = 8, size: int = 96, seed: int = 0,
-             train_counts: dict[str, int] | None = None) -> Path:
+def generate(
+    out: Path,
+    *,
+    classes: int = 3,
+    train: int = 20,
+    val: int = 8,
+    size: int = 96,
+    seed: int = 0,
+    train_counts: dict[str, int] | None = None,
+) -> Path:
     """Writes OUT/train/<class>/*.png and OUT/val/<class>/*.png; returns OUT."""
     if not 2 <= classes <= len(SHAPES):
         raise ValueError(f"classes must be between 2 and {len(SHAPES)}")

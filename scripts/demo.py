@@ -37,7 +37,9 @@ def stalled_spec(data: Path, epochs: int) -> dict:
         "model": {"weights": "base.weights.h5", "trainable": "head", "dense_units": 128},
         "regularization": {"dropout": 0.2},
         "optimizer": {"name": "adam", "learning_rate": 1e-6},
-        "batch_size": 16, "epochs": epochs, "seed": 0,
+        "batch_size": 16,
+        "epochs": epochs,
+        "seed": 0,
     }
 
 
@@ -65,9 +67,13 @@ def main() -> int:
     print("pre-training a base on a generated source task (once; cached in var/demo) …", flush=True)
     pretrain(data_root / "base.weights.h5", WORK / "source", per_class=32, epochs=6)
     data = plant.base_set(data_root, "shapes", 0)
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(data_root),
-           "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_DIR": str(WORK / "broker"),
-           "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts")}
+    env = {
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PLATEAU_DATA_ROOT": str(data_root),
+        "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db",
+        "PLATEAU_BROKER_DIR": str(WORK / "broker"),
+        "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
+    }
     try:
         service, base = start_embedded(env, WORK / "embedded.log", port=args.port)
     except AssertionError as exc:
@@ -88,8 +94,10 @@ def main() -> int:
             shell("fork", str(parent), "--apply", remedy, "--watch", env=cli_env)
             child = next(job.id for job in sdk.jobs() if job.id not in seen)
             before, after = best(sdk, parent), best(sdk, child)
-        print(f"\nbest val_accuracy: parent {before:.3f} → child {after:.3f} ({after - before:+.3f}) "
-              f"after {remedy} for {findings[0].cause}")
+        print(
+            f"\nbest val_accuracy: parent {before:.3f} → child {after:.3f} ({after - before:+.3f}) "
+            f"after {remedy} for {findings[0].cause}"
+        )
         return 0 if after > before else 1
     finally:
         service.stop(timeout=120)

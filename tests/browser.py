@@ -45,8 +45,11 @@ class Node:
 
     def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
         want = {k.replace("_", "-"): v for k, v in attrs.items()}
-        return [n for n in self.walk() if (tag is None or n.tag == tag)
-                and all(n.attrs.get(k) == v for k, v in want.items())]
+        return [
+            n
+            for n in self.walk()
+            if (tag is None or n.tag == tag) and all(n.attrs.get(k) == v for k, v in want.items())
+        ]
 
     def one(self, tag: str | None = None, **attrs: str) -> Node:
         found = self.all(tag, **attrs)
@@ -94,15 +97,28 @@ def parse(html: str) -> Node:
 
 
 def chromium_cmd(profile: str) -> list[str]:
-    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio", f"--user-data-dir={profile}"]
+    return [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--mute-audio",
+        f"--user-data-dir={profile}",
+    ]
 
 
 def run_chromium(args: list[str], timeout: float = 90) -> str:
     with tempfile.TemporaryDirectory(prefix="plateau-chromium-") as profile:
-        done = subprocess.run([*chromium_cmd(profile), *args], capture_output=True, text=True, timeout=timeout,
-                              start_new_session=True)
+        done = subprocess.run(
+            [*chromium_cmd(profile), *args], capture_output=True, text=True, timeout=timeout, start_new_session=True
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -123,9 +139,12 @@ class Browser:
 
     def __init__(self):
         self.profile = tempfile.mkdtemp(prefix="plateau-cdp-")
-        self.proc = subprocess.Popen([*chromium_cmd(self.profile), "--remote-debugging-port=0",
-                                      "--window-size=1280,1600", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*chromium_cmd(self.profile), "--remote-debugging-port=0", "--window-size=1280,1600", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.ids = itertools.count(1)
         self.ws = None
         self.errors: list[str] = []
@@ -135,10 +154,18 @@ class Browser:
         from websockets.asyncio.client import connect
 
         port_file = Path(self.profile) / "DevToolsActivePort"
-        port = wait_for(lambda: port_file.exists() and port_file.read_text().split("\n")[0].strip(), 30,
-                        lambda: "Chromium did not open its DevTools port", interval=0.2)
-        pages = wait_for(lambda: [t for t in self._targets(port) if t.get("type") == "page"], 30,
-                         lambda: "Chromium has no page target", interval=0.2)
+        port = wait_for(
+            lambda: port_file.exists() and port_file.read_text().split("\n")[0].strip(),
+            30,
+            lambda: "Chromium did not open its DevTools port",
+            interval=0.2,
+        )
+        pages = wait_for(
+            lambda: [t for t in self._targets(port) if t.get("type") == "page"],
+            30,
+            lambda: "Chromium has no page target",
+            interval=0.2,
+        )
         self.ws = await asyncio.wait_for(connect(pages[0]["webSocketDebuggerUrl"], max_size=None), 30)
         await self.send("Page.enable")
         await self.send("Runtime.enable")
@@ -192,8 +219,9 @@ class Browser:
                 self.errors.append(entry.get("text", ""))
 
     async def eval(self, expression: str):
-        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                      "awaitPromise": True})
+        result = await self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in result:
             raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -226,8 +254,10 @@ class Browser:
         }})()""")
         assert box, f"nothing matches {selector}"
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.send("Input.dispatchMouseEvent", {"type": kind, "x": box["x"], "y": box["y"],
-                                                         "button": "left", "clickCount": 1})
+            await self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
+            )
 
     async def type_into(self, selector: str, text: str) -> None:
         await self.eval(f"document.querySelector({json.dumps(selector)}).focus()")

@@ -23,17 +23,20 @@ DB_NAME = f"plateau_test_{RUN_ID}"
 WORKDIR = Path(tempfile.mkdtemp(prefix="plateau-tests-"))
 DATA_ROOT = WORKDIR / "data"
 
-os.environ.update({
-    "PLATEAU_DATABASE_URL": PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{DB_NAME}",
-    "PLATEAU_BROKER_URL": REDIS_URL,
-    "PLATEAU_DATA_ROOT": str(DATA_ROOT),
-    "PLATEAU_ARTIFACTS_DIR": str(WORKDIR / "artifacts"),
-    # In-process apps enqueue to a queue no test worker consumes; worker tests pass their own.
-    # Queue names carry the run id, so concurrent test runs sharing one Redis never touch each other's work.
-    "PLATEAU_QUEUE": f"inprocess-{RUN_ID}",
-    "PLATEAU_TEST_WORKER_QUEUE": f"gpu-{RUN_ID}",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-})
+os.environ.update(
+    {
+        "PLATEAU_DATABASE_URL": PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0]
+        + f"/{DB_NAME}",
+        "PLATEAU_BROKER_URL": REDIS_URL,
+        "PLATEAU_DATA_ROOT": str(DATA_ROOT),
+        "PLATEAU_ARTIFACTS_DIR": str(WORKDIR / "artifacts"),
+        # In-process apps enqueue to a queue no test worker consumes; worker tests pass their own.
+        # Queue names carry the run id, so concurrent test runs sharing one Redis never touch each other's work.
+        "PLATEAU_QUEUE": f"inprocess-{RUN_ID}",
+        "PLATEAU_TEST_WORKER_QUEUE": f"gpu-{RUN_ID}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+)
 
 # Logs as the API and worker processes write them (JSON on stderr): code run in-process here, such as a
 # simulated worker thread, must not print into the stdout a CLI test parses.

@@ -64,14 +64,17 @@ class Embedded:
         self.tmp, self.home = tmp, tmp / "home"
         self.cwd = tmp / "cwd"
         self.cwd.mkdir(parents=True, exist_ok=True)
-        self.env = fast_env(tmp, **{
-            "PLATEAU_DATABASE_URL": f"sqlite:///{self.home}/plateau.db",
-            "PLATEAU_BROKER_URL": "filesystem://",
-            "PLATEAU_BROKER_DIR": str(self.home / "broker"),
-            "PLATEAU_QUEUE": "gpu",
-            "PYTHONPATH": str(ROOT),
-            **extra,
-        })
+        self.env = fast_env(
+            tmp,
+            **{
+                "PLATEAU_DATABASE_URL": f"sqlite:///{self.home}/plateau.db",
+                "PLATEAU_BROKER_URL": "filesystem://",
+                "PLATEAU_BROKER_DIR": str(self.home / "broker"),
+                "PLATEAU_QUEUE": "gpu",
+                "PYTHONPATH": str(ROOT),
+                **extra,
+            },
+        )
         self.launcher: Proc | None = None
         self.url = ""
         self.starts = 0
@@ -80,8 +83,12 @@ class Embedded:
         self.starts += 1
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.launcher = Proc([sys.executable, "-m", "api.embedded", "--port", str(port), *args], self.env,
-                             self.tmp / f"embedded-{self.starts}.log", cwd=self.cwd)
+        self.launcher = Proc(
+            [sys.executable, "-m", "api.embedded", "--port", str(port), *args],
+            self.env,
+            self.tmp / f"embedded-{self.starts}.log",
+            cwd=self.cwd,
+        )
         wait_for(lambda: self.ready() or not self.launcher.alive(), 120, self.logs)
         assert self.launcher.alive(), self.logs()
         if "--no-worker" not in args:
@@ -137,12 +144,15 @@ class Separate:
 
     def __init__(self, tmp: Path, **extra: str):
         self.tmp = tmp
-        self.env = fast_env(tmp, **{
-            "PLATEAU_DATABASE_URL": new_database_url(),
-            "PLATEAU_BROKER_URL": os.environ["PLATEAU_BROKER_URL"],
-            "PLATEAU_QUEUE": f"faults-{uuid.uuid4().hex[:8]}",
-            **extra,
-        })
+        self.env = fast_env(
+            tmp,
+            **{
+                "PLATEAU_DATABASE_URL": new_database_url(),
+                "PLATEAU_BROKER_URL": os.environ["PLATEAU_BROKER_URL"],
+                "PLATEAU_QUEUE": f"faults-{uuid.uuid4().hex[:8]}",
+                **extra,
+            },
+        )
         self.api_proc: Proc | None = None
         self.worker: Proc | None = None
         self.url = ""

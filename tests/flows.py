@@ -16,8 +16,9 @@ def wait_status(api: httpx.Client, job_id: str, statuses: set[str], timeout: flo
         job = api.get(f"/jobs/{job_id}").json()
         return job if job["status"] in statuses else None
 
-    return wait_for(check, timeout, lambda: f"job {job_id} not in {statuses}: "
-                    f"{api.get(f'/jobs/{job_id}').json()}\n{logs()}")
+    return wait_for(
+        check, timeout, lambda: f"job {job_id} not in {statuses}: {api.get(f'/jobs/{job_id}').json()}\n{logs()}"
+    )
 
 
 def wait_epochs(api: httpx.Client, job_id: str, n: int, timeout: float, logs=lambda: "") -> list[dict]:

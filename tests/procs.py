@@ -11,11 +11,31 @@ from devtools.service import ROOT, Proc, free_port, http_ok, start_api, start_em
 
 
 def start_worker(env: dict[str, str], log: Path, name: str = "w1") -> Proc:
-    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
-            "-Q", env.get("PLATEAU_QUEUE", "gpu"), "-n", f"{name}@%h", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-P",
+        "solo",
+        "-c",
+        "1",
+        "-Q",
+        env.get("PLATEAU_QUEUE", "gpu"),
+        "-n",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     proc = Proc(args, env, log)
-    wait_for(lambda: "ready." in proc.tail(100_000) or not proc.alive(), 90, lambda: f"worker did not start:\n{proc.tail()}")
+    wait_for(
+        lambda: "ready." in proc.tail(100_000) or not proc.alive(), 90, lambda: f"worker did not start:\n{proc.tail()}"
+    )
     assert proc.alive(), proc.tail()
     return proc
 

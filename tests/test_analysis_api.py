@@ -26,18 +26,36 @@ def job_with_history(client, rows: list[dict], counts: dict | None = None, spec:
 def overfitting_rows(n: int = 10) -> list[dict]:
     rows = []
     for e in range(1, n + 1):
-        rows.append({
-            "epoch": e, "loss": 1.0 / e, "accuracy": min(1.0, 0.5 + 0.06 * e), "learning_rate": 1e-3,
-            "train_eval_loss": 0.9 / e, "train_eval_accuracy": min(1.0, 0.5 + 0.06 * e),
-            "val_loss": 0.8 + 0.05 * max(0, e - 3), "val_accuracy": 0.6,
-        })
+        rows.append(
+            {
+                "epoch": e,
+                "loss": 1.0 / e,
+                "accuracy": min(1.0, 0.5 + 0.06 * e),
+                "learning_rate": 1e-3,
+                "train_eval_loss": 0.9 / e,
+                "train_eval_accuracy": min(1.0, 0.5 + 0.06 * e),
+                "val_loss": 0.8 + 0.05 * max(0, e - 3),
+                "val_accuracy": 0.6,
+            }
+        )
     return rows
 
 
 def healthy_rows(n: int = 10) -> list[dict]:
-    return [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + 0.045 * e, "train_eval_loss": 1.0 / e,
-             "train_eval_accuracy": 0.5 + 0.045 * e, "val_loss": 1.02 / e, "val_accuracy": 0.5 + 0.044 * e,
-             "learning_rate": 1e-3, "update_ratio_head": 1e-3} for e in range(1, n + 1)]
+    return [
+        {
+            "epoch": e,
+            "loss": 1.0 / e,
+            "accuracy": 0.5 + 0.045 * e,
+            "train_eval_loss": 1.0 / e,
+            "train_eval_accuracy": 0.5 + 0.045 * e,
+            "val_loss": 1.02 / e,
+            "val_accuracy": 0.5 + 0.044 * e,
+            "learning_rate": 1e-3,
+            "update_ratio_head": 1e-3,
+        }
+        for e in range(1, n + 1)
+    ]
 
 
 def test_overfitting_diagnosis_with_evidence_and_remedies(client):
@@ -71,8 +89,7 @@ def test_rule_parameters_are_overridable_by_query(client):
     jid = job_with_history(client, overfitting_rows())
     default = client.get(f"/jobs/{jid}/analysis", params={"rules": "overfitting"}).json()
     assert any(f["cause"] == "overfitting" for f in default["findings"])
-    strict = client.get(f"/jobs/{jid}/analysis", params={"rules": "overfitting",
-                                                         "overfitting.min_gap": 0.9}).json()
+    strict = client.get(f"/jobs/{jid}/analysis", params={"rules": "overfitting", "overfitting.min_gap": 0.9}).json()
     assert not any(f["cause"] == "overfitting" for f in strict["findings"])
     r = client.get(f"/jobs/{jid}/analysis", params={"overfitting.no_such_param": 1})
     assert r.status_code == 422 and "no_such_param" in r.text

@@ -60,6 +60,7 @@ def test_overrides_and_rule_subsets_are_separate_entries(client, monkeypatch):
     default = client.get(f"/jobs/{jid}/analysis").json()
     strict = client.get(f"/jobs/{jid}/analysis", params={"overfitting.ratio_threshold": "100"}).json()
     only = client.get(f"/jobs/{jid}/analysis", params={"rules": "plateau"}).json()
+
     def thresholds(body):
         return next(f["thresholds"] for f in body["findings"] if f["cause"] == "overfitting")
 

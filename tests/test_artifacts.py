@@ -72,11 +72,13 @@ def test_listing_has_model_checkpoints_and_tensorboard_with_sizes(client, succee
     assert body["model"]["path"] == "model.keras" and body["model"]["size"] == len(files["model.keras"])
     assert body["model"]["url"].endswith(f"/jobs/{job_id}/model")
     assert {c["path"]: c["size"] for c in body["checkpoints"]} == {
-        k: len(v) for k, v in files.items() if k.startswith("backup/")}
+        k: len(v) for k, v in files.items() if k.startswith("backup/")
+    }
     board = body["tensorboard"]
     assert board["dir"] == str(folder / "tensorboard")
     assert {f["path"]: f["size"] for f in board["files"]} == {
-        k: len(v) for k, v in files.items() if k.startswith("tensorboard/")}
+        k: len(v) for k, v in files.items() if k.startswith("tensorboard/")
+    }
     assert board["size"] == sum(len(v) for k, v in files.items() if k.startswith("tensorboard/"))
     assert body["total_size"] == sum(len(v) for v in files.values())
     for item in [*body["checkpoints"], *board["files"]]:  # every listed url downloads that file
@@ -127,8 +129,16 @@ def test_paths_cannot_leave_the_job_folder(client, succeeded, tmp_path):
     listing = client.get(f"/jobs/{job_id}/artifacts").json()
     listed = [f["path"] for f in [*listing["checkpoints"], *listing["tensorboard"]["files"]]]
     assert not any("leak" in p for p in listed)
-    for path in ("tensorboard/leak", "backup/leakdir/secret.txt", "%2e%2e/%2e%2e/etc/passwd", "..%2F..%2Fetc%2Fpasswd",
-                 "%2Fetc%2Fpasswd", "backup/..%2F..%2F" + job_id, "does-not-exist", "backup"):
+    for path in (
+        "tensorboard/leak",
+        "backup/leakdir/secret.txt",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2Fetc%2Fpasswd",
+        "backup/..%2F..%2F" + job_id,
+        "does-not-exist",
+        "backup",
+    ):
         r = client.get(f"/jobs/{job_id}/artifacts/{path}")
         assert r.status_code in (404, 422), (path, r.status_code)
         assert b"not yours" not in r.content and b"root:" not in r.content
@@ -159,8 +169,11 @@ def test_artifacts_are_tenant_scoped(client):
         files = fake_artifacts(job_id)
         folder = Path(get_settings().artifacts_dir).resolve() / job_id
         set_job(job_id, status="succeeded", model_path=str(folder / "model.keras"))
-        for path in (f"/jobs/{job_id}/model", f"/jobs/{job_id}/artifacts",
-                     f"/jobs/{job_id}/artifacts/backup/chkpt.weights.h5"):
+        for path in (
+            f"/jobs/{job_id}/model",
+            f"/jobs/{job_id}/artifacts",
+            f"/jobs/{job_id}/artifacts/backup/chkpt.weights.h5",
+        ):
             assert client.get(path, headers=b).status_code == 404, path
             assert client.get(path).status_code == 401, path
             assert client.get(path, headers=a).status_code == 200, path

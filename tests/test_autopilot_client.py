@@ -44,6 +44,7 @@ def planted(name: str) -> dict:
 
 def stand_in_worker(name: str, jobs: int, delay: float = 0.05) -> threading.Thread:
     """Trains the jobs named `name` as they are queued: the planted rate stays flat, a raised one learns."""
+
     def run():
         done: set[uuid.UUID] = set()
         deadline = time.monotonic() + 60
@@ -59,9 +60,20 @@ def stand_in_worker(name: str, jobs: int, delay: float = 0.05) -> threading.Thre
                     s.commit()
                     for i, va in enumerate(FLAT if low else SETTLED, start=1):
                         time.sleep(delay)
-                        upsert_epoch(s, job.id, {"epoch": i, "val_accuracy": va, "accuracy": va, "loss": 1 - va / 2,
-                                                 "val_loss": 1 - va / 2, "learning_rate": 1e-6 if low else 1e-5,
-                                                 "update_ratio_head": 1.2e-7 if low else 2e-3, "epoch_seconds": 0.1})
+                        upsert_epoch(
+                            s,
+                            job.id,
+                            {
+                                "epoch": i,
+                                "val_accuracy": va,
+                                "accuracy": va,
+                                "loss": 1 - va / 2,
+                                "val_loss": 1 - va / 2,
+                                "learning_rate": 1e-6 if low else 1e-5,
+                                "update_ratio_head": 1.2e-7 if low else 2e-3,
+                                "epoch_seconds": 0.1,
+                            },
+                        )
                     s.execute(update(Job).where(Job.id == job.id).values(status="succeeded", finished_at=utcnow()))
                     s.commit()
                 with structlog.testing.capture_logs():  # CliRunner swaps (and closes) the streams logs go to
@@ -79,8 +91,9 @@ def test_cli_submit_autopilot_watch_follows_the_lineage(api, tmp_path):
     path = tmp_path / "job.json"
     path.write_text(json.dumps(planted(name)))
     worker = stand_in_worker(name, jobs=2)
-    result = CliRunner().invoke(app, ["--url", api, "submit", str(path), "--autopilot", "2", "--watch"],
-                                env={"COLUMNS": "160"})
+    result = CliRunner().invoke(
+        app, ["--url", api, "submit", str(path), "--autopilot", "2", "--watch"], env={"COLUMNS": "160"}
+    )
     worker.join(5)
     assert result.exit_code == 0, result.output
     out = result.output
@@ -88,7 +101,7 @@ def test_cli_submit_autopilot_watch_follows_the_lineage(api, tmp_path):
     assert "── round 1: learning_rate_too_low → increase_learning_rate" in out
     assert out.count("0.1667") >= 7 and "0.9500" in out  # one line per epoch of both jobs
     assert "ended: healthy after 1 of 2 rounds" in out
-    table = out[out.index("lineage of"):]
+    table = out[out.index("lineage of") :]
     assert "increase_learning_rate" in table and "+0.7833" in table and "0.9500" in table  # round, remedy, best, gain
 
     root_id = out.split("submitted job ", 1)[1].split()[0]

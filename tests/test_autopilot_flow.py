@@ -50,8 +50,9 @@ def ended(api: httpx.Client, job_id: str, timeout: float, logs=lambda: "") -> di
         body = api.get(f"/jobs/{job_id}/lineage").json()
         return body if body["autopilot"]["state"] == "ended" else None
 
-    return wait_for(check, timeout, lambda: f"lineage not ended: {api.get(f'/jobs/{job_id}/lineage').json()}\n{logs()}",
-                    interval=1)
+    return wait_for(
+        check, timeout, lambda: f"lineage not ended: {api.get(f'/jobs/{job_id}/lineage').json()}\n{logs()}", interval=1
+    )
 
 
 def best(api: httpx.Client, job_id: str) -> float:
@@ -61,8 +62,11 @@ def best(api: httpx.Client, job_id: str) -> float:
 def check_first_round(api: httpx.Client, body: dict, *, cause_gone: bool = True) -> None:
     root, first = body["steps"][0], body["steps"][1]
     assert root["diagnosis"]["primary_cause"] == "learning_rate_too_low", root
-    assert (first["round"], first["cause"], first["remedies"]) == (1, "learning_rate_too_low",
-                                                                    ["increase_learning_rate"])
+    assert (first["round"], first["cause"], first["remedies"]) == (
+        1,
+        "learning_rate_too_low",
+        ["increase_learning_rate"],
+    )
     child = api.get(f"/jobs/{first['job_id']}").json()
     # the child runs the recorded remedy: the rate raised ×10 to ×100, as far as the measured update ratio asks
     raised = first["patch"]["optimizer"]["learning_rate"]
@@ -91,7 +95,8 @@ def test_embedded_lineage(tmp_path, weights, data_root):
             assert api.get(f"/jobs/{body['steps'][1]['job_id']}").json()["children"] == []
             stats = api.get("/remedies/outcomes").json()["items"]
             assert [(i["cause"], i["remedy"], i["count"], i["measured"]) for i in stats] == [
-                ("learning_rate_too_low", "increase_learning_rate", 1, 1)]
+                ("learning_rate_too_low", "increase_learning_rate", 1, 1)
+            ]
     finally:
         proc.stop(timeout=60)
 
@@ -99,9 +104,15 @@ def test_embedded_lineage(tmp_path, weights, data_root):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
     logs = tmp_path_factory.mktemp("logs")
-    return {"PLATEAU_QUEUE": os.environ["PLATEAU_TEST_WORKER_QUEUE"], "PLATEAU_DATABASE_URL": new_database_url(),
-            "PLATEAU_LEASE_SECONDS": "4", "PLATEAU_RECONCILE_INTERVAL": "1", "PLATEAU_CANCEL_POLL_SECONDS": "0.5",
-            "PLATEAU_REQUEUE_AFTER": "30", "LOGS": str(logs)}
+    return {
+        "PLATEAU_QUEUE": os.environ["PLATEAU_TEST_WORKER_QUEUE"],
+        "PLATEAU_DATABASE_URL": new_database_url(),
+        "PLATEAU_LEASE_SECONDS": "4",
+        "PLATEAU_RECONCILE_INTERVAL": "1",
+        "PLATEAU_CANCEL_POLL_SECONDS": "0.5",
+        "PLATEAU_REQUEUE_AFTER": "30",
+        "LOGS": str(logs),
+    }
 
 
 def test_postgres_lineage_survives_api_and_worker_restarts(env, weights):
@@ -119,6 +130,7 @@ def test_postgres_lineage_survives_api_and_worker_restarts(env, weights):
         api_proc, url = start_api(env, logs_dir / "api-2.log")
         worker = start_worker(env, logs_dir / "worker-2.log", name="w2")
         with httpx.Client(base_url=url, timeout=30) as api:
+
             def forked():
                 return api.get(f"/jobs/{root['id']}/lineage").json()["autopilot"]["rounds_done"] >= 1
 
@@ -153,8 +165,11 @@ def test_postgres_lineage_cancelled_in_the_middle(env, weights):
                 ap = api.get(f"/jobs/{root['id']}/lineage").json()["autopilot"]
                 if ap["rounds_done"] < 1:
                     return None
-                return ap["current_job_id"] if api.get(f"/jobs/{ap['current_job_id']}").json()["status"] == "running" \
+                return (
+                    ap["current_job_id"]
+                    if api.get(f"/jobs/{ap['current_job_id']}").json()["status"] == "running"
                     else None
+                )
 
             child_id = wait_for(child_running, 400, logs, interval=0.5)
             assert api.post(f"/jobs/{child_id}/cancel").status_code == 202

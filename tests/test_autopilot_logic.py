@@ -41,16 +41,34 @@ def planted(**overrides) -> dict:
     return spec
 
 
-def run_as_worker(job_id, val_accuracy: list[float], *, train_accuracy: list[float] | None = None,
-                  lr: float = 1e-6, ratio: float = 1.2e-7, status: str = "succeeded") -> None:
+def run_as_worker(
+    job_id,
+    val_accuracy: list[float],
+    *,
+    train_accuracy: list[float] | None = None,
+    lr: float = 1e-6,
+    ratio: float = 1.2e-7,
+    status: str = "succeeded",
+) -> None:
     """Record a finished run: one epoch row per value, then the terminal state, then the worker's hook."""
     jid = uuid.UUID(str(job_id))
     train_accuracy = train_accuracy or val_accuracy
     with session_scope() as s:
         for i, (va, ta) in enumerate(zip(val_accuracy, train_accuracy), start=1):
-            upsert_epoch(s, jid, {"epoch": i, "val_accuracy": va, "accuracy": ta, "loss": 1.1 - ta / 2,
-                                  "val_loss": 1.1 - va / 2, "learning_rate": lr, "update_ratio_head": ratio,
-                                  "epoch_seconds": 0.1})
+            upsert_epoch(
+                s,
+                jid,
+                {
+                    "epoch": i,
+                    "val_accuracy": va,
+                    "accuracy": ta,
+                    "loss": 1.1 - ta / 2,
+                    "val_loss": 1.1 - va / 2,
+                    "learning_rate": lr,
+                    "update_ratio_head": ratio,
+                    "epoch_seconds": 0.1,
+                },
+            )
         s.execute(update(Job).where(Job.id == jid).values(status=status, finished_at=utcnow()))
         s.commit()
     after_job_end(jid)
@@ -83,9 +101,19 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     # the worker's hook and the sweep race on the same ended job: one child, one round
     with session_scope() as s:
         for i, va in enumerate(FLAT, start=1):
-            upsert_epoch(s, uuid.UUID(root["id"]), {"epoch": i, "val_accuracy": va, "accuracy": 0.3, "loss": 1.0,
-                                                    "val_loss": 1.1, "learning_rate": 1e-6,
-                                                    "update_ratio_head": 1.2e-7})
+            upsert_epoch(
+                s,
+                uuid.UUID(root["id"]),
+                {
+                    "epoch": i,
+                    "val_accuracy": va,
+                    "accuracy": 0.3,
+                    "loss": 1.0,
+                    "val_loss": 1.1,
+                    "learning_rate": 1e-6,
+                    "update_ratio_head": 1.2e-7,
+                },
+            )
         s.execute(update(Job).where(Job.id == uuid.UUID(root["id"])).values(status="succeeded", finished_at=utcnow()))
         s.commit()
     calls = [threading.Thread(target=after_job_end, args=(uuid.UUID(root["id"]),)) for _ in range(3)]
@@ -117,8 +145,9 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
         row = s.exec(select(ForkOutcome).where(ForkOutcome.child_id == uuid.UUID(child["id"]))).one()
         assert (row.parent_epochs, row.child_epochs) == (7, 7)
     stats = client.get("/remedies/outcomes", params={"metric": "val_accuracy"}).json()
-    item = next(i for i in stats["items"] if (i["cause"], i["remedy"]) == ("learning_rate_too_low",
-                                                                            "increase_learning_rate"))
+    item = next(
+        i for i in stats["items"] if (i["cause"], i["remedy"]) == ("learning_rate_too_low", "increase_learning_rate")
+    )
     assert item["count"] >= 1 and item["measured"] >= 1 and item["improved_share"] > 0 and item["median_gain"] > 0
 
 
@@ -169,10 +198,23 @@ def test_after_one_brake_helped_the_other_brake_its_finding_named_is_loosened(cl
         with session_scope() as s:
             s.execute(update(Job).where(Job.id == jid).values(class_counts=client_counts))
             for i, va in enumerate(val, start=1):
-                upsert_epoch(s, jid, {"epoch": i, "val_accuracy": va, "accuracy": va, "train_eval_accuracy": va,
-                                      "loss": 1.5, "val_loss": 1.4 - va / 2, "train_eval_loss": 1.5,
-                                      "regularization_loss": penalty, "learning_rate": 1e-3,
-                                      "update_ratio_head": 2e-3, "epoch_seconds": 0.1})
+                upsert_epoch(
+                    s,
+                    jid,
+                    {
+                        "epoch": i,
+                        "val_accuracy": va,
+                        "accuracy": va,
+                        "train_eval_accuracy": va,
+                        "loss": 1.5,
+                        "val_loss": 1.4 - va / 2,
+                        "train_eval_loss": 1.5,
+                        "regularization_loss": penalty,
+                        "learning_rate": 1e-3,
+                        "update_ratio_head": 2e-3,
+                        "epoch_seconds": 0.1,
+                    },
+                )
             s.execute(update(Job).where(Job.id == jid).values(status="succeeded", finished_at=utcnow()))
             s.commit()
         after_job_end(jid)
@@ -186,9 +228,15 @@ def test_after_one_brake_helped_the_other_brake_its_finding_named_is_loosened(cl
     assert body["autopilot"]["rounds_done"] == 2, body["autopilot"]
     step = body["steps"][2]
     assert (step["cause"], step["remedies"], step["patch"]) == (
-        "regularization_too_strong", ["reduce_dropout"], {"regularization": {"dropout": 0.5}})
+        "regularization_too_strong",
+        ["reduce_dropout"],
+        {"regularization": {"dropout": 0.5}},
+    )
     child = client.get(f"/jobs/{step['job_id']}").json()
-    assert child["spec"]["regularization"]["l2"] == pytest.approx(0.05) and child["spec"]["regularization"]["dropout"] == 0.5
+    assert (
+        child["spec"]["regularization"]["l2"] == pytest.approx(0.05)
+        and child["spec"]["regularization"]["dropout"] == 0.5
+    )
 
 
 def test_no_gain_goes_back_to_the_parent_and_ends_when_no_remedy_is_left(client):
@@ -238,10 +286,17 @@ def test_illegal_autopilot_starts_are_409(client):
     assert client.post(f"/jobs/{uuid.uuid4()}/autopilot", json=AUTO).status_code == 404
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"max_rounds": 11}, "max_rounds"), ({"max_rounds": 0}, "max_rounds"), ({"metric": "f1"}, "metric"),
-    ({"min_gain": -0.1}, "min_gain"), ({"min_confidence": 1.5}, "min_confidence"), ({"rounds": 2}, "rounds"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"max_rounds": 11}, "max_rounds"),
+        ({"max_rounds": 0}, "max_rounds"),
+        ({"metric": "f1"}, "metric"),
+        ({"min_gain": -0.1}, "min_gain"),
+        ({"min_confidence": 1.5}, "min_confidence"),
+        ({"rounds": 2}, "rounds"),
+    ],
+)
 def test_bad_autopilot_spec_is_422_naming_the_field(client, bad, field):
     r = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, **bad}})
     assert r.status_code == 422, r.text
@@ -295,8 +350,13 @@ def test_state_lives_in_the_database_only():
 
 
 def _diagnosis(*remedies: str, confidence: float = 0.8, verdict: str = "stagnating") -> Diagnosis:
-    finding = Finding(rule="r", cause="c", confidence=confidence, summary="",
-                      remedies=[Remedy(id=r, text=r, patch={"x": i}) for i, r in enumerate(remedies)])
+    finding = Finding(
+        rule="r",
+        cause="c",
+        confidence=confidence,
+        summary="",
+        remedies=[Remedy(id=r, text=r, patch={"x": i}) for i, r in enumerate(remedies)],
+    )
     return Diagnosis(verdict=verdict, findings=[finding], summary="")
 
 
@@ -314,21 +374,31 @@ def test_next_step_decisions():
     config = AutopilotSpec(max_rounds=2, min_confidence=0.7)
     step = next_step(config, rounds_done=0, last_helped=True, diagnosis=_diagnosis("a", "b"), tried={"a"})
     assert isinstance(step, Fork) and step.remedy.id == "b"
-    assert next_step(config, rounds_done=2, last_helped=True, diagnosis=_diagnosis("a"), tried=set()).reason == "max_rounds"
+    assert (
+        next_step(config, rounds_done=2, last_helped=True, diagnosis=_diagnosis("a"), tried=set()).reason
+        == "max_rounds"
+    )
     low = next_step(config, rounds_done=0, last_helped=True, diagnosis=_diagnosis("a", confidence=0.5), tried=set())
     assert isinstance(low, End) and low.reason == "no_confident_cause"
-    assert next_step(config, rounds_done=1, last_helped=False, diagnosis=_diagnosis("a"), tried={"a"}).reason == "no_gain"
+    assert (
+        next_step(config, rounds_done=1, last_helped=False, diagnosis=_diagnosis("a"), tried={"a"}).reason == "no_gain"
+    )
     healthy = Diagnosis(verdict="healthy", summary="fine")
     assert next_step(config, rounds_done=1, last_helped=True, diagnosis=healthy, tried=set()).reason == "healthy"
     # a follow-up carries a remedy that helped further; one that did not help is never carried further
     more = (Remedy(id="train_longer", patch={"epochs": 20}, text="t"), {"best_epoch": 9})
-    step = next_step(config, rounds_done=1, last_helped=True, diagnosis=healthy, tried={"a"}, follow_up=more,
-                     last_cause="c")
+    step = next_step(
+        config, rounds_done=1, last_helped=True, diagnosis=healthy, tried={"a"}, follow_up=more, last_cause="c"
+    )
     assert isinstance(step, Fork) and (step.remedy.id, step.cause, step.confidence) == ("train_longer", "c", None)
-    assert next_step(config, rounds_done=1, last_helped=False, diagnosis=healthy, tried={"a"},
-                     follow_up=more).reason == "no_gain"
+    assert (
+        next_step(config, rounds_done=1, last_helped=False, diagnosis=healthy, tried={"a"}, follow_up=more).reason
+        == "no_gain"
+    )
     # a confident cause with an untried remedy comes before a follow-up
-    step = next_step(config, rounds_done=1, last_helped=True, diagnosis=_diagnosis("a", "b"), tried={"a"}, follow_up=more)
+    step = next_step(
+        config, rounds_done=1, last_helped=True, diagnosis=_diagnosis("a", "b"), tried={"a"}, follow_up=more
+    )
     assert step.remedy.id == "b"
 
 

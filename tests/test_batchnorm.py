@@ -31,14 +31,20 @@ def bn_stats(base) -> list[np.ndarray]:
     """moving_mean and moving_variance of every BatchNormalization layer, in layer order."""
     import keras
 
-    return [keras.ops.convert_to_numpy(v) for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)
-            for v in (layer.moving_mean, layer.moving_variance)]
+    return [
+        keras.ops.convert_to_numpy(v)
+        for layer in base.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    ]
 
 
 def first_kernel(base) -> np.ndarray:
     import keras
 
-    return keras.ops.convert_to_numpy(next(layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D)).kernel)
+    return keras.ops.convert_to_numpy(
+        next(layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D)).kernel
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +73,16 @@ def pretrained(data_root) -> dict:
 
 
 def spec(epochs: int, trainable="all", batchnorm: str = "auto", **overrides) -> dict:
-    return {"name": "batchnorm", "dataset": {"train_dir": "bn/train", "val_dir": "bn/val", "image_size": 75},
-            "model": {"weights": WEIGHTS, "trainable": trainable, "dense_units": 32, "batchnorm": batchnorm},
-            "optimizer": {"learning_rate": 2e-5}, "batch_size": 4, "epochs": epochs, "seed": 3, **overrides}
+    return {
+        "name": "batchnorm",
+        "dataset": {"train_dir": "bn/train", "val_dir": "bn/val", "image_size": 75},
+        "model": {"weights": WEIGHTS, "trainable": trainable, "dense_units": 32, "batchnorm": batchnorm},
+        "optimizer": {"learning_rate": 2e-5},
+        "batch_size": 4,
+        "epochs": epochs,
+        "seed": 3,
+        **overrides,
+    }
 
 
 def saved_base(model_path: str):
@@ -85,10 +98,17 @@ def assert_statistics_kept(base, start: dict) -> None:
 
 # --- resolution -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("weights", "setting", "mode"), [
-    ("imagenet", "auto", "frozen"), ("base.weights.h5", "auto", "frozen"), (None, "auto", "train"),
-    ("imagenet", "train", "train"), (None, "frozen", "frozen"),
-])
+
+@pytest.mark.parametrize(
+    ("weights", "setting", "mode"),
+    [
+        ("imagenet", "auto", "frozen"),
+        ("base.weights.h5", "auto", "frozen"),
+        (None, "auto", "train"),
+        ("imagenet", "train", "train"),
+        (None, "frozen", "frozen"),
+    ],
+)
 def test_batchnorm_mode_resolves_alike_in_trainer_and_analysis(weights, setting, mode):
     from analysis.spec import SpecView
     from worker.training.model import batchnorm_mode
@@ -135,9 +155,17 @@ def side_runs(pretrained, data_root, tmp_path_factory) -> dict[str, tuple[subpro
     for name, (s, how) in jobs.items():
         workdir = tmp_path_factory.mktemp(name)
         with open(workdir / "out.log", "w") as log:  # a file, not a pipe nobody reads until the end
-            runs[name] = (subprocess.Popen([sys.executable, "-c", TRAIN, json.dumps(s), str(data_root),
-                                            str(workdir), how], stdout=log, stderr=subprocess.STDOUT, text=True,
-                                           cwd=ROOT, env=env), workdir / "out.log")
+            runs[name] = (
+                subprocess.Popen(
+                    [sys.executable, "-c", TRAIN, json.dumps(s), str(data_root), str(workdir), how],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    cwd=ROOT,
+                    env=env,
+                ),
+                workdir / "out.log",
+            )
     yield runs
     for proc, _ in runs.values():
         if proc.poll() is None:
@@ -157,13 +185,19 @@ def side_result(side_runs: dict, name: str) -> dict:
 
 # --- in process: head only, on cached features -----------------------------------------------------------------------
 
+
 @pytest.mark.usefixtures("side_runs")  # started first, to train meanwhile
 def test_frozen_base_on_cached_features_keeps_statistics(pretrained, data_root, tmp_path):
     from worker.training.fit import train
 
     sink = MemorySink()
-    result = train(JobSpec.model_validate(spec(2, trainable="head")), data_root=data_root, workdir=tmp_path, sink=sink,
-                   stop=threading.Event())
+    result = train(
+        JobSpec.model_validate(spec(2, trainable="head")),
+        data_root=data_root,
+        workdir=tmp_path,
+        sink=sink,
+        stop=threading.Event(),
+    )
     assert result.status == "succeeded"
     [perf] = [d for kind, _, d in sink.events if kind == "performance"]
     assert perf["cache_features"] is True and perf["batchnorm"] == "frozen"
@@ -173,6 +207,7 @@ def test_frozen_base_on_cached_features_keeps_statistics(pretrained, data_root, 
 
 
 # --- a real job on the service ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):

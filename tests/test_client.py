@@ -36,8 +36,11 @@ def api(tmp_path_factory):
     yield url
     proc.stop()
     with session_scope() as s:  # leave no active jobs behind for the per-tenant limit
-        s.execute(update(Job).where(Job.name.like(f"{PREFIX}%"), Job.status.in_(["queued", "running"]))
-                  .values(status="cancelled"))
+        s.execute(
+            update(Job)
+            .where(Job.name.like(f"{PREFIX}%"), Job.status.in_(["queued", "running"]))
+            .values(status="cancelled")
+        )
         s.commit()
 
 
@@ -63,11 +66,26 @@ def spec(**overrides) -> dict:
 
 def epoch_row(n: int, *, overfit: bool = False) -> dict:
     if overfit:
-        return {"epoch": n, "loss": 1.0 / n, "accuracy": min(1.0, 0.5 + 0.06 * n), "learning_rate": 1e-3,
-                "train_eval_loss": 0.9 / n, "train_eval_accuracy": min(1.0, 0.5 + 0.06 * n),
-                "val_loss": 0.8 + 0.05 * max(0, n - 3), "val_accuracy": 0.6, "epoch_seconds": 1.5}
-    return {"epoch": n, "loss": 1.0 / n, "accuracy": 0.5 + 0.04 * n, "val_loss": 1.02 / n,
-            "val_accuracy": 0.5 + 0.04 * n, "learning_rate": 1e-3, "epoch_seconds": 1.5}
+        return {
+            "epoch": n,
+            "loss": 1.0 / n,
+            "accuracy": min(1.0, 0.5 + 0.06 * n),
+            "learning_rate": 1e-3,
+            "train_eval_loss": 0.9 / n,
+            "train_eval_accuracy": min(1.0, 0.5 + 0.06 * n),
+            "val_loss": 0.8 + 0.05 * max(0, n - 3),
+            "val_accuracy": 0.6,
+            "epoch_seconds": 1.5,
+        }
+    return {
+        "epoch": n,
+        "loss": 1.0 / n,
+        "accuracy": 0.5 + 0.04 * n,
+        "val_loss": 1.02 / n,
+        "val_accuracy": 0.5 + 0.04 * n,
+        "learning_rate": 1e-3,
+        "epoch_seconds": 1.5,
+    }
 
 
 def set_status(job_id, status: str, reason: str | None = None, **values) -> None:
@@ -91,8 +109,12 @@ def finished_job(sdk: PlateauClient, n: int = 10, status: str = "succeeded", ove
     jid = str(sdk.submit(spec(epochs=n)).id)
     set_status(jid, "running", "started")
     add_epochs(jid, range(1, n + 1), overfit=overfit)
-    set_status(jid, status, "out of memory" if status == "failed" else None,
-               **({"error": "out of memory"} if status == "failed" else {}))
+    set_status(
+        jid,
+        status,
+        "out of memory" if status == "failed" else None,
+        **({"error": "out of memory"} if status == "failed" else {}),
+    )
     return jid
 
 
@@ -114,8 +136,12 @@ def simulate_training(name: str, epochs: int, final: str, delay: float = 0.2) ->
             time.sleep(delay)
             add_epochs(jid, [n])
         time.sleep(delay)
-        set_status(jid, final, "the worker ran out of memory" if final == "failed" else None,
-                   **({"error": "the worker ran out of memory"} if final == "failed" else {}))
+        set_status(
+            jid,
+            final,
+            "the worker ran out of memory" if final == "failed" else None,
+            **({"error": "the worker ran out of memory"} if final == "failed" else {}),
+        )
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -189,8 +215,7 @@ def test_analysis_with_rules_and_params(sdk):
     jid = finished_job(sdk, overfit=True)
     found = sdk.analysis(jid)
     assert found.verdict == "stagnating" and any(f.cause == "overfitting" for f in found.findings)
-    only = sdk.analysis(jid, rules=["overfitting"],
-                        params={"overfitting": {"min_gap": 0.9}})
+    only = sdk.analysis(jid, rules=["overfitting"], params={"overfitting": {"min_gap": 0.9}})
     assert not any(f.cause == "overfitting" for f in only.findings)
     flat = sdk.analysis(jid, params={"overfitting.min_gap": 0.9})
     assert not any(f.cause == "overfitting" for f in flat.findings)
@@ -338,8 +363,13 @@ def test_cli_metrics_follow_ends_on_terminal_job(cli, sdk):
 
 def test_cli_not_found_is_3(cli):
     missing = str(uuid.uuid4())
-    for args in (("show", missing), ("metrics", missing), ("analyze", missing), ("cancel", missing),
-                 ("fork", missing, "--patch", "{}")):
+    for args in (
+        ("show", missing),
+        ("metrics", missing),
+        ("analyze", missing),
+        ("cancel", missing),
+        ("fork", missing, "--patch", "{}"),
+    ):
         r = cli(*args)
         assert r.exit_code == 3, (args, r.output)
         assert "not found" in r.stderr
@@ -409,10 +439,16 @@ def test_cli_url_from_env_and_connection_error(api, sdk):
 
 def test_cli_as_a_real_process(api, sdk):
     jid = finished_job(sdk, n=3, overfit=False)
-    done = subprocess.run([str(PLATEAU), "show", jid, "--json"], env={"PLATEAU_URL": api, "PATH": ""},
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(PLATEAU), "show", jid, "--json"],
+        env={"PLATEAU_URL": api, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "succeeded"
-    missing = subprocess.run([str(PLATEAU), "--url", api, "metrics", str(uuid.uuid4())],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [str(PLATEAU), "--url", api, "metrics", str(uuid.uuid4())], capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 3 and "not found" in missing.stderr

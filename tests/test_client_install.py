@@ -41,8 +41,12 @@ def client_venv(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
-                               capture_output=True, text=True, timeout=600)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return venv
 
@@ -53,8 +57,11 @@ def api(tmp_path_factory):
     yield url
     proc.stop()
     with session_scope() as s:  # leave no active jobs behind for the per-tenant limit
-        s.execute(update(Job).where(Job.name.like(f"{PREFIX}%"), Job.status.in_(["queued", "running"]))
-                  .values(status="cancelled"))
+        s.execute(
+            update(Job)
+            .where(Job.name.like(f"{PREFIX}%"), Job.status.in_(["queued", "running"]))
+            .values(status="cancelled")
+        )
         s.commit()
 
 
@@ -71,8 +78,10 @@ def test_the_client_install_has_no_server_dependencies(client_venv, module):
 
 
 def test_the_client_imports_only_the_contract(client_venv):
-    probe = ("import sys, client.cli, client.sdk; "
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'api', 'worker', 'models', 'analysis'}))")
+    probe = (
+        "import sys, client.cli, client.sdk; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'api', 'worker', 'models', 'analysis'}))"
+    )
     r = run(client_venv, str(client_venv / "bin" / "python"), "-c", probe)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

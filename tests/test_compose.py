@@ -99,8 +99,9 @@ def published_ports(service: dict) -> list[tuple[str, str, str, str]]:
         if isinstance(item, dict):
             published = item.get("published")
             if published is not None:
-                out.append((str(item.get("host_ip", "")), str(published), str(item["target"]),
-                            item.get("protocol", "tcp")))
+                out.append(
+                    (str(item.get("host_ip", "")), str(published), str(item["target"]), item.get("protocol", "tcp"))
+                )
             continue
         spec, _, protocol = str(item).partition("/")
         parts = spec.rsplit(":", 2)
@@ -191,7 +192,9 @@ def test_depends_on_names_real_services_with_conditions(services):
             condition = (spec or {}).get("condition")
             assert condition in CONDITIONS, f"{name} -> {dep}: depends_on needs a condition"
             if condition == "service_healthy":
-                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                assert services[dep].get("healthcheck"), (
+                    f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                )
 
 
 def test_depends_on_has_no_cycle(services):
@@ -227,7 +230,7 @@ def test_app_environment_is_real_settings(services):
         assert env, f"{name} has no environment"
         for key in env:
             assert key.startswith(ENV_PREFIX), f"{name}: {key} is not a {ENV_PREFIX}* variable"
-            field = key[len(ENV_PREFIX):].lower()
+            field = key[len(ENV_PREFIX) :].lower()
             assert field in fields, f"{name}: {key} is not a field of models.settings.Settings"
 
 
@@ -301,8 +304,7 @@ def test_worker_runs_solo_on_the_gpu_queue(services):
 def test_worker_reserves_an_nvidia_gpu(services):
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any(
-        d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", [])
-        for d in devices
+        d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", []) for d in devices
     ), devices
 
 
@@ -360,7 +362,8 @@ def test_published_ports_do_not_clash(services):
                     # An empty host IP (or 0.0.0.0) binds every address, so it clashes with any IP.
                     same_address = host_ip in ("", "0.0.0.0") or other_ip in ("", "0.0.0.0") or host_ip == other_ip
                     assert not (same_address and protocol == other_protocol and port == other_port), (
-                        f"{name} and {other} both publish {protocol}/{port}")
+                        f"{name} and {other} both publish {protocol}/{port}"
+                    )
                 seen.append((host_ip, protocol, port, name))
     # Replicas of a scaled worker could not share a host port.
     assert not published_ports(services["worker"])
@@ -385,13 +388,25 @@ def test_dockerfile():
 
 def test_dockerignore_keeps_local_state_out():
     assert DOCKERIGNORE.is_file(), ".dockerignore is missing"
-    patterns = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")}
+    patterns = {
+        line.strip().rstrip("/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for required in (".venv", "var", ".git", "**/__pycache__"):
         assert required in patterns, f".dockerignore does not exclude {required}"
     # The build needs these.
-    for needed in ("pyproject.toml", "README.md", "api", "models", "worker", "analysis", "contract", "client",
-                   "alembic.ini"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "api",
+        "models",
+        "worker",
+        "analysis",
+        "contract",
+        "client",
+        "alembic.ini",
+    ):
         assert needed not in patterns, f".dockerignore excludes {needed}"
 
 
@@ -421,6 +436,7 @@ def test_docker_compose_config():
     if cli is None:
         pytest.skip("no Docker Compose v2 client (neither the `docker compose` plugin nor docker-compose v2)")
     # `config` only parses and validates; it needs no Docker engine.
-    result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr or result.stdout

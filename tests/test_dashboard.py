@@ -34,13 +34,20 @@ def overfitting_rows(n: int = 10) -> list[dict]:
     rows = []
     for e in range(1, n + 1):
         recall = {"circle": round(min(1.0, 0.55 + 0.04 * e), 3), "square": 0.75, "triangle": round(0.5 - 0.02 * e, 3)}
-        rows.append({
-            "epoch": e, "loss": 1.0 / e, "accuracy": min(1.0, 0.5 + 0.05 * e),
-            "learning_rate": 1e-3 if e <= 6 else 1e-4,
-            "train_eval_loss": 0.9 / e, "train_eval_accuracy": min(1.0, 0.52 + 0.05 * e),
-            "val_loss": 0.8 + 0.05 * max(0, e - 3), "val_accuracy": 0.6,
-            "val_recall": recall, "val_support": {c: 4 for c in CLASSES},
-        })
+        rows.append(
+            {
+                "epoch": e,
+                "loss": 1.0 / e,
+                "accuracy": min(1.0, 0.5 + 0.05 * e),
+                "learning_rate": 1e-3 if e <= 6 else 1e-4,
+                "train_eval_loss": 0.9 / e,
+                "train_eval_accuracy": min(1.0, 0.52 + 0.05 * e),
+                "val_loss": 0.8 + 0.05 * max(0, e - 3),
+                "val_accuracy": 0.6,
+                "val_recall": recall,
+                "val_support": {c: 4 for c in CLASSES},
+            }
+        )
     return rows
 
 
@@ -84,8 +91,12 @@ def test_pages_and_assets_are_served(client):
     page = client.get(f"/ui/jobs/{jid}")
     assert page.status_code == 200 and f'data-job-id="{jid}"' in page.text and "{{" not in page.text
     assert client.get("/ui/jobs/not-a-job").status_code == 422
-    for name, kind in (("common.js", "text/javascript"), ("charts.js", "text/javascript"),
-                       ("dashboard.css", "text/css"), ("favicon.svg", "image/svg+xml")):
+    for name, kind in (
+        ("common.js", "text/javascript"),
+        ("charts.js", "text/javascript"),
+        ("dashboard.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
         asset = client.get(f"/ui/static/{name}")
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind), name
     for bad in ("../routes.py", "..%2Froutes.py", "%2E%2E%2F__init__.py", "nope.js", "..%2Ftemplates%2Findex.html"):
@@ -134,11 +145,15 @@ def test_job_list_refreshes_itself_and_filters_by_status(api, jobs):
             await b.until(f"document.querySelector('[data-job-id=\"{jobs['overfit']}\"]') !== null")
             newcomer = make_job(api, "dash-newcomer", [], "queued")
             await b.until(f"document.querySelector('[data-job-id=\"{newcomer}\"]') !== null", timeout=20)
-            await b.eval("(() => { const s = document.getElementById('status-filter');"
-                         " s.value = 'running'; s.dispatchEvent(new Event('change')); })()")
-            statuses = await b.until("(() => { const rows = [...document.querySelectorAll('[data-testid=job-row]')];"
-                                     " const s = rows.map(r => r.dataset.status);"
-                                     " return s.length && s.every(x => x === 'running') && s; })()")
+            await b.eval(
+                "(() => { const s = document.getElementById('status-filter');"
+                " s.value = 'running'; s.dispatchEvent(new Event('change')); })()"
+            )
+            statuses = await b.until(
+                "(() => { const rows = [...document.querySelectorAll('[data-testid=job-row]')];"
+                " const s = rows.map(r => r.dataset.status);"
+                " return s.length && s.every(x => x === 'running') && s; })()"
+            )
             assert set(statuses) == {"running"}
             assert b.errors == []
 
@@ -156,9 +171,11 @@ def test_job_page_renders_curves_recall_and_diagnosis(api, jobs):
     assert dom.one(data_testid="job-status").text() == "succeeded"
     assert dom.one(data_testid="epochs-done").text() == "10 / 10"
 
-    charts = {"chart-loss": ("loss", "train_eval_loss", "val_loss"),
-              "chart-accuracy": ("accuracy", "train_eval_accuracy", "val_accuracy"),
-              "chart-lr": ("learning_rate",)}
+    charts = {
+        "chart-loss": ("loss", "train_eval_loss", "val_loss"),
+        "chart-accuracy": ("accuracy", "train_eval_accuracy", "val_accuracy"),
+        "chart-lr": ("learning_rate",),
+    }
     for chart, series in charts.items():
         svg = dom.one("svg", data_testid=f"{chart}-svg")
         assert svg.attrs["role"] == "img" and svg.attrs["aria-label"]
@@ -214,20 +231,29 @@ def test_fork_button_click_queues_child_and_opens_it(api, jobs):
     async def scenario() -> str:
         async with Browser() as b:
             await b.goto(f"{api}/ui/jobs/{jid}")
-            await b.until("document.body.dataset.loaded === 'true' && "
-                          "document.querySelectorAll('[data-testid=fork-button]').length > 0")
+            await b.until(
+                "document.body.dataset.loaded === 'true' && "
+                "document.querySelectorAll('[data-testid=fork-button]').length > 0"
+            )
             await b.click(f'[data-testid=fork-button][data-remedy="{remedy["id"]}"]')
-            path = await b.until(f"location.pathname !== '/ui/jobs/{jid}' && "
-                                 "location.pathname.startsWith('/ui/jobs/') && location.pathname")
+            path = await b.until(
+                f"location.pathname !== '/ui/jobs/{jid}' && "
+                "location.pathname.startsWith('/ui/jobs/') && location.pathname"
+            )
             child = path.rsplit("/", 1)[1]
-            await b.until("document.body.dataset.loaded === 'true' && "
-                          f"document.body.dataset.jobId === {json.dumps(child)}")
-            shown = await b.eval("[document.querySelector('[data-testid=job-status]').textContent,"
-                                 " document.querySelector('[data-testid=ancestors]').textContent]")
+            await b.until(
+                f"document.body.dataset.loaded === 'true' && document.body.dataset.jobId === {json.dumps(child)}"
+            )
+            shown = await b.eval(
+                "[document.querySelector('[data-testid=job-status]').textContent,"
+                " document.querySelector('[data-testid=ancestors]').textContent]"
+            )
             assert shown[0] == "queued" and jid[:8] in shown[1], shown
             await b.goto(f"{api}/ui/jobs/{jid}")
-            links = await b.until("document.body.dataset.loaded === 'true' && "
-                                  "[...document.querySelectorAll('[data-testid=children] a')].map(a => a.title)")
+            links = await b.until(
+                "document.body.dataset.loaded === 'true' && "
+                "[...document.querySelectorAll('[data-testid=children] a')].map(a => a.title)"
+            )
             assert child in links, links
             assert b.errors == []
             return child
@@ -258,8 +284,9 @@ def test_api_key_is_stored_and_sent_as_bearer_token(api, tmp_path, jobs):
         async def scenario() -> None:
             async with Browser() as b:
                 await b.goto(f"{url}/ui")
-                message = await b.until("!document.getElementById('error').hidden && "
-                                        "document.getElementById('error').textContent")
+                message = await b.until(
+                    "!document.getElementById('error').hidden && document.getElementById('error').textContent"
+                )
                 assert "API key" in message, message
                 await b.type_into("#api-key", key)
                 await b.click("#api-key-save")
@@ -274,11 +301,16 @@ def test_api_key_is_stored_and_sent_as_bearer_token(api, tmp_path, jobs):
                 with session_scope() as s:
                     assert revoke_key(session=s, key=key)
                 await b.click("[data-testid=fork-button]")
-                note = await b.until("[...document.querySelectorAll('[data-testid=fork-note]')]"
-                                     ".map(n => n.textContent).join('')")
+                note = await b.until(
+                    "[...document.querySelectorAll('[data-testid=fork-note]')].map(n => n.textContent).join('')"
+                )
                 assert "revoked" in note, note
-                assert await b.eval("[...document.querySelectorAll('[data-testid=fork-button]')]"
-                                    ".every(btn => !btn.disabled)") is True
+                assert (
+                    await b.eval(
+                        "[...document.querySelectorAll('[data-testid=fork-button]')].every(btn => !btn.disabled)"
+                    )
+                    is True
+                )
                 assert await b.eval("location.pathname") == f"/ui/jobs/{jobs['overfit']}"
                 assert httpx.get(f"{api}/jobs/{jobs['overfit']}", timeout=30).json()["children"] == children
                 assert b.errors == []
@@ -291,8 +323,14 @@ def test_api_key_is_stored_and_sent_as_bearer_token(api, tmp_path, jobs):
 @needs_chromium
 def test_screenshot(api, jobs, tmp_path):
     shot = tmp_path / "dashboard.png"
-    run_chromium(["--virtual-time-budget=8000", "--window-size=1280,1600", f"--screenshot={shot}",
-                  f"{api}/ui/jobs/{jobs['overfit']}"])
+    run_chromium(
+        [
+            "--virtual-time-budget=8000",
+            "--window-size=1280,1600",
+            f"--screenshot={shot}",
+            f"{api}/ui/jobs/{jobs['overfit']}",
+        ]
+    )
     from PIL import Image
 
     with Image.open(shot) as img:
@@ -309,8 +347,9 @@ def test_lineage_cards_overlay_parent_and_child_curves(api, jobs):
     from api.autopilot.hooks import after_job_end
 
     parent = jobs["overfit"]
-    r = httpx.post(f"{api}/jobs/{parent}/fork", json={"apply": [], "patch": {"regularization": {"dropout": 0.5}}},
-                   timeout=30)
+    r = httpx.post(
+        f"{api}/jobs/{parent}/fork", json={"apply": [], "patch": {"regularization": {"dropout": 0.5}}}, timeout=30
+    )
     assert r.status_code == 202, r.text
     child = r.json()["id"]
     rows = [{**row, "val_accuracy": 0.6 + 0.02 * row["epoch"]} for row in overfitting_rows(7)]

@@ -74,8 +74,9 @@ def test_the_migrations_create_every_signal_column(tmp_path: Path):
             s.commit()
             upsert_epoch(s, job.id, a_value_of_every_signal())
             stored = EpochRead.model_validate(s.get(EpochMetric, 1))
-        assert stored.model_dump(include=set(SIGNALS)) == {k: v for k, v in a_value_of_every_signal().items()
-                                                            if k != "epoch"}
+        assert stored.model_dump(include=set(SIGNALS)) == {
+            k: v for k, v in a_value_of_every_signal().items() if k != "epoch"
+        }
     finally:
         engine.dispose()
 

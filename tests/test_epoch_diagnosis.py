@@ -14,15 +14,30 @@ BALANCED = {"train": {"a": 40, "b": 40, "c": 40}, "val": {"a": 10, "b": 10, "c":
 
 
 def at_chance(epoch: int) -> dict:
-    return {"loss": 1.1, "accuracy": 0.33, "val_loss": 1.1, "val_accuracy": 0.33, "learning_rate": 1e-3,
-            "train_eval_loss": 1.1, "train_eval_accuracy": 0.33, "update_ratio_head": 0.01}
+    return {
+        "loss": 1.1,
+        "accuracy": 0.33,
+        "val_loss": 1.1,
+        "val_accuracy": 0.33,
+        "learning_rate": 1e-3,
+        "train_eval_loss": 1.1,
+        "train_eval_accuracy": 0.33,
+        "update_ratio_head": 0.01,
+    }
 
 
 def learning(epoch: int) -> dict:
     acc = min(0.95, 0.5 + 0.1 * epoch)
-    return {"loss": 1.0 - 0.05 * epoch, "accuracy": acc, "val_loss": 1.0 - 0.05 * epoch, "val_accuracy": acc,
-            "learning_rate": 1e-3, "train_eval_loss": 1.0 - 0.05 * epoch, "train_eval_accuracy": acc,
-            "update_ratio_head": 0.01}
+    return {
+        "loss": 1.0 - 0.05 * epoch,
+        "accuracy": acc,
+        "val_loss": 1.0 - 0.05 * epoch,
+        "val_accuracy": acc,
+        "learning_rate": 1e-3,
+        "train_eval_loss": 1.0 - 0.05 * epoch,
+        "train_eval_accuracy": acc,
+        "update_ratio_head": 0.01,
+    }
 
 
 def callback(spec: dict) -> tuple[EpochDiagnosis, MemorySink]:

@@ -28,8 +28,11 @@ def api(tmp_path_factory):
     yield url
     proc.stop()
     with session_scope() as s:  # leave no active jobs behind for the per-tenant limit
-        s.execute(update(Job).where(Job.name.like(f"{PREFIX}%"), Job.status.in_(["queued", "running"]))
-                  .values(status="cancelled"))
+        s.execute(
+            update(Job)
+            .where(Job.name.like(f"{PREFIX}%"), Job.status.in_(["queued", "running"]))
+            .values(status="cancelled")
+        )
         s.commit()
 
 
@@ -44,8 +47,14 @@ def new_job(sdk: PlateauClient) -> str:
 
 
 def epoch_row(n: int) -> dict:
-    return {"epoch": n, "loss": 1.0 / n, "accuracy": 0.5, "val_loss": 1.1 / n, "val_accuracy": 0.4,
-            "learning_rate": 1e-3}
+    return {
+        "epoch": n,
+        "loss": 1.0 / n,
+        "accuracy": 0.5,
+        "val_loss": 1.1 / n,
+        "val_accuracy": 0.4,
+        "learning_rate": 1e-3,
+    }
 
 
 def add_epoch(job_id: str, n: int) -> None:
@@ -125,8 +134,9 @@ def test_resume_with_last_event_id_skips_what_was_sent(sdk, api):
     assert not {e.id for e in seen} & {e.id for e in rest[:-1]}
 
     # The same through the raw header, and the ?after= query parameter browsers without headers can use.
-    raw = httpx.get(f"{api}/jobs/{jid}/events", headers={"Last-Event-ID": resume_from}, params={"poll": 0.1},
-                    timeout=10)
+    raw = httpx.get(
+        f"{api}/jobs/{jid}/events", headers={"Last-Event-ID": resume_from}, params={"poll": 0.1}, timeout=10
+    )
     assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/event-stream")
     assert [e.event for e in parse_sse(raw.text.splitlines())] == ["lr_reduced", "epoch", "state", "end"]
     assert f"id: {rest[0].id}" in raw.text and "event: epoch" in raw.text
@@ -208,8 +218,19 @@ def test_batches_stay_in_order_when_more_rows_wait_than_one_batch_holds(sdk):
 
 
 def test_parse_sse_follows_the_event_stream_format():
-    lines = [": ping", "id: 1-0", "event: state", 'data: {"a":', "data: 1}", "", "data: plain", "", "retry: 10",
-             "event: empty", ""]
+    lines = [
+        ": ping",
+        "id: 1-0",
+        "event: state",
+        'data: {"a":',
+        "data: 1}",
+        "",
+        "data: plain",
+        "",
+        "retry: 10",
+        "event: empty",
+        "",
+    ]
     events = list(parse_sse(lines))
     assert events[0].event == "state" and events[0].data == {"a": 1} and events[0].id == "1-0"
     assert events[1].event == "message" and events[1].data == "plain" and events[1].id == "1-0"

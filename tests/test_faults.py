@@ -102,8 +102,14 @@ def test_sigterm_hands_the_job_back_and_another_worker_resumes_it(tmp_path):
             jid = api.post("/jobs", json=running_spec(epochs=8)).json()["id"]
             wait_epochs(api, jid, 2, 300, first.tail)
             first.kill(signal.SIGTERM)
-            wait_for(lambda: any(e["to_status"] == "queued" and "worker shut down" in (e["reason"] or "")
-                                 for e in events_of(api, jid)), 60, first.tail)
+            wait_for(
+                lambda: any(
+                    e["to_status"] == "queued" and "worker shut down" in (e["reason"] or "")
+                    for e in events_of(api, jid)
+                ),
+                60,
+                first.tail,
+            )
             first.p.wait(60)
             assert api.get(f"/jobs/{jid}").json()["status"] == "queued"
             second = start_worker(env, tmp_path / "worker-2.log", name="second")
@@ -119,9 +125,13 @@ def test_sigterm_hands_the_job_back_and_another_worker_resumes_it(tmp_path):
 
 
 def test_job_longer_than_visibility_timeout_runs_once(tmp_path):
-    env = base_env(tmp_path, PLATEAU_BROKER_URL=os.environ["PLATEAU_BROKER_URL"], PLATEAU_VISIBILITY_TIMEOUT="4",
-                   PLATEAU_BROKER_TRANSPORT_OPTIONS='{"unacked_restore_interval": 1, "unacked_restore_throttle": 1}',
-                   PLATEAU_LEASE_SECONDS="30")
+    env = base_env(
+        tmp_path,
+        PLATEAU_BROKER_URL=os.environ["PLATEAU_BROKER_URL"],
+        PLATEAU_VISIBILITY_TIMEOUT="4",
+        PLATEAU_BROKER_TRANSPORT_OPTIONS='{"unacked_restore_interval": 1, "unacked_restore_throttle": 1}',
+        PLATEAU_LEASE_SECONDS="30",
+    )
     api_proc, url = start_api(env, tmp_path / "api.log")
     workers = [start_worker(env, tmp_path / f"worker-{i}.log", name=f"v{i}") for i in (1, 2)]
     try:
@@ -159,7 +169,9 @@ def test_job_fails_after_the_attempt_limit(tmp_path):
 
 
 def test_api_restarted_under_load_keeps_every_accepted_job(tmp_path):
-    env = base_env(tmp_path, PLATEAU_BROKER_URL=os.environ["PLATEAU_BROKER_URL"], PLATEAU_MAX_ACTIVE_JOBS_PER_TENANT="10000")
+    env = base_env(
+        tmp_path, PLATEAU_BROKER_URL=os.environ["PLATEAU_BROKER_URL"], PLATEAU_MAX_ACTIVE_JOBS_PER_TENANT="10000"
+    )
     api_proc, url = start_api(env, tmp_path / "api-1.log")
     accepted: list[str] = []
     stop = threading.Event()

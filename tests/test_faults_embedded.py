@@ -27,8 +27,12 @@ def launcher_env(request, tmp_path) -> Embedded:
 
     from tests.conftest import new_database_url
 
-    return Embedded(tmp_path, PLATEAU_DATABASE_URL=new_database_url(),
-                    PLATEAU_BROKER_URL=os.environ["PLATEAU_BROKER_URL"], PLATEAU_QUEUE=f"launcher-{tmp_path.name}")
+    return Embedded(
+        tmp_path,
+        PLATEAU_DATABASE_URL=new_database_url(),
+        PLATEAU_BROKER_URL=os.environ["PLATEAU_BROKER_URL"],
+        PLATEAU_QUEUE=f"launcher-{tmp_path.name}",
+    )
 
 
 def test_sigterm_and_sigkill_of_the_launcher_leave_no_worker(launcher_env):
@@ -40,8 +44,11 @@ def test_sigterm_and_sigkill_of_the_launcher_leave_no_worker(launcher_env):
             assert worker in service.leftovers()
             service.signal_launcher(sig)
             # SIGTERM: the launcher stops its worker; SIGKILL: the kernel (PDEATHSIG) or the worker's parent watch does
-            wait_for(lambda: not service.leftovers(), 60,
-                     lambda: f"after {sig!r} still running: {service.leftovers()}\n{service.all_logs()[-6000:]}")
+            wait_for(
+                lambda: not service.leftovers(),
+                60,
+                lambda: f"after {sig!r} still running: {service.leftovers()}\n{service.all_logs()[-6000:]}",
+            )
     finally:
         service.stop()
     # kombu's control exchange files live in the broker folder, never in the current directory

@@ -52,8 +52,9 @@ def test_job_succeeds_and_a_cancelled_queued_job_is_skipped(api, worker, data_ro
     # a job on a corrupt data set fails with a reason, and the worker goes on to the next job
     generate(data_root / "corrupt", classes=2, train=2, val=1, size=80)
     (data_root / "corrupt" / "train" / "circle" / "broken.png").write_bytes(b"\x89PNG not an image")
-    broken = api.post("/jobs", json=small_spec(dataset={"train_dir": "corrupt/train", "val_dir": "corrupt/val",
-                                                        "image_size": 75})).json()
+    broken = api.post(
+        "/jobs", json=small_spec(dataset={"train_dir": "corrupt/train", "val_dir": "corrupt/val", "image_size": 75})
+    ).json()
     spec = small_spec(epochs=3)
     first = api.post("/jobs", json=spec).json()
     follower = api.post("/jobs", json=small_spec(epochs=3, name="waits-behind")).json()
@@ -62,8 +63,10 @@ def test_job_succeeds_and_a_cancelled_queued_job_is_skipped(api, worker, data_ro
     done = run_small_job_to_success(api, spec, logs, job=first)
     failed = api.get(f"/jobs/{broken['id']}").json()
     assert failed["status"] == "failed" and "file circle/broken.png is not an image" in failed["error"], failed
-    assert done["class_counts"] == {"train": {"circle": 8, "square": 8, "triangle": 8},
-                                    "val": {"circle": 4, "square": 4, "triangle": 4}}
+    assert done["class_counts"] == {
+        "train": {"circle": 8, "square": 8, "triangle": 8},
+        "val": {"circle": 4, "square": 4, "triangle": 4},
+    }
     assert done["worker_host"]
 
     def skipped():
@@ -127,8 +130,11 @@ def test_sigkilled_worker_job_resumes_from_checkpoint(api, worker, env):
     rows = api.get(f"/jobs/{job['id']}/metrics").json()["items"]
     assert_epoch_rows(rows, 8)  # every epoch exactly once
     # the lost attempt was requeued and the second claim recorded itself as a resume, in that order
-    states = [(e["to_status"], e["reason"] or "", (e["data"] or {}).get("attempt")) for e in done["events"]
-              if e["kind"] == "state"]
+    states = [
+        (e["to_status"], e["reason"] or "", (e["data"] or {}).get("attempt"))
+        for e in done["events"]
+        if e["kind"] == "state"
+    ]
     runs = [s for s in states if s[0] == "running"]
     assert [(r, a) for _, r, a in runs] == [("started", 1), ("resumed from the last checkpoint (attempt 2)", 2)], states
     requeued = next(i for i, s in enumerate(states) if s[0] == "queued" and "lease expired" in s[1])

@@ -23,7 +23,7 @@ def test_feature_cached_head_is_the_full_models_head(regularization):
     spec = JobSpec.model_validate(small_spec(regularization=regularization))
     model = build_model(spec, n_classes=3)
     names = [layer.name for layer in model.layers]
-    after_pool = model.layers[names.index(POOL_LAYER) + 1:]
+    after_pool = model.layers[names.index(POOL_LAYER) + 1 :]
     extractor, head = split_model(model)
     head_layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
 

@@ -40,6 +40,7 @@ def post(api, path: str, body_text: str, **headers):
 
 def strict_json(response) -> dict:
     """The body, refusing NaN/Infinity: what a strict client (JavaScript, Go) would parse."""
+
     def refuse(constant):
         raise AssertionError(f"response holds {constant}")
 
@@ -49,7 +50,7 @@ def strict_json(response) -> dict:
 def refused(response, loc: tuple) -> list[dict]:
     assert response.status_code == 422, response.text
     detail = strict_json(response)["detail"]
-    assert any(tuple(e["loc"][:len(loc) + 1]) == ("body", *loc) for e in detail), detail
+    assert any(tuple(e["loc"][: len(loc) + 1]) == ("body", *loc) for e in detail), detail
     return detail
 
 
@@ -76,13 +77,17 @@ def queued(api) -> str:
 
 # --- numbers -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "literal"), [
-    (("optimizer", "learning_rate"), "NaN"),
-    (("callbacks", "reduce_lr_on_plateau", "min_delta"), "Infinity"),
-    (("callbacks", "early_stopping", "min_delta"), "Infinity"),
-    (("regularization", "l2"), "-Infinity"),
-    (("dataset", "image_size"), "NaN"),
-])
+
+@pytest.mark.parametrize(
+    ("path", "literal"),
+    [
+        (("optimizer", "learning_rate"), "NaN"),
+        (("callbacks", "reduce_lr_on_plateau", "min_delta"), "Infinity"),
+        (("callbacks", "early_stopping", "min_delta"), "Infinity"),
+        (("regularization", "l2"), "-Infinity"),
+        (("dataset", "image_size"), "NaN"),
+    ],
+)
 def test_non_finite_numbers_are_422_naming_the_field(api, path, literal):
     text = json.dumps(with_(small_spec(), path, "@@")).replace('"@@"', literal)
     detail = refused(post(api, "/jobs", text), path)
@@ -92,17 +97,31 @@ def test_non_finite_numbers_are_422_naming_the_field(api, path, literal):
 def test_a_422_never_echoes_what_json_cannot_hold():
     from api.errors import _error_items
 
-    items = _error_items([{"loc": ["body", "x"], "msg": "bad", "type": "t",
-                           "input": {"a": float("nan"), "b": "\ud800", "c": "x" * 10_000, "d": [[[[[[[[[[1]]]]]]]]]]},
-                           "ctx": {"error": ValueError("inf")}}])
+    items = _error_items(
+        [
+            {
+                "loc": ["body", "x"],
+                "msg": "bad",
+                "type": "t",
+                "input": {"a": float("nan"), "b": "\ud800", "c": "x" * 10_000, "d": [[[[[[[[[[1]]]]]]]]]]},
+                "ctx": {"error": ValueError("inf")},
+            }
+        ]
+    )
     text = json.dumps(items, allow_nan=False)  # raises on NaN
     text.encode("utf-8")  # raises on a lone surrogate
     assert len(text) < 2_000 and items[0]["input"]["a"] == "nan" and items[0]["ctx"] == {"error": "inf"}
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("seed",), -1), (("seed",), 2**32), (("dataset", "seed"), -1), (("dataset", "seed"), 2**40),
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("seed",), -1),
+        (("seed",), 2**32),
+        (("dataset", "seed"), -1),
+        (("dataset", "seed"), 2**40),
+    ],
+)
 def test_seeds_outside_numpy_range_are_422(api, path, value):
     refused(api.post("/jobs", json=with_(small_spec(), path, value)), path)
 
@@ -113,11 +132,19 @@ def test_the_largest_seed_is_accepted(api):
     cancel(api, r)
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("epochs",), True), (("dataset", "image_size"), "299"), (("batch_size",), 8.0),
-    (("optimizer", "learning_rate"), "0.001"), (("optimizer", "learning_rate"), True),
-    (("regularization", "l2_base"), 1), (("performance", "jit_compile"), "false"), (("model", "trainable"), True),
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("epochs",), True),
+        (("dataset", "image_size"), "299"),
+        (("batch_size",), 8.0),
+        (("optimizer", "learning_rate"), "0.001"),
+        (("optimizer", "learning_rate"), True),
+        (("regularization", "l2_base"), 1),
+        (("performance", "jit_compile"), "false"),
+        (("model", "trainable"), True),
+    ],
+)
 def test_numbers_and_booleans_are_strict(api, path, value):
     refused(api.post("/jobs", json=with_(small_spec(), path, value)), path)
 
@@ -139,13 +166,17 @@ def test_every_optimizer_takes_weight_decay(optimizer):
 
 # --- strings -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "escaped", "words"), [
-    (("name",), "\\ud800", "surrogate"),
-    (("name",), "ok\\udfffok", "surrogate"),
-    (("name",), "a\\u0000b", "NUL"),
-    (("dataset", "train_dir"), "shapes\\u0000/train", "NUL"),
-    (("on_stagnation", "rules", 0), "\\ud83d", "surrogate"),
-])
+
+@pytest.mark.parametrize(
+    ("path", "escaped", "words"),
+    [
+        (("name",), "\\ud800", "surrogate"),
+        (("name",), "ok\\udfffok", "surrogate"),
+        (("name",), "a\\u0000b", "NUL"),
+        (("dataset", "train_dir"), "shapes\\u0000/train", "NUL"),
+        (("on_stagnation", "rules", 0), "\\ud83d", "surrogate"),
+    ],
+)
 def test_lone_surrogates_and_nuls_are_422_naming_the_field(api, path, escaped, words):
     spec = small_spec()
     if path[0] == "on_stagnation":
@@ -164,7 +195,7 @@ def test_a_bad_key_is_422_at_its_parent(api):
 def test_a_valid_pair_of_surrogates_is_a_normal_character(api):
     r = post(api, "/jobs", json.dumps(small_spec()).replace('"shapes"', '"shapes \\ud83d\\ude00"', 1))
     assert r.status_code == 202, r.text
-    assert r.json()["name"] == "shapes \U0001F600"
+    assert r.json()["name"] == "shapes \U0001f600"
     cancel(api, r)
 
 
@@ -178,8 +209,10 @@ def test_a_path_part_longer_than_any_file_system_allows_is_422(api, path):
 
 
 def test_a_whole_path_longer_than_the_system_allows_is_422(api):
-    refused(api.post("/jobs", json=with_(small_spec(), ("dataset", "train_dir"), "/".join(["y" * 200] * 25))),
-            ("dataset", "train_dir"))
+    refused(
+        api.post("/jobs", json=with_(small_spec(), ("dataset", "train_dir"), "/".join(["y" * 200] * 25))),
+        ("dataset", "train_dir"),
+    )
 
 
 def test_an_artifact_name_of_300_characters_is_404(api, queued):
@@ -190,6 +223,7 @@ def test_an_artifact_name_of_300_characters_is_404(api, queued):
 
 
 # --- nesting, the fork patch, other bodies --------------------------------------------------------------------
+
 
 def deep(levels: int) -> dict:
     value: dict = {}
@@ -209,14 +243,19 @@ def test_a_deep_spec_field_is_422_naming_it(api):
     refused(api.post("/jobs", json={**small_spec(), "name": deep(100)}), ("name",))
 
 
-@pytest.mark.parametrize(("literal", "loc"), [
-    ('{"patch": {"optimizer": {"learning_rate": NaN}}}', ("patch", "optimizer", "learning_rate")),
-    ('{"patch": {"callbacks": {"early_stopping": {"min_delta": Infinity}}}}',
-     ("patch", "callbacks", "early_stopping", "min_delta")),
-    ('{"patch": {"name": "\\ud800"}}', ("patch", "name")),
-    ('{"patch": {"name": "a\\u0000"}}', ("patch", "name")),
-    ('{"apply": ["\\udc00"]}', ("apply", 0)),
-])
+@pytest.mark.parametrize(
+    ("literal", "loc"),
+    [
+        ('{"patch": {"optimizer": {"learning_rate": NaN}}}', ("patch", "optimizer", "learning_rate")),
+        (
+            '{"patch": {"callbacks": {"early_stopping": {"min_delta": Infinity}}}}',
+            ("patch", "callbacks", "early_stopping", "min_delta"),
+        ),
+        ('{"patch": {"name": "\\ud800"}}', ("patch", "name")),
+        ('{"patch": {"name": "a\\u0000"}}', ("patch", "name")),
+        ('{"apply": ["\\udc00"]}', ("apply", 0)),
+    ],
+)
 def test_the_fork_patch_refuses_what_the_spec_refuses(api, queued, literal, loc):
     refused(post(api, f"/jobs/{queued}/fork", literal), loc)
 
@@ -234,6 +273,7 @@ def test_analysis_overrides_never_500(api, queued, value):
 
 
 # --- spec checks at submit ------------------------------------------------------------------------------------
+
 
 def test_unknown_stagnation_rule_is_422_listing_the_known_ones(api):
     from analysis.rules import RULES
@@ -257,6 +297,7 @@ def test_an_empty_idempotency_key_counts_as_none(api):
 
 
 # --- the data a worker reads ----------------------------------------------------------------------------------
+
 
 def train_on(root: Path, **dataset):
     from worker.training.fit import train
@@ -316,8 +357,8 @@ def garbage_png(path: Path, size: int = 80) -> None:
     data, out, pos = buf.getvalue(), [], 8
     rng = random.Random(1)
     while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
         if kind == b"IDAT":
             body = zlib.compress(bytes(rng.randrange(256) for _ in range(size * (1 + size * 3))))
         out.append(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))

@@ -28,14 +28,17 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_the_finder_sees_every_kind_of_import(tmp_path):
     sample = tmp_path / "m.py"
-    sample.write_text("import worker.tasks\nfrom worker import runner\ndef f():\n    from worker.x import y\n"
-                      "    __import__('worker.z')\n    importlib.import_module('worker.w')\n")
+    sample.write_text(
+        "import worker.tasks\nfrom worker import runner\ndef f():\n    from worker.x import y\n"
+        "    __import__('worker.z')\n    importlib.import_module('worker.w')\n"
+    )
     assert imported_modules(sample) == {"worker.tasks", "worker", "worker.x", "worker.z", "worker.w"}
 
 
 def test_no_api_module_imports_the_worker():
     files = sorted((ROOT / "api").rglob("*.py"))
     assert len(files) > 20
-    offenders = {str(f.relative_to(ROOT)): sorted(m for m in imported_modules(f) if m.split(".")[0] == "worker")
-                 for f in files}
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(m for m in imported_modules(f) if m.split(".")[0] == "worker") for f in files
+    }
     assert {f: m for f, m in offenders.items() if m} == {}

@@ -24,15 +24,19 @@ HOST = "test-host:1"
 @pytest.fixture
 def sent(client, monkeypatch):  # `client`: the app's startup migrates the database
     calls: list[tuple[str, str, str | None, dict]] = []
-    monkeypatch.setattr(delivery, "notify",
-                        lambda job_id, event, *, status=None, data=None: calls.append((str(job_id), event, status, data)))
+    monkeypatch.setattr(
+        delivery,
+        "notify",
+        lambda job_id, event, *, status=None, data=None: calls.append((str(job_id), event, status, data)),
+    )
     return calls
 
 
 def new_job(webhook: dict | None = HOOK) -> uuid.UUID:
     with session_scope() as s:
-        job = Job(owner="lifecycle-test", spec=small_spec(**({"webhook": webhook} if webhook else {})),
-                  spec_hash="0" * 64)
+        job = Job(
+            owner="lifecycle-test", spec=small_spec(**({"webhook": webhook} if webhook else {})), spec_hash="0" * 64
+        )
         lifecycle.submit(s, job)
         s.commit()
         return job.id
@@ -40,8 +44,9 @@ def new_job(webhook: dict | None = HOOK) -> uuid.UUID:
 
 def states(job_id: uuid.UUID) -> list[tuple[str | None, str | None]]:
     with session_scope() as s:
-        rows = s.exec(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "state")
-                      .order_by(JobEvent.id)).all()
+        rows = s.exec(
+            select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "state").order_by(JobEvent.id)
+        ).all()
         return [(e.from_status, e.to_status) for e in rows]
 
 
@@ -52,8 +57,11 @@ def claim(job_id: uuid.UUID, max_attempts: int = 3) -> lifecycle.Claim:
 
 def lapse_lease(job_id: uuid.UUID, cancel: bool = False) -> Job:
     with session_scope() as s:
-        s.execute(update(Job).where(Job.id == job_id)
-                  .values(lease_until=utcnow() - timedelta(seconds=5), cancel_requested=cancel))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_until=utcnow() - timedelta(seconds=5), cancel_requested=cancel)
+        )
         s.commit()
         job = s.get(Job, job_id)
         s.expunge(job)
@@ -67,8 +75,11 @@ def test_submit_claim_finish(sent):
         assert lifecycle.finish(s, job_id, JobStatus.succeeded, worker_host=HOST, stop_reason="epochs done")
     assert states(job_id) == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
     j = str(job_id)
-    assert sent == [(j, "queued", "queued", {}), (j, "running", "running", {"attempt": 1, "reason": "started"}),
-                    (j, "succeeded", "succeeded", {"stop_reason": "epochs done"})]
+    assert sent == [
+        (j, "queued", "queued", {}),
+        (j, "running", "running", {"attempt": 1, "reason": "started"}),
+        (j, "succeeded", "succeeded", {"stop_reason": "epochs done"}),
+    ]
 
 
 def test_attempt_limit_fails_the_job(sent):

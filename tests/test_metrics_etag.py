@@ -61,8 +61,10 @@ def test_each_page_has_its_own_tag_and_rows(client):
     jid = new_job(client)
     for epoch in (1, 2, 3):
         write(jid, epoch, 1.0 / epoch)
-    pages = {params: client.get(f"/jobs/{jid}/metrics", params=dict(params))
-             for params in ((), (("after_epoch", 1),), (("limit", 1),), (("after_epoch", 3),))}
+    pages = {
+        params: client.get(f"/jobs/{jid}/metrics", params=dict(params))
+        for params in ((), (("after_epoch", 1),), (("limit", 1),), (("after_epoch", 3),))
+    }
     assert len({r.headers["etag"] for r in pages.values()}) == 4
     assert [r["epoch"] for r in pages[()].json()["items"]] == [1, 2, 3]
     assert [r["epoch"] for r in pages[(("after_epoch", 1),)].json()["items"]] == [2, 3]

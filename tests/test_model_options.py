@@ -57,14 +57,17 @@ def test_mixed_k_blocks_are_exactly_the_layers_between_concatenations(base):
     for k in range(1, 11):
         block = ancestors(base.get_layer(f"mixed{k}"), set()) - ancestors(base.get_layer(f"mixed{k - 1}"), set())
         block -= {f"mixed{k - 1}"}
-        assert set(names[names.index(f"mixed{k - 1}") + 1:names.index(f"mixed{k}")]) == block - {f"mixed{k}"}
+        assert set(names[names.index(f"mixed{k - 1}") + 1 : names.index(f"mixed{k}")]) == block - {f"mixed{k}"}
 
 
-@pytest.mark.parametrize(("model", "frozen"), [
-    ({"trainable": "all"}, False),  # random init, "auto": BatchNorm learns its statistics
-    ({"trainable": "all", "batchnorm": "frozen"}, True),
-    ({"trainable": "mixed8", "weights": "base.weights.h5"}, True),  # pre-trained, "auto"
-])
+@pytest.mark.parametrize(
+    ("model", "frozen"),
+    [
+        ({"trainable": "all"}, False),  # random init, "auto": BatchNorm learns its statistics
+        ({"trainable": "all", "batchnorm": "frozen"}, True),
+        ({"trainable": "mixed8", "weights": "base.weights.h5"}, True),  # pre-trained, "auto"
+    ],
+)
 def test_batchnorm_trainable_follows_the_mode(model, frozen, tmp_path):
     import keras
 
@@ -93,8 +96,10 @@ def test_l2_base_adds_the_penalty_of_every_trainable_base_kernel():
 
     def model(l2_base: bool):
         keras.utils.set_random_seed(1)  # the same weights both times
-        spec = small_spec(model={"weights": None, "trainable": "mixed9", "dense_units": 8},
-                          regularization={"l2": 1e-3, "l2_base": l2_base})
+        spec = small_spec(
+            model={"weights": None, "trainable": "mixed9", "dense_units": 8},
+            regularization={"l2": 1e-3, "l2_base": l2_base},
+        )
         m = build_model(JobSpec.model_validate(spec), 3)
         m.compile(loss="categorical_crossentropy")
         return m

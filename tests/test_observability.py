@@ -23,8 +23,11 @@ def scrape(client, **headers) -> dict[tuple[str, frozenset], float]:
     r = client.get("/metrics", headers=headers)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float:
@@ -73,7 +76,12 @@ def test_metrics_follow_jobs_epochs_queue_and_throughput(client):
         assert ("plateau_training_images_per_second", frozenset({("job_id", second)})) not in now
         # every state is reported, even at zero
         assert {dict(k[1])["state"] for k in now if k[0] == "plateau_jobs"} == {
-            "queued", "running", "succeeded", "failed", "cancelled"}
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+        }
     finally:
         set_status(first, "cancelled")
         set_status(second, "cancelled")
@@ -83,8 +91,9 @@ def test_metrics_follow_jobs_epochs_queue_and_throughput(client):
 def test_request_latency_is_labelled_by_route_template(client):
     job_id = submit(client)
     route = "/jobs/{job_id}"
-    before = value(scrape(client), "plateau_http_request_duration_seconds_count", method="GET", route=route,
-                   status="200")
+    before = value(
+        scrape(client), "plateau_http_request_duration_seconds_count", method="GET", route=route, status="200"
+    )
     assert client.get(f"/jobs/{job_id}").status_code == 200
     assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
     assert client.get("/no/such/path/" + uuid.uuid4().hex).status_code == 404
@@ -92,10 +101,11 @@ def test_request_latency_is_labelled_by_route_template(client):
     count = "plateau_http_request_duration_seconds_count"
     assert value(now, count, method="GET", route=route, status="200") == before + 1
     assert value(now, "plateau_http_request_duration_seconds_count", method="GET", route=route, status="404") >= 1
-    assert value(now, "plateau_http_request_duration_seconds_count", method="GET", route="unmatched",
-                 status="404") >= 1
-    assert value(now, "plateau_http_request_duration_seconds_bucket", method="GET", route=route, status="200",
-                 le="+Inf") == before + 1
+    assert value(now, "plateau_http_request_duration_seconds_count", method="GET", route="unmatched", status="404") >= 1
+    assert (
+        value(now, "plateau_http_request_duration_seconds_bucket", method="GET", route=route, status="200", le="+Inf")
+        == before + 1
+    )
     # no series carries a concrete id: the label is the template
     assert not any(job_id in v for k in now for _, v in k[1])
 

@@ -20,8 +20,17 @@ from tests.specs import small_spec
 from worker.training.sink import MemorySink
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPARED = ("loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy", "grad_norm",
-            "update_ratio_head", "batch_loss_mean")
+COMPARED = (
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "train_eval_loss",
+    "train_eval_accuracy",
+    "grad_norm",
+    "update_ratio_head",
+    "batch_loss_mean",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +51,9 @@ def run(spec: JobSpec, data_root: Path, workdir: Path, stop: threading.Event | N
     from worker.training.fit import train
 
     sink = MemorySink()
-    result = train(spec, data_root=data_root, workdir=workdir, sink=sink, stop=stop or threading.Event(),
-                   history=history)
+    result = train(
+        spec, data_root=data_root, workdir=workdir, sink=sink, stop=stop or threading.Event(), history=history
+    )
     return result, sink
 
 
@@ -62,17 +72,21 @@ def assert_same_rows(a: list[dict], b: list[dict]) -> None:
 
 # --- the spec ---------------------------------------------------------------------------------------------------
 
+
 def test_performance_defaults_keep_old_specs_valid():
     spec = JobSpec.model_validate(small_spec())
     assert spec.performance.model_dump() == {"mixed_precision": "auto", "jit_compile": False, "cache_features": "auto"}
 
 
-@pytest.mark.parametrize(("performance", "field"), [
-    ({"mixed_precision": "float8"}, "mixed_precision"),
-    ({"cache_features": "always"}, "cache_features"),
-    ({"jit_compile": "sometimes"}, "jit_compile"),
-    ({"xla": True}, "xla"),
-])
+@pytest.mark.parametrize(
+    ("performance", "field"),
+    [
+        ({"mixed_precision": "float8"}, "mixed_precision"),
+        ({"cache_features": "always"}, "cache_features"),
+        ({"jit_compile": "sometimes"}, "jit_compile"),
+        ({"xla": True}, "xla"),
+    ],
+)
 def test_bad_performance_fields_are_refused(performance, field):
     with pytest.raises(ValidationError) as info:
         JobSpec.model_validate({**small_spec(), "performance": performance})
@@ -86,6 +100,7 @@ def test_bad_performance_field_is_422(client):
 
 
 # --- resolution ---------------------------------------------------------------------------------------------------
+
 
 def test_precision_resolution_and_policy_reset():
     import keras
@@ -147,11 +162,15 @@ def test_input_pipeline_is_all_tf_data(shapes):
 
 # --- training -----------------------------------------------------------------------------------------------------
 
+
 def test_cached_head_trains_the_same_model_as_the_full_network(shapes, tmp_path):
     import keras
 
-    spec = dict(regularization={"dropout": 0.25}, class_weight="balanced",
-                callbacks={"early_stopping": {"patience": 5, "restore_best_weights": True}})
+    spec = dict(
+        regularization={"dropout": 0.25},
+        class_weight="balanced",
+        callbacks={"early_stopping": {"patience": 5, "restore_best_weights": True}},
+    )
     full, full_sink = run(spec_of(performance={"cache_features": "off"}, **spec), shapes, tmp_path / "full")
     cached, cached_sink = run(spec_of(**spec), shapes, tmp_path / "cached")
     assert full.status == cached.status == "succeeded"
@@ -264,8 +283,14 @@ def test_mirrored_training_on_two_logical_cpus(shapes, tmp_path):
     spec = spec_of(epochs=2, batch_size=4).model_dump(mode="json")
     del spec["performance"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(spec), str(shapes), str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED, json.dumps(spec), str(shapes), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.split("RESULT ", 1)[1])
     for mode in ("off", "auto"):

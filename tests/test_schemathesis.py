@@ -45,9 +45,19 @@ SEEDED: list[str] = []  # ids of real jobs, filled by the `seeded_jobs` fixture 
 
 def _history(n: int = 8) -> list[dict]:
     """Epoch rows that overfit, so the analysis has findings and remedies to fork with."""
-    return [{"epoch": e, "loss": 1.0 / e, "accuracy": min(1.0, 0.5 + 0.06 * e), "learning_rate": 1e-3,
-             "train_eval_loss": 0.9 / e, "train_eval_accuracy": min(1.0, 0.5 + 0.06 * e),
-             "val_loss": 0.8 + 0.05 * max(0, e - 3), "val_accuracy": 0.6} for e in range(1, n + 1)]
+    return [
+        {
+            "epoch": e,
+            "loss": 1.0 / e,
+            "accuracy": min(1.0, 0.5 + 0.06 * e),
+            "learning_rate": 1e-3,
+            "train_eval_loss": 0.9 / e,
+            "train_eval_accuracy": min(1.0, 0.5 + 0.06 * e),
+            "val_loss": 0.8 + 0.05 * max(0, e - 3),
+            "val_accuracy": 0.6,
+        }
+        for e in range(1, n + 1)
+    ]
 
 
 def _seed(client) -> list[str]:
@@ -114,7 +124,8 @@ def flatmap_path_parameters(context, path_parameters):
     real = st.sampled_from(SEEDED).map(lambda jid: {**path_parameters, "job_id": jid})
     if "path" in path_parameters:
         real = st.tuples(real, st.sampled_from([*ARTIFACT_FILES, path_parameters["path"]])).map(
-            lambda pair: {**pair[0], "path": pair[1]})
+            lambda pair: {**pair[0], "path": pair[1]}
+        )
     return st.one_of(st.just(path_parameters), real)
 
 
@@ -126,7 +137,8 @@ def _rule_parameters() -> list[str]:
 
 # `GET /jobs/{id}/analysis` also takes `RULE.PARAM=<JSON or text>` overrides that the schema cannot list.
 OVERRIDE_VALUES = st.one_of(
-    st.integers(min_value=-3, max_value=3).map(str), st.integers().map(str),
+    st.integers(min_value=-3, max_value=3).map(str),
+    st.integers().map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(lambda x: json.dumps(x)),
     st.sampled_from(["true", "null", "[]", "{}", '"val_loss"', "val_accuracy", "max", ""]),
     st.text(max_size=8),
@@ -137,7 +149,9 @@ def flatmap_query(context, query):
     """Half of the time, add rule parameter overrides (known and unknown names) to an analysis request."""
     if not context.operation.path.endswith("/analysis") or not isinstance(query, (dict, type(None))):
         return st.just(query)
-    names = st.one_of(st.sampled_from(_rule_parameters()), st.text(min_size=1, max_size=12).map(lambda t: f"overfitting.{t}"))
+    names = st.one_of(
+        st.sampled_from(_rule_parameters()), st.text(min_size=1, max_size=12).map(lambda t: f"overfitting.{t}")
+    )
     overrides = st.dictionaries(names, OVERRIDE_VALUES, min_size=1, max_size=3)
     return st.one_of(st.just(query), overrides.map(lambda extra: {**(query or {}), **extra}))
 
@@ -145,18 +159,36 @@ def flatmap_query(context, query):
 # What JSON parsers accept but no field should: written as JSON text, since Python's writer never produces some
 # of them (a lone surrogate) and refuses others when strict. A huge string, and nesting deeper than any spec.
 HOSTILE_LITERALS = [
-    "NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1" + "0" * 400, "-1", "true", '"299"',
-    '"\\ud800"', '"x\\udfffx"', '"\\udc00\\ud800"', '"\\u0000"', '"shapes/train\\u0000"',
-    '"' + "x" * 300 + '"', '"' + "/".join(["y" * 255] * 20) + '"', '"' + "z" * 200_000 + '"',
-    "[" * 40 + "]" * 40, '{"a":' * 600 + "{}" + "}" * 600,
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",
+    "-1e999",
+    "1" + "0" * 400,
+    "-1",
+    "true",
+    '"299"',
+    '"\\ud800"',
+    '"x\\udfffx"',
+    '"\\udc00\\ud800"',
+    '"\\u0000"',
+    '"shapes/train\\u0000"',
+    '"' + "x" * 300 + '"',
+    '"' + "/".join(["y" * 255] * 20) + '"',
+    '"' + "z" * 200_000 + '"',
+    "[" * 40 + "]" * 40,
+    '{"a":' * 600 + "{}" + "}" * 600,
 ]
 HOSTILE_SENTINEL = "\u2603hostile\u2603"
 
 
 VALID_BODIES = {
-    "/jobs": small_spec(name="n", on_stagnation={"action": "none", "rules": ["plateau"]},
-                        optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
-                        callbacks={"early_stopping": {"min_delta": 0.001, "restore_best_weights": True}}),
+    "/jobs": small_spec(
+        name="n",
+        on_stagnation={"action": "none", "rules": ["plateau"]},
+        optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+        callbacks={"early_stopping": {"min_delta": 0.001, "restore_best_weights": True}},
+    ),
     "/jobs/{job_id}/fork": {"apply": [], "patch": {"name": "n", "regularization": {"l2": 0.001}}},
 }
 
@@ -189,7 +221,8 @@ def hostile(body) -> st.SearchStrategy:
     container)."""
     paths = _leaf_paths(body) or [()]
     return st.tuples(st.sampled_from(paths), st.sampled_from(HOSTILE_LITERALS)).map(
-        lambda pair: _with_hostile(body, *pair))
+        lambda pair: _with_hostile(body, *pair)
+    )
 
 
 def flatmap_body(context, body):
@@ -200,8 +233,9 @@ def flatmap_body(context, body):
     plain = _real_paths(context, body)
     # Into a generated body, and into one valid but for the hostile value, so it gets past every other check
     # and reaches the database and the merge.
-    return st.one_of(plain, plain.flatmap(hostile), st.just(VALID_BODIES[context.operation.path]).flatmap(hostile),
-                     plain)
+    return st.one_of(
+        plain, plain.flatmap(hostile), st.just(VALID_BODIES[context.operation.path]).flatmap(hostile), plain
+    )
 
 
 def _real_paths(context, body) -> st.SearchStrategy:
@@ -230,8 +264,13 @@ schema.hook(flatmap_query)
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 def test_no_input_gets_a_server_error(case):
     stream = case.operation.path.endswith("/events")
     case.call_and_validate(checks=[not_a_server_error], **({"timeout": STREAM_SECONDS} if stream else {}))

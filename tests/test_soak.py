@@ -27,8 +27,13 @@ def test_jobs_survive_random_worker_kills(kind, tmp_path):
     rng = random.Random(20261201)
     # enough attempts that a job killed more than once still ends by succeeding, not by the attempt limit; a short
     # lease so a killed worker's job is requeued soon after the new worker's first reconcile pass
-    service = kind(tmp_path, PLATEAU_MAX_ATTEMPTS="20", PLATEAU_MAX_ACTIVE_JOBS_PER_TENANT="1000",
-                   PLATEAU_LEASE_SECONDS="4", PLATEAU_REQUEUE_AFTER="2")
+    service = kind(
+        tmp_path,
+        PLATEAU_MAX_ATTEMPTS="20",
+        PLATEAU_MAX_ACTIVE_JOBS_PER_TENANT="1000",
+        PLATEAU_LEASE_SECONDS="4",
+        PLATEAU_REQUEUE_AFTER="2",
+    )
     service.start()
     epochs: dict[str, int] = {}
     kills = 0
@@ -41,16 +46,24 @@ def test_jobs_survive_random_worker_kills(kind, tmp_path):
                 epochs[r.json()["id"]] = n
         for _ in range(KILLS):
             # a kill lands while some job is claimed, at a random point of its model build or training
-            wait_for(lambda: running(service, epochs) or not unfinished(service, epochs), 120,
-                     lambda: f"nothing runs: {stuck(service, epochs)}", interval=0.5)
+            wait_for(
+                lambda: running(service, epochs) or not unfinished(service, epochs),
+                120,
+                lambda: f"nothing runs: {stuck(service, epochs)}",
+                interval=0.5,
+            )
             if not unfinished(service, epochs):
                 break
             time.sleep(rng.uniform(0.5, 4))
             service.kill_worker()
             kills += 1
             service.restart_worker()  # the embedded launcher comes back on a new port: a new client each time
-        wait_for(lambda: not unfinished(service, epochs), DRAIN_SECONDS,
-                 lambda: f"unfinished after {kills} kills: {stuck(service, epochs)}", interval=1)
+        wait_for(
+            lambda: not unfinished(service, epochs),
+            DRAIN_SECONDS,
+            lambda: f"unfinished after {kills} kills: {stuck(service, epochs)}",
+            interval=1,
+        )
         assert kills >= 2
         with service.client() as api:
             jobs = [api.get(f"/jobs/{jid}").json() for jid in epochs]
@@ -84,4 +97,6 @@ def stuck(service, epochs: dict[str, int]) -> str:
     return "\n".join(
         f"{j['id']} {j['status']} attempts={j['attempts']} "
         f"events={[(e['kind'], e['reason']) for e in j['events'][-5:]]}\n  "
-        + "\n  ".join([line for line in logs if j["id"] in line][-5:]) for j in jobs)
+        + "\n  ".join([line for line in logs if j["id"] in line][-5:])
+        for j in jobs
+    )

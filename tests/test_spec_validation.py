@@ -22,15 +22,24 @@ def locs(errors: list[dict]) -> set[tuple]:
 @pytest.mark.parametrize(
     ("patch", "loc"),
     [
-        ({"dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 60}}, ("dataset", "image_size")),
-        ({"dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 600}}, ("dataset", "image_size")),
+        (
+            {"dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 60}},
+            ("dataset", "image_size"),
+        ),
+        (
+            {"dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 600}},
+            ("dataset", "image_size"),
+        ),
         ({"dataset": {"train_dir": "shapes/train", "validation_split": 1.5}}, ("dataset", "validation_split")),
         ({"batch_size": 0}, ("batch_size",)),
         ({"epochs": 0}, ("epochs",)),
         ({"class_weight": "sometimes"}, ("class_weight",)),
         ({"regularization": {"dropout": 1.0}}, ("regularization", "dropout")),
         ({"regularization": {"l2": -0.1}}, ("regularization", "l2")),
-        ({"regularization": {"augmentation": {"fill_mode": "mirror"}}}, ("regularization", "augmentation", "fill_mode")),
+        (
+            {"regularization": {"augmentation": {"fill_mode": "mirror"}}},
+            ("regularization", "augmentation", "fill_mode"),
+        ),
         ({"regularization": {"label_smoothing": 1.0}}, ("regularization", "label_smoothing")),
         ({"optimizer": {"name": "adagrad"}}, ("optimizer", "name")),
         ({"optimizer": {"learning_rate": 0}}, ("optimizer", "learning_rate")),
@@ -43,7 +52,7 @@ def locs(errors: list[dict]) -> set[tuple]:
 )
 def test_bad_field_names_itself(client, patch, loc):
     errors = errors_for(client, {**small_spec(), **patch})
-    assert any(tuple(e["loc"][1:len(loc) + 1]) == loc for e in errors), errors
+    assert any(tuple(e["loc"][1 : len(loc) + 1]) == loc for e in errors), errors
     assert all(e["msg"] for e in errors)
 
 
@@ -72,8 +81,16 @@ def test_epochs_above_service_limit(client):
 
 @pytest.mark.parametrize(
     "path",
-    ["../etc", "shapes/../../etc", "/etc/passwd", "%2e%2e/etc", "shapes/%2E%2E/%2e%2e/etc", "..\\..\\windows",
-     "C:/windows", "shapes/train/../../../../tmp"],
+    [
+        "../etc",
+        "shapes/../../etc",
+        "/etc/passwd",
+        "%2e%2e/etc",
+        "shapes/%2E%2E/%2e%2e/etc",
+        "..\\..\\windows",
+        "C:/windows",
+        "shapes/train/../../../../tmp",
+    ],
 )
 def test_path_escapes_are_refused(client, path):
     spec = small_spec()

@@ -21,8 +21,11 @@ def secured(client):
     client.app.dependency_overrides[get_settings] = lambda: settings
     tenant_a, tenant_b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
     with session_scope() as s:
-        keys = {"a": create_key(session=s, tenant=tenant_a), "b": create_key(session=s, tenant=tenant_b),
-                "admin": create_key(session=s, tenant="ops", admin=True)}
+        keys = {
+            "a": create_key(session=s, tenant=tenant_a),
+            "b": create_key(session=s, tenant=tenant_b),
+            "admin": create_key(session=s, tenant="ops", admin=True),
+        }
     yield client, {k: {"Authorization": f"Bearer {v}"} for k, v in keys.items()}, keys
     client.app.dependency_overrides.clear()
 
@@ -41,15 +44,22 @@ def test_another_tenants_job_is_hidden(secured):
     client, headers, _ = secured
     job = client.post("/jobs", json=small_spec(), headers=headers["a"]).json()
     jid = job["id"]
-    for method, path in [("get", f"/jobs/{jid}"), ("get", f"/jobs/{jid}/metrics"), ("get", f"/jobs/{jid}/analysis"),
-                         ("post", f"/jobs/{jid}/cancel"), ("post", f"/jobs/{jid}/fork")]:
+    for method, path in [
+        ("get", f"/jobs/{jid}"),
+        ("get", f"/jobs/{jid}/metrics"),
+        ("get", f"/jobs/{jid}/analysis"),
+        ("post", f"/jobs/{jid}/cancel"),
+        ("post", f"/jobs/{jid}/fork"),
+    ]:
         kwargs = {"json": {}} if path.endswith("fork") else {}
         r = getattr(client, method)(path, headers=headers["b"], **kwargs)
         assert r.status_code == 404, (path, r.status_code)
         assert getattr(client, method)(path, headers=headers["a"], **kwargs).status_code in (200, 202)
     listed_b = [j["id"] for j in client.get("/jobs", params={"limit": 1000}, headers=headers["b"]).json()["items"]]
     listed_a = [j["id"] for j in client.get("/jobs", params={"limit": 1000}, headers=headers["a"]).json()["items"]]
-    listed_admin = [j["id"] for j in client.get("/jobs", params={"limit": 1000}, headers=headers["admin"]).json()["items"]]
+    listed_admin = [
+        j["id"] for j in client.get("/jobs", params={"limit": 1000}, headers=headers["admin"]).json()["items"]
+    ]
     assert jid not in listed_b and jid in listed_a and jid in listed_admin
     assert client.get(f"/jobs/{jid}", headers=headers["admin"]).status_code == 200
 

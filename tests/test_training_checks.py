@@ -38,8 +38,10 @@ def test_mild_imbalance_is_not_a_finding():
     [
         (lambda d: [p.unlink() for p in (d / "train" / "square").iterdir()], "class folder 'square' has no images"),
         (lambda d: (d / "train" / "circle" / "notes.txt").write_text("hello"), "file circle/notes.txt is not an image"),
-        (lambda d: (d / "train" / "circle" / "broken.png").write_bytes(b"\x89PNG not really"),
-         "file circle/broken.png is not an image"),
+        (
+            lambda d: (d / "train" / "circle" / "broken.png").write_bytes(b"\x89PNG not really"),
+            "file circle/broken.png is not an image",
+        ),
     ],
 )
 def test_bad_data_fails_with_a_reason_naming_it(tmp_path, mutate, message):
@@ -47,8 +49,9 @@ def test_bad_data_fails_with_a_reason_naming_it(tmp_path, mutate, message):
 
     generate(tmp_path / "set", classes=2, train=3, val=2, size=80)
     mutate(tmp_path / "set")
-    spec = JobSpec.model_validate(small_spec(dataset={"train_dir": "set/train", "val_dir": "set/val",
-                                                      "image_size": 75}))
+    spec = JobSpec.model_validate(
+        small_spec(dataset={"train_dir": "set/train", "val_dir": "set/val", "image_size": 75})
+    )
     with pytest.raises(DataError, match=message.replace(".", r"\.")):
         train(spec, data_root=tmp_path, workdir=tmp_path / "w", sink=MemorySink(), stop=threading.Event())
 

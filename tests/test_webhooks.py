@@ -64,8 +64,15 @@ class Receiver:
 
 
 def settings(**kw) -> Settings:
-    return Settings(**{"webhook_secret": SECRET, "webhook_allow_private": True, "webhook_backoff_seconds": 0.01,
-                       "webhook_timeout_seconds": 5, **kw})
+    return Settings(
+        **{
+            "webhook_secret": SECRET,
+            "webhook_allow_private": True,
+            "webhook_backoff_seconds": 0.01,
+            "webhook_timeout_seconds": 5,
+            **kw,
+        }
+    )
 
 
 def body_of(event: str = "succeeded") -> dict:
@@ -88,31 +95,49 @@ def add_job(webhook: dict | None) -> uuid.UUID:
 # --- the spec ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/hook", "http://localhost:8080/hook", "http://api.localhost/hook", "http://10.1.2.3/hook",
-    "https://192.168.0.10/hook", "http://172.16.5.5/x", "http://169.254.169.254/latest/meta-data",
-    "http://[::1]/hook", "http://[fe80::1]/hook", "http://[fd00::5]/hook", "http://[::ffff:127.0.0.1]/hook",
-    "http://0.0.0.0/hook", "http://2130706433/hook", "http://127.1/hook", "http://0x7f.0.0.1/hook",
-    "http://100.64.0.1/hook",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost:8080/hook",
+        "http://api.localhost/hook",
+        "http://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "http://172.16.5.5/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00::5]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "http://2130706433/hook",
+        "http://127.1/hook",
+        "http://0x7f.0.0.1/hook",
+        "http://100.64.0.1/hook",
+    ],
+)
 def test_private_targets_are_refused_at_submit(client, url):
     r = client.post("/jobs", json=spec_with({"url": url}))
     assert r.status_code == 422, (url, r.text)
     errors = r.json()["detail"]
-    assert any(e["loc"] == ["body", "webhook", "url"] and "PLATEAU_WEBHOOK_ALLOW_PRIVATE" in e["msg"]
-               for e in errors), errors
+    assert any(
+        e["loc"] == ["body", "webhook", "url"] and "PLATEAU_WEBHOOK_ALLOW_PRIVATE" in e["msg"] for e in errors
+    ), errors
 
 
-@pytest.mark.parametrize("webhook, fragment", [
-    ({"url": "ftp://example.com/hook"}, "scheme must be http or https"),
-    ({"url": "file:///etc/passwd"}, "scheme must be http or https"),
-    ({"url": "example.com/hook"}, "scheme must be http or https"),
-    ({"url": "http:///hook"}, "has no host"),
-    ({"url": "http://example.com:99999/hook"}, "not a valid URL"),
-    ({"url": "https://example.com/hook", "events": ["succeeded", "exploded"]}, "Input should be"),
-    ({"url": "https://example.com/hook", "events": []}, "at least 1"),
-    ({"url": "https://example.com/hook", "secret": "x"}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "webhook, fragment",
+    [
+        ({"url": "ftp://example.com/hook"}, "scheme must be http or https"),
+        ({"url": "file:///etc/passwd"}, "scheme must be http or https"),
+        ({"url": "example.com/hook"}, "scheme must be http or https"),
+        ({"url": "http:///hook"}, "has no host"),
+        ({"url": "http://example.com:99999/hook"}, "not a valid URL"),
+        ({"url": "https://example.com/hook", "events": ["succeeded", "exploded"]}, "Input should be"),
+        ({"url": "https://example.com/hook", "events": []}, "at least 1"),
+        ({"url": "https://example.com/hook", "secret": "x"}, "Extra inputs"),
+    ],
+)
 def test_bad_webhook_fields_are_422(client, webhook, fragment):
     r = client.post("/jobs", json=spec_with(webhook))
     assert r.status_code == 422, r.text
@@ -145,11 +170,23 @@ def test_private_targets_allowed_by_setting(tmp_path):
     assert webhook_errors(True) == []
 
 
-@pytest.mark.parametrize("address, refused", [
-    ("127.0.0.1", True), ("10.0.0.1", True), ("169.254.1.1", True), ("::1", True), ("fe80::1", True),
-    ("::ffff:10.0.0.1", True), ("2002:7f00:1::", True), ("64:ff9b::a00:1", True), ("224.0.0.1", True),
-    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False), ("8.8.8.8", False),
-])
+@pytest.mark.parametrize(
+    "address, refused",
+    [
+        ("127.0.0.1", True),
+        ("10.0.0.1", True),
+        ("169.254.1.1", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("::ffff:10.0.0.1", True),
+        ("2002:7f00:1::", True),
+        ("64:ff9b::a00:1", True),
+        ("224.0.0.1", True),
+        ("93.184.216.34", False),
+        ("2606:2800:220:1:248:1893:25c8:1946", False),
+        ("8.8.8.8", False),
+    ],
+)
 def test_address_rule(address, refused):
     assert (hooks.address_refusal(ipaddress.ip_address(address)) is not None) is refused
 
@@ -162,7 +199,7 @@ def test_delivery_is_signed_and_carries_the_payload():
     with Receiver() as rx:
         result = deliver(rx.url, body, settings=settings())
     assert result.ok and result.attempts == 1 and result.status_code == 200
-    (headers, raw), = rx.requests
+    ((headers, raw),) = rx.requests
     expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-plateau-signature"], expected)
     assert hooks.verify(SECRET, raw, headers["x-plateau-signature"])
@@ -226,7 +263,7 @@ def test_private_target_refused_at_send_time_after_resolution():
 def test_unsigned_without_a_secret():
     with Receiver() as rx:
         assert deliver(rx.url, body_of(), settings=settings(webhook_secret=None)).ok
-    (headers, _), = rx.requests
+    ((headers, _),) = rx.requests
     assert "x-plateau-signature" not in headers and "x-plateau-timestamp" in headers
 
 
@@ -241,7 +278,7 @@ def test_send_event_uses_the_jobs_webhook_and_its_event_filter():
         assert send_event(job_id, "running", settings=settings()) is None  # not subscribed
         assert send_event(add_job(None), "succeeded", settings=settings()) is None  # no webhook
         assert send_event(uuid.uuid4(), "succeeded", settings=settings()) is None  # no such job
-    (headers, raw), = rx.requests
+    ((headers, raw),) = rx.requests
     sent = json.loads(raw)
     assert sent["event"] == "succeeded" and sent["job_id"] == str(job_id) and sent["status"] == "succeeded"
     assert sent["data"] == {"stop_reason": "done"} and sent["at"]
@@ -286,8 +323,12 @@ def test_worker_sink_notifies_findings(monkeypatch):
     db_sink.DbSink(job_id).event("finding", "val_loss plateaued", {"rule": "plateau"})
     db_sink.DbSink(job_id).event("lr_reduced", "learning rate 1e-3 → 1e-4")
     db_sink.DbSink(add_job(None)).event("finding", "no webhook, nothing sent", {"rule": "plateau"})
-    assert sent == [((job_id, "finding"), {"status": None,
-                                           "data": {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}})]
+    assert sent == [
+        (
+            (job_id, "finding"),
+            {"status": None, "data": {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}},
+        )
+    ]
 
 
 def test_connection_is_pinned_to_the_checked_address(monkeypatch):
@@ -301,8 +342,11 @@ def test_connection_is_pinned_to_the_checked_address(monkeypatch):
 
 
 def test_a_name_with_any_private_address_is_refused(monkeypatch):
-    monkeypatch.setattr(targets, "resolve_target",
-                        lambda host, port: [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.7")])
+    monkeypatch.setattr(
+        targets,
+        "resolve_target",
+        lambda host, port: [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.7")],
+    )
     result = deliver("https://rebind.example.com/hook", body_of(), settings=settings(webhook_allow_private=False))
     assert not result.ok and result.attempts == 1 and "10.0.0.7" in result.error
 

@@ -65,7 +65,8 @@ class Receiver:
 
 def specs(webhook_url: str) -> dict[str, dict]:
     callbacks = small_spec(
-        epochs=6, name="callbacks",
+        epochs=6,
+        name="callbacks",
         optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
         regularization={"label_smoothing": 0.1},
         callbacks={
@@ -77,13 +78,15 @@ def specs(webhook_url: str) -> dict[str, dict]:
         webhook={"url": webhook_url},
     )
     l2 = small_spec(
-        epochs=2, name="l2",
+        epochs=2,
+        name="l2",
         optimizer={"name": "adamw", "learning_rate": 1e-3, "weight_decay": 0.01},
         regularization={"l2": 0.1},
         performance={"jit_compile": True},
     )
     augmented = small_spec(
-        epochs=2, name="augmented",
+        epochs=2,
+        name="augmented",
         optimizer={"name": "rmsprop", "learning_rate": 1e-3, "momentum": 0.5, "weight_decay": 0.001},
         regularization={"augmentation": {"rotation_range": 10, "zoom_range": 0.1, "horizontal_flip": True}},
     )
@@ -102,8 +105,9 @@ def service(tmp_path_factory, receiver):
     """The embedded launcher (API and its worker), allowed to send webhooks to loopback and signing them."""
     tmp = tmp_path_factory.mktemp("worker-paths")
     home = tmp / "home"
-    env = embedded_env(home, PLATEAU_WEBHOOK_ALLOW_PRIVATE="true", PLATEAU_WEBHOOK_SECRET=SECRET,
-                       PLATEAU_WEBHOOK_BACKOFF_SECONDS="0.2")
+    env = embedded_env(
+        home, PLATEAU_WEBHOOK_ALLOW_PRIVATE="true", PLATEAU_WEBHOOK_SECRET=SECRET, PLATEAU_WEBHOOK_BACKOFF_SECONDS="0.2"
+    )
     proc, url = start_embedded(env, tmp / "embedded.log", timeout=90)
     try:
         with httpx.Client(base_url=url, timeout=60) as api:
@@ -125,8 +129,12 @@ def jobs(service, receiver) -> dict[str, dict]:
     def ended():
         return all(api.get(f"/jobs/{jid}").json()["status"] in TERMINAL for jid in ids.values())
 
-    wait_for(ended, 600, lambda: f"{[api.get(f'/jobs/{j}').json()['status'] for j in ids.values()]}\n{proc.tail()}",
-             interval=2)
+    wait_for(
+        ended,
+        600,
+        lambda: f"{[api.get(f'/jobs/{j}').json()['status'] for j in ids.values()]}\n{proc.tail()}",
+        interval=2,
+    )
     done = {key: api.get(f"/jobs/{jid}").json() for key, jid in ids.items()}
     failed = {key: (job["status"], job["error"]) for key, job in done.items() if job["status"] != "succeeded"}
     assert not failed, f"{failed}\n{proc.tail()}"
@@ -273,8 +281,11 @@ def test_tensorboard_event_files_hold_epoch_loss(service, jobs, tmp_path):
 
 def test_worker_sends_signed_running_and_succeeded(jobs, receiver):
     job = jobs["callbacks"]
-    wait_for(lambda: any(b["event"] == "succeeded" for _, _, b in receiver.events(job["id"])), 30,
-             lambda: f"no succeeded delivery: {receiver.events(job['id'])}")
+    wait_for(
+        lambda: any(b["event"] == "succeeded" for _, _, b in receiver.events(job["id"])),
+        30,
+        lambda: f"no succeeded delivery: {receiver.events(job['id'])}",
+    )
     got = receiver.events(job["id"])
     for headers, raw, body in got:
         assert hooks.verify(SECRET, raw, headers.get(hooks.SIGNATURE_HEADER)), headers

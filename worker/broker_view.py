@@ -37,5 +37,5 @@ def _job_ids(messages) -> set[str]:
         start = text.find(_ARGS)
         if start >= 0:
             start += len(_ARGS)
-            ids.add(text[start:start + 36])
+            ids.add(text[start : start + 36])
     return ids

@@ -16,9 +16,11 @@ from models.tables import Job
 
 log = structlog.get_logger()
 
+
 def _log_retry(state) -> None:
-    log.warning("database write failed; retrying", attempt=state.attempt_number,
-                error=type(state.outcome.exception()).__name__)
+    log.warning(
+        "database write failed; retrying", attempt=state.attempt_number, error=type(state.outcome.exception()).__name__
+    )
 
 
 # A database outage shorter than this loses no epoch: the training thread waits for it.
@@ -45,8 +47,13 @@ class DbSink:
     def epoch(self, row: dict[str, Any]) -> None:
         with session_scope() as s:
             upsert_epoch(s, self.job_id, row)
-        log.info("epoch recorded", job_id=str(self.job_id), epoch=row["epoch"],
-                 val_accuracy=row.get("val_accuracy"), val_loss=row.get("val_loss"))
+        log.info(
+            "epoch recorded",
+            job_id=str(self.job_id),
+            epoch=row["epoch"],
+            val_accuracy=row.get("val_accuracy"),
+            val_loss=row.get("val_loss"),
+        )
 
     @db_retry
     def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None:

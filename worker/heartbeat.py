@@ -14,8 +14,9 @@ log = structlog.get_logger()
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, job_id: uuid.UUID, *, worker_host: str, lease_seconds: float, poll_seconds: float,
-                 stop: threading.Event):
+    def __init__(
+        self, job_id: uuid.UUID, *, worker_host: str, lease_seconds: float, poll_seconds: float, stop: threading.Event
+    ):
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self.job_id, self.worker_host, self.lease_seconds = job_id, worker_host, lease_seconds
         self.interval = min(poll_seconds, lease_seconds / 3)

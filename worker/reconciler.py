@@ -33,8 +33,12 @@ def reconcile_once() -> dict[str, int]:
     for job_id in unsent:
         counts["sent"] += _per_job("send a queued job", job_id, _send, job_id, "re-sent by the reconciler") or 0
     for job_id in _lost_messages():
-        counts["sent"] += _per_job("re-send a lost message", job_id, _send, job_id,
-                                   "re-sent: its message was no longer on the broker") or 0
+        counts["sent"] += (
+            _per_job(
+                "re-send a lost message", job_id, _send, job_id, "re-sent: its message was no longer on the broker"
+            )
+            or 0
+        )
     try:  # autopilot lineages whose current job ended (the sweep never raises; this guards its import too)
         __import__("api.autopilot.hooks", fromlist=["sweep_safely"]).sweep_safely()
     except Exception as exc:  # noqa: BLE001 - never breaks the reconcile pass

@@ -50,8 +50,9 @@ def _run_job(job_id: str | uuid.UUID) -> str:
     job_id = uuid.UUID(str(job_id))
     host = worker_host()
     with session_scope() as s:
-        taken = claim(s, job_id, worker_host=host, lease_seconds=settings.lease_seconds,
-                      max_attempts=settings.max_attempts)
+        taken = claim(
+            s, job_id, worker_host=host, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts
+        )
     if taken.job is None:
         log.info("job skipped", job_id=str(job_id), reason=taken.reason)
         if taken.reason != "no such job":
@@ -65,15 +66,27 @@ def _run_job(job_id: str | uuid.UUID) -> str:
     _current_stop = stop
     if shutting_down.is_set():
         stop.set()
-    beat = Heartbeat(job_id, worker_host=host, lease_seconds=settings.lease_seconds,
-                     poll_seconds=settings.cancel_poll_seconds, stop=stop)
+    beat = Heartbeat(
+        job_id,
+        worker_host=host,
+        lease_seconds=settings.lease_seconds,
+        poll_seconds=settings.cancel_poll_seconds,
+        stop=stop,
+    )
     beat.start()
     try:
         from worker.training.fit import train
 
         spec = JobSpec.model_validate(job.spec)  # its paths and webhook target were checked on submit
-        result = train(spec, data_root=settings.data_root, workdir=workdir,
-                       sink=DbSink(job_id), stop=stop, release=shutting_down, history=_history(job_id))
+        result = train(
+            spec,
+            data_root=settings.data_root,
+            workdir=workdir,
+            sink=DbSink(job_id),
+            stop=stop,
+            release=shutting_down,
+            history=_history(job_id),
+        )
     except (DataError, ModelError) as exc:
         return _end(job_id, host, JobStatus.failed, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - any crash is recorded on the job, and the worker keeps serving

@@ -9,17 +9,26 @@ from analysis.spec import SpecView
 def balance_class_weights(spec: SpecView) -> Remedy | None:
     if spec.class_weight == "balanced":
         return None
-    return Remedy(id="balance_class_weights", patch={"class_weight": "balanced"},
-                  text="Weight the loss by inverse class frequency so minority classes count as much as the majority.")
+    return Remedy(
+        id="balance_class_weights",
+        patch={"class_weight": "balanced"},
+        text="Weight the loss by inverse class frequency so minority classes count as much as the majority.",
+    )
 
 
 def collect_more_data(classes: list[str]) -> Remedy:
     names = ", ".join(classes[:5]) + ("…" if len(classes) > 5 else "")
-    return Remedy(id="collect_more_data", patch={},
-                  text=f"Collect more training images for the under-represented or poorly recalled classes ({names}).")
+    return Remedy(
+        id="collect_more_data",
+        patch={},
+        text=f"Collect more training images for the under-represented or poorly recalled classes ({names}).",
+    )
 
 
 def confirm_with_cleanlab() -> Remedy:
-    return Remedy(id="confirm_with_cleanlab", patch={},
-                  text="Confirm with cleanlab's find_label_issues on out-of-sample predicted probabilities "
-                       "(cross-validation); a learning curve alone cannot confirm label noise.")
+    return Remedy(
+        id="confirm_with_cleanlab",
+        patch={},
+        text="Confirm with cleanlab's find_label_issues on out-of-sample predicted probabilities "
+        "(cross-validation); a learning curve alone cannot confirm label noise.",
+    )

@@ -15,11 +15,19 @@ from analysis.view import View
 
 class BatchnormMismatchParams(Params):
     chance_margin: float = Field(0.05, ge=0, description="Accuracy within this of 1/K counts as chance.")
-    val_loss_factor: float = Field(10.0, gt=1, description="val_loss at least this multiple of its minimum has exploded…")
-    val_loss_abs: float = Field(100.0, gt=0, description="…or at least this (cross-entropy far beyond any real prediction).")
+    val_loss_factor: float = Field(
+        10.0, gt=1, description="val_loss at least this multiple of its minimum has exploded…"
+    )
+    val_loss_abs: float = Field(
+        100.0, gt=0, description="…or at least this (cross-entropy far beyond any real prediction)."
+    )
     train_margin: float = Field(0.2, gt=0, description="Training-mode accuracy at least chance + this looks fine.")
-    eval_gap: float = Field(0.3, gt=0, description="Keras accuracy at least this above inference-mode accuracy on the "
-                                                   "same training images is BatchNorm's signature.")
+    eval_gap: float = Field(
+        0.3,
+        gt=0,
+        description="Keras accuracy at least this above inference-mode accuracy on the "
+        "same training images is BatchNorm's signature.",
+    )
 
 
 class BatchnormMismatch(Rule):
@@ -41,8 +49,10 @@ class BatchnormMismatch(Rule):
         val_loss, val_acc = view.series("val_loss"), view.series("val_accuracy")
         acc, loss = view.series("accuracy"), view.series("loss")
         if not (val_loss or val_acc) or not (acc or loss):
-            return self.abstain_missing(*([] if val_loss or val_acc else ["val_loss or val_accuracy"]),
-                                        *([] if acc or loss else ["accuracy or loss"]))
+            return self.abstain_missing(
+                *([] if val_loss or val_acc else ["val_loss or val_accuracy"]),
+                *([] if acc or loss else ["accuracy or loss"]),
+            )
         spec = view.spec
         if spec.base_frozen or spec.batchnorm == "frozen":
             return []  # BatchNorm in inference mode while training: its statistics are the ones it is judged with
@@ -66,8 +76,12 @@ class BatchnormMismatch(Rule):
         if not (train_ok and (exploded or at_chance or eval_gap)):
             return []
         eval_collapsed = bool(honest and chance is not None and le(honest.last, chance + p.chance_margin))
-        observed.update(val_loss_exploded=exploded, val_accuracy_at_chance=at_chance,
-                        train_eval_at_chance=eval_collapsed, train_eval_gap=eval_gap)
+        observed.update(
+            val_loss_exploded=exploded,
+            val_accuracy_at_chance=at_chance,
+            train_eval_at_chance=eval_collapsed,
+            train_eval_gap=eval_gap,
+        )
         if honest:
             observed["train_eval_accuracy"] = honest.last
         confidence = 0.6 + (0.25 if eval_collapsed or eval_gap else 0.0) + (0.2 if exploded and at_chance else 0.0)
@@ -76,17 +90,28 @@ class BatchnormMismatch(Rule):
         if eval_collapsed:
             why += ["the same model in inference mode is at chance on training images too"]
         elif eval_gap:
-            why += [f"the same model in inference mode scores {honest.last:.2f} on training images it fits at "
-                    f"{acc.last:.2f} in training mode"]
-        return [Finding(
-            rule=self.id, cause="batchnorm_mismatch", confidence=clamp(confidence),
-            summary=f"With the base unfrozen ({spec.trainable!r}) training looks fine but {'; '.join(why)}: "
-                    f"BatchNorm statistics no longer match inference.",
-            thresholds=p.model_dump(), observed=observed,
-            epochs=self._collapse_epochs(val_loss, val_acc, chance, p) or self._gap_epochs(acc, honest, p),
-            remedies=R.ranked(_freeze_batchnorm(spec), R.unfreeze_fewer_at_low_lr(spec), R.increase_batch_size(spec),
-                              R.freeze_more_layers(spec)),
-        )]
+            why += [
+                f"the same model in inference mode scores {honest.last:.2f} on training images it fits at "
+                f"{acc.last:.2f} in training mode"
+            ]
+        return [
+            Finding(
+                rule=self.id,
+                cause="batchnorm_mismatch",
+                confidence=clamp(confidence),
+                summary=f"With the base unfrozen ({spec.trainable!r}) training looks fine but {'; '.join(why)}: "
+                f"BatchNorm statistics no longer match inference.",
+                thresholds=p.model_dump(),
+                observed=observed,
+                epochs=self._collapse_epochs(val_loss, val_acc, chance, p) or self._gap_epochs(acc, honest, p),
+                remedies=R.ranked(
+                    _freeze_batchnorm(spec),
+                    R.unfreeze_fewer_at_low_lr(spec),
+                    R.increase_batch_size(spec),
+                    R.freeze_more_layers(spec),
+                ),
+            )
+        ]
 
     @staticmethod
     def _exploded(val_loss: Series, p: BatchnormMismatchParams, observed: dict) -> bool:
@@ -104,12 +129,18 @@ class BatchnormMismatch(Rule):
         return [e for e, a in zip(acc.epochs, acc.values) if e in evals and ge(a - evals[e], p.eval_gap)]
 
     @staticmethod
-    def _collapse_epochs(val_loss: Series, val_acc: Series, chance: float | None, p: BatchnormMismatchParams) -> list[int]:
+    def _collapse_epochs(
+        val_loss: Series, val_acc: Series, chance: float | None, p: BatchnormMismatchParams
+    ) -> list[int]:
         """The trailing epochs in collapse."""
         lo = min(val_loss.values) if val_loss else None
         bad: list[int] = []
         if val_loss:
-            bad = [e for e, v in zip(val_loss.epochs, val_loss.values) if ge(v, p.val_loss_abs) or (lo and ge(v, p.val_loss_factor * lo))]
+            bad = [
+                e
+                for e, v in zip(val_loss.epochs, val_loss.values)
+                if ge(v, p.val_loss_abs) or (lo and ge(v, p.val_loss_factor * lo))
+            ]
         if not bad and val_acc and chance is not None:
             bad = [e for e, v in zip(val_acc.epochs, val_acc.values) if le(v, chance + p.chance_margin)]
         return bad
@@ -119,9 +150,12 @@ def _freeze_batchnorm(spec: SpecView) -> Remedy | None:
     """Pre-trained statistics are worth keeping; a random-init base has none, so there it does not apply."""
     if spec.weights is None:
         return None
-    return Remedy(id="freeze_batchnorm", patch={"model": {"batchnorm": "frozen"}},
-                  text="Keep the base's BatchNorm layers in inference mode with their pre-trained statistics "
-                       "(model.batchnorm \"frozen\"); the convolutions still fine-tune.")
+    return Remedy(
+        id="freeze_batchnorm",
+        patch={"model": {"batchnorm": "frozen"}},
+        text="Keep the base's BatchNorm layers in inference mode with their pre-trained statistics "
+        '(model.batchnorm "frozen"); the convolutions still fine-tune.',
+    )
 
 
 RULE = BatchnormMismatch()

@@ -14,13 +14,25 @@ from analysis.view import View
 
 
 class ClassImbalanceParams(Params):
-    ratio_threshold: float = Field(10.0, gt=1, description="SageMaker ClassImbalance threshold_imbalance: largest/smallest count above this.")
-    min_recall: float = Field(0.3, gt=0, lt=1, description="SageMaker threshold_misprediction 0.7: a class recalled below this is ignored.")
-    recall_ratio: float = Field(0.5, gt=0, lt=1, description="…or recalled at most this fraction of the best-recalled class.")
-    minority_ratio: float = Field(1.5, gt=1, description="Recall evidence counts only when the poorly recalled classes have this many "
-                                                         "times fewer training images than the largest class.")
+    ratio_threshold: float = Field(
+        10.0, gt=1, description="SageMaker ClassImbalance threshold_imbalance: largest/smallest count above this."
+    )
+    min_recall: float = Field(
+        0.3, gt=0, lt=1, description="SageMaker threshold_misprediction 0.7: a class recalled below this is ignored."
+    )
+    recall_ratio: float = Field(
+        0.5, gt=0, lt=1, description="…or recalled at most this fraction of the best-recalled class."
+    )
+    minority_ratio: float = Field(
+        1.5,
+        gt=1,
+        description="Recall evidence counts only when the poorly recalled classes have this many "
+        "times fewer training images than the largest class.",
+    )
     persist: int = Field(3, ge=1, description="The recall disparity must hold in each of the latest this many epochs.")
-    above_chance: float = Field(0.15, ge=0, lt=1, description="…while val accuracy is above 1/K + above_chance × (1 − 1/K).")
+    above_chance: float = Field(
+        0.15, ge=0, lt=1, description="…while val accuracy is above 1/K + above_chance × (1 − 1/K)."
+    )
 
 
 class ClassImbalance(Rule):
@@ -68,22 +80,36 @@ class ClassImbalance(Rule):
         confidence = 0.85 if len(signals) == 2 else (0.8 if signals == ["count_ratio"] else 0.75)
         spec = view.spec
         classes = sorted(flagged, key=lambda c: counts.get(c, 0))
-        return [Finding(
-            rule=self.id, cause="class_imbalance", confidence=clamp(confidence),
-            summary=f"Class imbalance: training counts {hi}:{lo} (ratio {ratio:.1f})"
-                    + (" and the under-represented classes are rarely recalled" if "minority_recall" in signals else "")
-                    + (f"; affected classes: {', '.join(classes[:5])}" if classes else "") + ".",
-            thresholds=p.model_dump(), observed={**observed, "signals": signals}, epochs=sorted(set(epochs)),
-            remedies=R.ranked(R.balance_class_weights(spec), R.augment(spec), R.collect_more_data(classes or ["minority classes"])),
-        )]
+        return [
+            Finding(
+                rule=self.id,
+                cause="class_imbalance",
+                confidence=clamp(confidence),
+                summary=f"Class imbalance: training counts {hi}:{lo} (ratio {ratio:.1f})"
+                + (" and the under-represented classes are rarely recalled" if "minority_recall" in signals else "")
+                + (f"; affected classes: {', '.join(classes[:5])}" if classes else "")
+                + ".",
+                thresholds=p.model_dump(),
+                observed={**observed, "signals": signals},
+                epochs=sorted(set(epochs)),
+                remedies=R.ranked(
+                    R.balance_class_weights(spec), R.augment(spec), R.collect_more_data(classes or ["minority classes"])
+                ),
+            )
+        ]
 
     @staticmethod
     def _persistent_low_recall(view: View, p: ClassImbalanceParams) -> tuple[list[str], list[int]] | None:
         """Classes recalled poorly in each of the latest `persist` epochs while val accuracy is clearly above chance."""
         bar = view.chance_bar(p.above_chance)
         val_acc = view.series("val_accuracy")
-        per_epoch = [(r.epoch, r.val_recall or _from_confusion(view, r.confusion)) for r in view.records[-p.persist:]]
-        if bar is None or len(per_epoch) < p.persist or not val_acc or not all(v > bar for v in val_acc.tail(p.persist)):
+        per_epoch = [(r.epoch, r.val_recall or _from_confusion(view, r.confusion)) for r in view.records[-p.persist :]]
+        if (
+            bar is None
+            or len(per_epoch) < p.persist
+            or not val_acc
+            or not all(v > bar for v in val_acc.tail(p.persist))
+        ):
             return None
         common: set[str] | None = None
         for _, recall in per_epoch:
@@ -103,7 +129,9 @@ def _from_confusion(view: View, matrix: list[list[int]] | None) -> dict[str, flo
     names = sorted(ctx.class_counts_val or ctx.class_counts_train or {})  # Keras orders classes alphanumerically
     if len(names) != len(matrix):
         names = [str(i) for i in range(len(matrix))]
-    return {n: (row[i] / sum(row) if sum(row) and i < len(row) else None) for i, (n, row) in enumerate(zip(names, matrix))}
+    return {
+        n: (row[i] / sum(row) if sum(row) and i < len(row) else None) for i, (n, row) in enumerate(zip(names, matrix))
+    }
 
 
 RULE = ClassImbalance()

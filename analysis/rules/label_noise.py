@@ -13,24 +13,45 @@ from analysis.view import View
 
 
 class LabelNoiseParams(Params):
-    train_cap: float = Field(0.9, gt=0, le=1, description="Inference-mode training accuracy stalled below this looks capped.")
+    train_cap: float = Field(
+        0.9, gt=0, le=1, description="Inference-mode training accuracy stalled below this looks capped."
+    )
     window: int = Field(5, ge=1, description="Epochs that make a stall.")
     min_gain: float = Field(0.01, gt=0, description="AutoTrainer slow convergence: gains below this are a stall.")
     max_gap: float = Field(0.05, ge=0, description="Train - val accuracy at or below this is 'no gap'.")
-    above_chance: float = Field(0.2, ge=0, description="A cap must be at least this far above chance (1/K); at chance nothing was learnt.")
-    memorise_gain: float = Field(0.05, gt=0, description="Training accuracy rise above an earlier capped stall that counts as memorising.")
+    above_chance: float = Field(
+        0.2, ge=0, description="A cap must be at least this far above chance (1/K); at chance nothing was learnt."
+    )
+    memorise_gain: float = Field(
+        0.05, gt=0, description="Training accuracy rise above an earlier capped stall that counts as memorising."
+    )
     val_rise_factor: float = Field(1.05, gt=1, description="val_loss at least this multiple of its minimum.")
     val_above_train: float = Field(
-        0.1, gt=0, description="UMLAUT: validation accuracy this far above inference-mode training accuracy…")
+        0.1, gt=0, description="UMLAUT: validation accuracy this far above inference-mode training accuracy…"
+    )
     val_above_epochs: int = Field(3, ge=1, description="…on average over the latest this many epochs.")
-    loss_still_falling: float = Field(0.05, gt=0, description="A training loss that fell by this fraction over the window is "
-                                                              "still learning: accuracy is not capped.")
-    learned: float = Field(0.15, gt=0, lt=1, description="Validation must be above 1/K + learned × (1 − 1/K): a model at "
-                                                         "chance agrees with no labels at all.")
+    loss_still_falling: float = Field(
+        0.05,
+        gt=0,
+        description="A training loss that fell by this fraction over the window is "
+        "still learning: accuracy is not capped.",
+    )
+    learned: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="Validation must be above 1/K + learned × (1 − 1/K): a model at "
+        "chance agrees with no labels at all.",
+    )
     loss_below_train: float = Field(
-        0.1, gt=0, lt=1, description="val_loss at least this fraction below train_eval_loss (the same penalty in both)…")
-    loss_below_epochs: int = Field(3, ge=1, description="…on average over the latest this many epochs: the model fits clean "
-                                                        "held-out labels better than its own training labels.")
+        0.1, gt=0, lt=1, description="val_loss at least this fraction below train_eval_loss (the same penalty in both)…"
+    )
+    loss_below_epochs: int = Field(
+        3,
+        ge=1,
+        description="…on average over the latest this many epochs: the model fits clean "
+        "held-out labels better than its own training labels.",
+    )
 
 
 def last_stall(values: list[float], window: int, min_gain: float, end: int) -> int | None:
@@ -65,8 +86,9 @@ class LabelNoise(Rule):
         honest = view.series("train_eval_accuracy")
         train = view.pick("train_eval_accuracy", "accuracy")
         if not val_acc or not train:
-            return self.abstain_missing(*(["val_accuracy"] if not val_acc else []),
-                                        *(["train_eval_accuracy or accuracy"] if not train else []))
+            return self.abstain_missing(
+                *(["val_accuracy"] if not val_acc else []), *(["train_eval_accuracy or accuracy"] if not train else [])
+            )
         bar = view.chance_bar(p.learned)
         if bar is not None and (view.near_chance(p.learned, p.val_above_epochs) or not gt(val_acc.last, bar)):
             return []  # nothing learned: disagreeing with the training labels says nothing about them
@@ -74,8 +96,12 @@ class LabelNoise(Rule):
         memorised = self._memorised(train, val_loss, p) if val_loss else None
         inverted = self._val_above_train(view, honest, val_acc, p) if honest else None
         loss_inverted = self._val_loss_below_train(view, val_loss, p) if val_loss else None
-        parts = {"capped": (capped, 0.4), "memorised": (memorised, 0.35), "inverted": (inverted, 0.6),
-                 "loss_inverted": (loss_inverted, 0.65)}
+        parts = {
+            "capped": (capped, 0.4),
+            "memorised": (memorised, 0.35),
+            "inverted": (inverted, 0.6),
+            "loss_inverted": (loss_inverted, 0.65),
+        }
         fired = {name: weight for name, (part, weight) in parts.items() if part}
         if not fired:
             return []
@@ -83,23 +109,51 @@ class LabelNoise(Rule):
         confidence = max(fired.values()) + 0.1 * (len(fired) - 1)
         if spec.base_frozen and not (inverted or loss_inverted):
             confidence -= 0.1  # a frozen base caps accuracy by itself, which makes noisy labels a weaker explanation
-        observed = {**(capped or {}), **(memorised or {}), **(inverted or {}), **(loss_inverted or {}),
-                    "signals": sorted(fired)}
+        observed = {
+            **(capped or {}),
+            **(memorised or {}),
+            **(inverted or {}),
+            **(loss_inverted or {}),
+            "signals": sorted(fired),
+        }
         epochs = sorted({e for part in (capped, memorised, inverted, loss_inverted) if part for e in part["_epochs"]})
         observed.pop("_epochs", None)
-        what = ([f"inference-mode training accuracy capped at {capped['train_eval_accuracy']:.2f}"] if capped else []) \
-            + (["training accuracy climbing past its earlier cap while val_loss rises"] if memorised else []) \
-            + ([f"the model agrees with the validation labels ({inverted['val_accuracy']:.2f}) far more than with "
-                f"the training labels ({inverted['train_eval_accuracy']:.2f})"] if inverted else []) \
-            + ([f"val_loss {loss_inverted['val_loss']:.3g} stays below the inference-mode training loss "
-                f"{loss_inverted['train_eval_loss']:.3g}"] if loss_inverted else [])
-        return [Finding(
-            rule=self.id, cause="label_noise_suspected", confidence=clamp(max(confidence, 0.2), hi=0.8),
-            summary=f"Noisy labels suspected: {' and '.join(what)}; confirm with cleanlab before relabelling.",
-            thresholds=p.model_dump(), observed=observed, epochs=epochs,
-            remedies=R.ranked(R.confirm_with_cleanlab(), R.add_label_smoothing(spec),
-                              R.add_early_stopping(spec) if memorised else None),
-        )]
+        what = (
+            ([f"inference-mode training accuracy capped at {capped['train_eval_accuracy']:.2f}"] if capped else [])
+            + (["training accuracy climbing past its earlier cap while val_loss rises"] if memorised else [])
+            + (
+                [
+                    f"the model agrees with the validation labels ({inverted['val_accuracy']:.2f}) far more than with "
+                    f"the training labels ({inverted['train_eval_accuracy']:.2f})"
+                ]
+                if inverted
+                else []
+            )
+            + (
+                [
+                    f"val_loss {loss_inverted['val_loss']:.3g} stays below the inference-mode training loss "
+                    f"{loss_inverted['train_eval_loss']:.3g}"
+                ]
+                if loss_inverted
+                else []
+            )
+        )
+        return [
+            Finding(
+                rule=self.id,
+                cause="label_noise_suspected",
+                confidence=clamp(max(confidence, 0.2), hi=0.8),
+                summary=f"Noisy labels suspected: {' and '.join(what)}; confirm with cleanlab before relabelling.",
+                thresholds=p.model_dump(),
+                observed=observed,
+                epochs=epochs,
+                remedies=R.ranked(
+                    R.confirm_with_cleanlab(),
+                    R.add_label_smoothing(spec),
+                    R.add_early_stopping(spec) if memorised else None,
+                ),
+            )
+        ]
 
     def _capped(self, view: View, honest: Series, val_acc: Series, p: LabelNoiseParams) -> dict | None:
         k = p.window + 1
@@ -114,8 +168,13 @@ class LabelNoise(Rule):
         if not (stalled and lt(level, p.train_cap) and ge(level, chance + p.above_chance) and le(gap, p.max_gap)):
             return None
         # If a fraction f of labels is wrong, a model that does not memorise them tops out near 1 - f.
-        return {"train_eval_accuracy": level, "val_accuracy": val_acc.last, "accuracy_gap": round(gap, 4),
-                "implied_noisy_fraction": round(1 - level, 3), "_epochs": honest.epochs[-k:]}
+        return {
+            "train_eval_accuracy": level,
+            "val_accuracy": val_acc.last,
+            "accuracy_gap": round(gap, 4),
+            "implied_noisy_fraction": round(1 - level, 3),
+            "_epochs": honest.epochs[-k:],
+        }
 
     def _val_above_train(self, view: View, honest: Series, val_acc: Series, p: LabelNoiseParams) -> dict | None:
         """Training labels the model contradicts while it gets clean validation labels right: noisy training labels
@@ -127,8 +186,12 @@ class LabelNoise(Rule):
         mean = sum(v - t for t, v in zip(ta[-n:], va[-n:])) / n  # a mean: one noisy epoch neither makes nor breaks it
         if not ge(mean, p.val_above_train):
             return None
-        return {"train_eval_accuracy": ta[-1], "val_accuracy": va[-1], "val_minus_train_accuracy": round(mean, 4),
-                "_epochs": ep[-n:]}
+        return {
+            "train_eval_accuracy": ta[-1],
+            "val_accuracy": va[-1],
+            "val_minus_train_accuracy": round(mean, 4),
+            "_epochs": ep[-n:],
+        }
 
     def _val_loss_below_train(self, view: View, val_loss: Series, p: LabelNoiseParams) -> dict | None:
         """The held-out loss below the training loss, both in inference mode with the same penalty: the model
@@ -143,7 +206,12 @@ class LabelNoise(Rule):
         mean = sum((t - v) / t for t, v in zip(tl[-n:], vl[-n:])) / n
         if not ge(mean, p.loss_below_train):
             return None
-        return {"train_eval_loss": tl[-1], "val_loss": vl[-1], "val_loss_below_train": round(mean, 4), "_epochs": ep[-n:]}
+        return {
+            "train_eval_loss": tl[-1],
+            "val_loss": vl[-1],
+            "val_loss_below_train": round(mean, 4),
+            "_epochs": ep[-n:],
+        }
 
     def _memorised(self, train: Series, val_loss: Series, p: LabelNoiseParams) -> dict | None:
         end = len(train) - p.window  # the cap must come before the latest window
@@ -156,9 +224,14 @@ class LabelNoise(Rule):
         val_up = i_min < len(val_loss) - 1 and ge(val_loss.last, p.val_rise_factor * val_loss.values[i_min])
         if not (rose and val_up):
             return None
-        return {"capped_train_accuracy": level, "capped_until_epoch": train.epochs[stall], "train_accuracy": train.last,
-                "val_loss_min": val_loss.values[i_min], "val_loss_last": val_loss.last,
-                "_epochs": [e for e in train.epochs if e >= train.epochs[stall]]}
+        return {
+            "capped_train_accuracy": level,
+            "capped_until_epoch": train.epochs[stall],
+            "train_accuracy": train.last,
+            "val_loss_min": val_loss.values[i_min],
+            "val_loss_last": val_loss.last,
+            "_epochs": [e for e in train.epochs if e >= train.epochs[stall]],
+        }
 
 
 RULE = LabelNoise()

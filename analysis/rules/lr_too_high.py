@@ -17,17 +17,30 @@ SIGNALS = LOSSES + ("accuracy", "val_accuracy", "update_ratio_head", "update_rat
 
 class LrTooHighParams(Params):
     explode_loss: float = Field(1e5, gt=0, description="AutoTrainer: loss or val_loss at or above this has exploded.")
-    rise_factor: float = Field(2.0, gt=1, description="Training loss at or above this multiple of its minimum is diverging…")
-    rise_min_abs: float = Field(0.1, ge=0, description="…and at least this much above it, so noise near zero loss does not count.")
+    rise_factor: float = Field(
+        2.0, gt=1, description="Training loss at or above this multiple of its minimum is diverging…"
+    )
+    rise_min_abs: float = Field(
+        0.1, ge=0, description="…and at least this much above it, so noise near zero loss does not count."
+    )
     osc_amplitude: float = Field(0.03, gt=0, description="AutoTrainer: a local max/min pair this far apart is a swing.")
     osc_rate: float = Field(0.2, gt=0, description="AutoTrainer: oscillating when swings >= osc_rate × epochs.")
     min_osc_epochs: int = Field(5, ge=3, description="Fewer accuracy values than this are not judged for oscillation.")
     update_ratio_high: float = Field(
-        0.1, gt=0, description="DeepDiagnosis: a step ‖ΔW‖/‖W‖ above this is too large; supporting evidence, it does not fire alone.")
-    start_factor: float = Field(5.0, gt=1, description="A data loss (penalty excluded) at or above this multiple of chance "
-                                                        "level ln K in the first epochs: the first steps threw the model far off.")
+        0.1,
+        gt=0,
+        description="DeepDiagnosis: a step ‖ΔW‖/‖W‖ above this is too large; supporting evidence, it does not fire alone.",
+    )
+    start_factor: float = Field(
+        5.0,
+        gt=1,
+        description="A data loss (penalty excluded) at or above this multiple of chance "
+        "level ln K in the first epochs: the first steps threw the model far off.",
+    )
     start_epochs: int = Field(2, ge=1, description="How many first epochs the start_factor check looks at.")
-    spike_factor: float = Field(3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…")
+    spike_factor: float = Field(
+        3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…"
+    )
     spike_min_abs: float = Field(1.0, ge=0, description="…and at least this much above it.")
 
 
@@ -74,19 +87,33 @@ class LrTooHigh(Rule):
         lower = R.lower_learning_rate(spec, R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1))
         if not spec.base_frozen and spec.weights is not None:
             # Keras transfer-learning guide: a pre-trained base unfrozen at a head's learning rate loses its features
-            cause, summary = ("learning_rate_too_high_after_unfreezing",
-                              f"Learning rate {spec.lr:g} is too high for a pre-trained base unfrozen from "
-                              f"{spec.trainable!r}: {what}.")
+            cause, summary = (
+                "learning_rate_too_high_after_unfreezing",
+                f"Learning rate {spec.lr:g} is too high for a pre-trained base unfrozen from "
+                f"{spec.trainable!r}: {what}.",
+            )
             remedies = R.ranked(R.unfreeze_fewer_at_low_lr(spec), lower)
         else:
             cause, summary = "learning_rate_too_high", f"Learning rate {spec.lr:g} looks too high: {what}."
-            remedies = R.ranked(lower, R.switch_to_adam(spec),
-                                R.add_reduce_lr_on_plateau(spec) if oscillating else None,
-                                R.increase_batch_size(spec) if oscillating else None)
-        return [Finding(
-            rule=self.id, cause=cause, confidence=clamp(confidence), diverging=diverged, summary=summary,
-            thresholds=p.model_dump(), observed=observed, epochs=sorted(epochs), remedies=remedies,
-        )]
+            remedies = R.ranked(
+                lower,
+                R.switch_to_adam(spec),
+                R.add_reduce_lr_on_plateau(spec) if oscillating else None,
+                R.increase_batch_size(spec) if oscillating else None,
+            )
+        return [
+            Finding(
+                rule=self.id,
+                cause=cause,
+                confidence=clamp(confidence),
+                diverging=diverged,
+                summary=summary,
+                thresholds=p.model_dump(),
+                observed=observed,
+                epochs=sorted(epochs),
+                remedies=remedies,
+            )
+        ]
 
     @staticmethod
     def _poor(view: View) -> bool:

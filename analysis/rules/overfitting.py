@@ -15,21 +15,43 @@ from analysis.rule import Params, Rule
 from analysis.series import Series
 from analysis.view import View
 
-KERAS_BIAS = ("Keras' training loss/accuracy are training-mode running averages (dropout, augmentation on), "
-              "so the gap is biased, usually understated; record train_eval_* for an honest one.")
+KERAS_BIAS = (
+    "Keras' training loss/accuracy are training-mode running averages (dropout, augmentation on), "
+    "so the gap is biased, usually understated; record train_eval_* for an honest one."
+)
 
 
 class OverfittingParams(Params):
-    ratio_threshold: float = Field(0.1, gt=0, description="SageMaker Overfit: (val_loss - train_loss) / train_loss; reported, never fires alone.")
-    val_rise_factor: float = Field(1.1, gt=1, description="AutoTrainer 'test turned bad': val_loss at least this multiple of its minimum…")
-    val_rise_min: float = Field(0.05, ge=0, description="…and at least this much above it, while the training loss kept falling.")
-    min_gap: float = Field(0.2, gt=0, description="Train - val accuracy must be at least this for any overfitting finding: a "
-                                                   "large gap (AutoTrainer's 0.1 flags the mild gap of many healthy fine-tunes).")
-    widen_by: float = Field(0.05, gt=0, description="The accuracy gap grew by at least this since validation accuracy was best.")
-    recent: int = Field(2, ge=1, description="Validation improving (a new best loss or accuracy) within this many latest epochs clears the run.")
-    z: float = Field(2.0, ge=0, description="The gap must also exceed z standard errors of the two accuracy estimates "
-                                            "(binomial, from the validation and training-subset sizes): a gap within "
-                                            "sampling noise is no evidence.")
+    ratio_threshold: float = Field(
+        0.1, gt=0, description="SageMaker Overfit: (val_loss - train_loss) / train_loss; reported, never fires alone."
+    )
+    val_rise_factor: float = Field(
+        1.1, gt=1, description="AutoTrainer 'test turned bad': val_loss at least this multiple of its minimum…"
+    )
+    val_rise_min: float = Field(
+        0.05, ge=0, description="…and at least this much above it, while the training loss kept falling."
+    )
+    min_gap: float = Field(
+        0.2,
+        gt=0,
+        description="Train - val accuracy must be at least this for any overfitting finding: a "
+        "large gap (AutoTrainer's 0.1 flags the mild gap of many healthy fine-tunes).",
+    )
+    widen_by: float = Field(
+        0.05, gt=0, description="The accuracy gap grew by at least this since validation accuracy was best."
+    )
+    recent: int = Field(
+        2,
+        ge=1,
+        description="Validation improving (a new best loss or accuracy) within this many latest epochs clears the run.",
+    )
+    z: float = Field(
+        2.0,
+        ge=0,
+        description="The gap must also exceed z standard errors of the two accuracy estimates "
+        "(binomial, from the validation and training-subset sizes): a gap within "
+        "sampling noise is no evidence.",
+    )
 
 
 class Overfitting(Rule):
@@ -49,15 +71,21 @@ class Overfitting(Rule):
         train_loss, train_acc = view.pick("train_eval_loss", "loss"), view.pick("train_eval_accuracy", "accuracy")
         val_loss, val_acc = view.series("val_loss"), view.series("val_accuracy")
         if not (train_acc and val_acc):
-            return self.abstain_missing(*(["val_accuracy"] if not val_acc else []),
-                                        *(["train_eval_accuracy or accuracy"] if not train_acc else []))
+            return self.abstain_missing(
+                *(["val_accuracy"] if not val_acc else []),
+                *(["train_eval_accuracy or accuracy"] if not train_acc else []),
+            )
         ep, ta, va = view.paired(train_acc, val_acc)
         if not ep:
             return []
         gaps = [t - v for t, v in zip(ta, va)]
         noise = p.z * view.accuracy_gap_se(ta[-1], va[-1])
-        observed: dict = {"accuracy_gap": round(gaps[-1], 4), "train_accuracy": ta[-1], "val_accuracy": va[-1],
-                          "gap_noise": round(noise, 4)}
+        observed: dict = {
+            "accuracy_gap": round(gaps[-1], 4),
+            "train_accuracy": ta[-1],
+            "val_accuracy": va[-1],
+            "gap_noise": round(noise, 4),
+        }
         if not ge(gaps[-1], max(p.min_gap, noise)) or self._improving(val_loss, val_acc, p):
             return []
         fired: list[str] = []
@@ -84,14 +112,25 @@ class Overfitting(Rule):
             confidence *= 0.85
         observed.update(signals=fired, train_source=train_acc.name, gap_biased=biased)
         spec = view.spec
-        return [Finding(
-            rule=self.id, cause="overfitting", confidence=clamp(confidence),
-            summary=f"Overfitting: {' and '.join(s.replace('_', ' ') for s in fired)}; train/val accuracy gap "
-                    f"{gaps[-1]:.2f} ({ta[-1]:.2f} vs {va[-1]:.2f})." + (f" {KERAS_BIAS}" if biased else ""),
-            thresholds=p.model_dump(), observed=observed, epochs=sorted(epochs),
-            remedies=R.ranked(R.augment(spec), R.increase_dropout(spec), R.freeze_more_layers(spec), R.add_l2(spec),
-                              R.add_early_stopping(spec)),
-        )]
+        return [
+            Finding(
+                rule=self.id,
+                cause="overfitting",
+                confidence=clamp(confidence),
+                summary=f"Overfitting: {' and '.join(s.replace('_', ' ') for s in fired)}; train/val accuracy gap "
+                f"{gaps[-1]:.2f} ({ta[-1]:.2f} vs {va[-1]:.2f})." + (f" {KERAS_BIAS}" if biased else ""),
+                thresholds=p.model_dump(),
+                observed=observed,
+                epochs=sorted(epochs),
+                remedies=R.ranked(
+                    R.augment(spec),
+                    R.increase_dropout(spec),
+                    R.freeze_more_layers(spec),
+                    R.add_l2(spec),
+                    R.add_early_stopping(spec),
+                ),
+            )
+        ]
 
     @staticmethod
     def _improving(val_loss: Series, val_acc: Series, p: OverfittingParams) -> bool:
@@ -115,8 +154,13 @@ class Overfitting(Rule):
             return None
         if not (ge(vl[-1], p.val_rise_factor * vl[i]) and ge(vl[-1] - vl[i], p.val_rise_min) and tl[-1] < tl[i]):
             return None
-        return {"val_loss_min": vl[i], "val_loss_min_epoch": epochs[i], "val_loss_last": vl[-1],
-                "val_loss_rise": round(vl[-1] / vl[i], 4), "train_loss_change_since": round(tl[-1] - tl[i], 4)}
+        return {
+            "val_loss_min": vl[i],
+            "val_loss_min_epoch": epochs[i],
+            "val_loss_last": vl[-1],
+            "val_loss_rise": round(vl[-1] / vl[i], 4),
+            "train_loss_change_since": round(tl[-1] - tl[i], 4),
+        }
 
 
 RULE = Overfitting()

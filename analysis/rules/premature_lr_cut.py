@@ -12,10 +12,19 @@ from analysis.view import View
 
 
 class PrematureLrCutParams(Params):
-    warmup_fraction: float = Field(0.3, gt=0, lt=1, description="A cut within this fraction of the planned epochs is early…")
+    warmup_fraction: float = Field(
+        0.3, gt=0, lt=1, description="A cut within this fraction of the planned epochs is early…"
+    )
     warmup_epochs: int = Field(3, ge=1, description="…or within this many epochs, whichever is later.")
-    slowdown: float = Field(0.5, gt=0, lt=1, description="Mean accuracy gain per epoch after the cut below this fraction of the gain before it.")
-    converged: float = Field(0.95, gt=0, le=1, description="Training accuracy at or above this has nothing left to learn: no finding.")
+    slowdown: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Mean accuracy gain per epoch after the cut below this fraction of the gain before it.",
+    )
+    converged: float = Field(
+        0.95, gt=0, le=1, description="Training accuracy at or above this has nothing left to learn: no finding."
+    )
     after: int = Field(2, ge=1, description="Epochs after the cut needed to judge the slowdown.")
 
 
@@ -49,7 +58,7 @@ class PrematureLrCut(Rule):
         if first > limit or first not in acc.epochs:
             return []
         i = acc.epochs.index(first)  # the first epoch run at the cut rate
-        before, after = acc.values[: i], acc.values[i - 1:]
+        before, after = acc.values[:i], acc.values[i - 1 :]
         if len(before) < 2 or len(after) < p.after + 1:
             return []
         rate_before = (before[-1] - before[0]) / (len(before) - 1)
@@ -60,17 +69,26 @@ class PrematureLrCut(Rule):
         spec = view.spec
         rlrop = spec.reduce_lr or {}
         confidence = 0.65 + (0.1 if int(rlrop.get("patience", 10)) <= 2 else 0.0)
-        return [Finding(
-            rule=self.id, cause="premature_lr_cut", confidence=clamp(confidence),
-            summary=f"The learning rate was cut at epoch {first}, during warm-up (≤ epoch {limit} of {planned}), while "
-                    f"{acc.name} was still rising {rate_before:+.3f}/epoch; after the cut it rose {rate_after:+.3f}/epoch.",
-            thresholds=p.model_dump(),
-            observed={"first_cut_epoch": first, "lr_cuts": cuts, "gain_per_epoch_before": round(rate_before, 4),
-                      "gain_per_epoch_after": round(rate_after, 4), "warmup_limit_epoch": limit,
-                      "reduce_lr_patience": rlrop.get("patience")},
-            epochs=[e for e in acc.epochs if e >= acc.epochs[max(0, i - 1)]],
-            remedies=R.ranked(R.lengthen_reduce_lr_patience(spec)),
-        )]
+        return [
+            Finding(
+                rule=self.id,
+                cause="premature_lr_cut",
+                confidence=clamp(confidence),
+                summary=f"The learning rate was cut at epoch {first}, during warm-up (≤ epoch {limit} of {planned}), while "
+                f"{acc.name} was still rising {rate_before:+.3f}/epoch; after the cut it rose {rate_after:+.3f}/epoch.",
+                thresholds=p.model_dump(),
+                observed={
+                    "first_cut_epoch": first,
+                    "lr_cuts": cuts,
+                    "gain_per_epoch_before": round(rate_before, 4),
+                    "gain_per_epoch_after": round(rate_after, 4),
+                    "warmup_limit_epoch": limit,
+                    "reduce_lr_patience": rlrop.get("patience"),
+                },
+                epochs=[e for e in acc.epochs if e >= acc.epochs[max(0, i - 1)]],
+                remedies=R.ranked(R.lengthen_reduce_lr_patience(spec)),
+            )
+        ]
 
 
 RULE = PrematureLrCut()

@@ -15,14 +15,31 @@ from analysis.view import View
 
 
 class UnderfittingParams(Params):
-    low_accuracy: float = Field(0.7, gt=0, le=1, description="AutoTrainer not_converge: best accuracy below this is low.")
-    min_gain: float = Field(0.01, gt=0, description="AutoTrainer slow convergence: largest epoch-to-epoch accuracy gain below this.")
+    low_accuracy: float = Field(
+        0.7, gt=0, le=1, description="AutoTrainer not_converge: best accuracy below this is low."
+    )
+    min_gain: float = Field(
+        0.01, gt=0, description="AutoTrainer slow convergence: largest epoch-to-epoch accuracy gain below this."
+    )
     window: int = Field(5, ge=1, description="Recent epochs over which a stall (gains below min_gain) is judged.")
-    update_ratio_low: float = Field(3e-4, gt=0, description="A per-step ‖ΔW‖/‖W‖ below this means the learning rate is too low "
-                                                            "(DeepDiagnosis' per-layer bound is 1e-5).")
-    near_chance: float = Field(0.15, gt=0, lt=1, description="Training accuracy still near chance is the not_learning rule's case.")
-    dominant_share: float = Field(0.5, gt=0, lt=1, description="A penalty this share of the loss names the cause even while accuracy still creeps up.")
-    penalty_share: float = Field(0.3, gt=0, lt=1, description="regularization_loss / train_eval_loss at or above this counts as strong.")
+    update_ratio_low: float = Field(
+        3e-4,
+        gt=0,
+        description="A per-step ‖ΔW‖/‖W‖ below this means the learning rate is too low "
+        "(DeepDiagnosis' per-layer bound is 1e-5).",
+    )
+    near_chance: float = Field(
+        0.15, gt=0, lt=1, description="Training accuracy still near chance is the not_learning rule's case."
+    )
+    dominant_share: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="A penalty this share of the loss names the cause even while accuracy still creeps up.",
+    )
+    penalty_share: float = Field(
+        0.3, gt=0, lt=1, description="regularization_loss / train_eval_loss at or above this counts as strong."
+    )
     strong_dropout: float = Field(0.5, gt=0, lt=1, description="Dropout at or above this counts as strong.")
     strong_l2: float = Field(1e-3, gt=0, description="L2 at or above this counts as strong.")
     max_gap: float = Field(0.05, ge=0, description="Train - val accuracy at or below this is 'almost no gap'.")
@@ -36,8 +53,8 @@ class Curves:
     best_train: float
     best_val: float
     gap: float
-    stalled: bool      # no gain of min_gain over the last `window` epochs, train and val
-    slow_whole: bool   # AutoTrainer sc_accuracy: never a gain of min_gain, train and val
+    stalled: bool  # no gain of min_gain over the last `window` epochs, train and val
+    slow_whole: bool  # AutoTrainer sc_accuracy: never a gain of min_gain, train and val
     epochs: list[int]
 
 
@@ -60,14 +77,18 @@ class Underfitting(Rule):
     def check(self, view: View, p: UnderfittingParams) -> list[Finding] | Abstention:
         train, val = view.pick("train_eval_accuracy", "accuracy"), view.series("val_accuracy")
         if not train or not val:
-            return self.abstain_missing(*(["train_eval_accuracy or accuracy"] if not train else []),
-                                        *(["val_accuracy"] if not val else []))
+            return self.abstain_missing(
+                *(["train_eval_accuracy or accuracy"] if not train else []), *(["val_accuracy"] if not val else [])
+            )
         c = self._curves(view, train, val, p)
         if view.near_chance(p.near_chance, 3):
             return []  # at chance nothing was learned at all: not_learning tells those causes apart
         if not c.stalled:
             # still creeping up, but a measured evidence explains why so slowly: a tiny step, or a dominant penalty
-            found = [self._lr_too_low(view, p, c, measured_only=True), self._regularization(view, p, c, dominant_only=True)]
+            found = [
+                self._lr_too_low(view, p, c, measured_only=True),
+                self._regularization(view, p, c, dominant_only=True),
+            ]
             return [f for f in found if f is not None]
         floor = self._lr_floor(view, p, c)
         found = [floor, self._base_frozen(view, p, c), self._regularization(view, p, c)]
@@ -79,7 +100,10 @@ class Underfitting(Rule):
         ep, ta, va = view.paired(train, val)
         k = p.window + 1
         return Curves(
-            train=train, val=val, best_train=max(train.values), best_val=max(val.values),
+            train=train,
+            val=val,
+            best_train=max(train.values),
+            best_val=max(val.values),
             gap=(ta[-1] - va[-1]) if ep else 0.0,
             stalled=lt(max_gain(train.tail(k)), view.resolution(train.name, p.min_gain))
             and lt(max_gain(val.tail(k)), view.resolution(val.name, p.min_gain)),
@@ -88,12 +112,33 @@ class Underfitting(Rule):
             epochs=val.epochs[-k:],
         )
 
-    def _finding(self, cause: str, confidence: float, summary: str, p: UnderfittingParams, c: Curves,
-                 observed: dict, remedies: list) -> Finding:
-        base = {"best_train_accuracy": c.best_train, "best_val_accuracy": c.best_val, "accuracy_gap": round(c.gap, 4),
-                "train_source": c.train.name, "stalled_over_window": c.stalled}
-        return Finding(rule=self.id, cause=cause, confidence=clamp(confidence), summary=summary,
-                       thresholds=p.model_dump(), observed={**base, **observed}, epochs=c.epochs, remedies=remedies)
+    def _finding(
+        self,
+        cause: str,
+        confidence: float,
+        summary: str,
+        p: UnderfittingParams,
+        c: Curves,
+        observed: dict,
+        remedies: list,
+    ) -> Finding:
+        base = {
+            "best_train_accuracy": c.best_train,
+            "best_val_accuracy": c.best_val,
+            "accuracy_gap": round(c.gap, 4),
+            "train_source": c.train.name,
+            "stalled_over_window": c.stalled,
+        }
+        return Finding(
+            rule=self.id,
+            cause=cause,
+            confidence=clamp(confidence),
+            summary=summary,
+            thresholds=p.model_dump(),
+            observed={**base, **observed},
+            epochs=c.epochs,
+            remedies=remedies,
+        )
 
     def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves, measured_only: bool = False) -> Finding | None:
         if not (lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)):
@@ -109,11 +154,16 @@ class Underfitting(Rule):
         why = [f"update ratio {ratio:.2g} < {p.update_ratio_low:g}"] if tiny else []
         why += [f"no epoch ever gained {p.min_gain:g} accuracy"] if c.slow_whole else []
         return self._finding(
-            "learning_rate_too_low", (0.7 + (0.1 if c.slow_whole else 0.0)) if tiny else 0.45,
+            "learning_rate_too_low",
+            (0.7 + (0.1 if c.slow_whole else 0.0)) if tiny else 0.45,
             f"Learning rate {spec.lr:g} looks too low: {' and '.join(why)}, best accuracy {max(c.best_train, c.best_val):.2f}.",
-            p, c, {"update_ratio": ratio, "slow_whole_run": c.slow_whole, "learning_rate": spec.lr},
-            R.ranked(R.increase_learning_rate(spec, R.step_factor(ratio, 10, 100, 10)),
-                     R.switch_to_adam(spec) if spec.momentum == 0 else None),
+            p,
+            c,
+            {"update_ratio": ratio, "slow_whole_run": c.slow_whole, "learning_rate": spec.lr},
+            R.ranked(
+                R.increase_learning_rate(spec, R.step_factor(ratio, 10, 100, 10)),
+                R.switch_to_adam(spec) if spec.momentum == 0 else None,
+            ),
         )
 
     def _base_frozen(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
@@ -126,14 +176,23 @@ class Underfitting(Rule):
         random_base = spec.weights is None
         confidence = 0.6 + (0.15 if random_base else 0.0) + (0.05 if le(abs(c.gap), p.max_gap) else 0.0)
         return self._finding(
-            "base_too_frozen", confidence,
+            "base_too_frozen",
+            confidence,
             f"Only the head trains and both accuracies stay low (train {c.best_train:.2f}, val {c.best_val:.2f})"
-            + (" on a randomly initialised base." if random_base else "; the frozen features do not separate these classes."),
-            p, c, {"trainable": spec.trainable, "weights": spec.weights},
+            + (
+                " on a randomly initialised base."
+                if random_base
+                else "; the frozen features do not separate these classes."
+            ),
+            p,
+            c,
+            {"trainable": spec.trainable, "weights": spec.weights},
             R.ranked(R.use_imagenet_weights(spec), R.unfreeze_top_blocks(spec)),
         )
 
-    def _regularization(self, view: View, p: UnderfittingParams, c: Curves, dominant_only: bool = False) -> Finding | None:
+    def _regularization(
+        self, view: View, p: UnderfittingParams, c: Curves, dominant_only: bool = False
+    ) -> Finding | None:
         spec = view.spec
         strong_dropout, strong_l2 = ge(spec.dropout, p.strong_dropout), ge(spec.l2, p.strong_l2)
         share = view.penalty_share()
@@ -144,12 +203,19 @@ class Underfitting(Rule):
         small_gap = le(c.gap, p.max_gap) or (dominant_only and strong_l2)
         if not ((strong_dropout or strong_l2) and lt(c.best_train, p.low_accuracy) and small_gap):
             return None
-        confidence = 0.65 + (0.1 if strong_dropout and strong_l2 else 0.0) + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
+        confidence = (
+            0.65
+            + (0.1 if strong_dropout and strong_l2 else 0.0)
+            + (0.1 if c.train.name == "train_eval_accuracy" else 0.0)
+        )
         return self._finding(
-            "regularization_too_strong", confidence,
+            "regularization_too_strong",
+            confidence,
             f"Regularisation (dropout {spec.dropout:g}, L2 {spec.l2:g}) keeps training accuracy at {c.best_train:.2f} "
             f"with almost no train/val gap ({c.gap:+.2f}).",
-            p, c, {"dropout": spec.dropout, "l2": spec.l2, "penalty_share": share},
+            p,
+            c,
+            {"dropout": spec.dropout, "l2": spec.l2, "penalty_share": share},
             R.ranked(R.reduce_dropout(spec) if strong_dropout else None, R.reduce_l2(spec) if strong_l2 else None),
         )
 
@@ -163,9 +229,12 @@ class Underfitting(Rule):
             return None
         low = lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)
         return self._finding(
-            "lr_floor_reached", 0.55 + (0.1 if low else 0.0),
+            "lr_floor_reached",
+            0.55 + (0.1 if low else 0.0),
             f"The learning rate reached its floor ({lr.last:.3g}) after {len(cuts)} cut(s) and accuracy is still flat.",
-            p, c, {"learning_rate": lr.last, "floor": floor, "lr_cuts": cuts},
+            p,
+            c,
+            {"learning_rate": lr.last, "floor": floor, "lr_cuts": cuts},
             R.ranked(R.unfreeze_top_blocks(spec) if low else None, R.raise_min_lr(spec), R.add_early_stopping(spec)),
         )
 

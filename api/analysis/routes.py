@@ -31,15 +31,23 @@ def get_analysis(
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     params = service.parse_overrides(dict(request.query_params))
     chosen = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
-    found = service.diagnose(session=session, job=job, params=params, rules=chosen,
-                             max_cached_epochs=settings.analysis_history_cache_epochs)
+    found = service.diagnose(
+        session=session, job=job, params=params, rules=chosen, max_cached_epochs=settings.analysis_history_cache_epochs
+    )
     pre = service.pre_training_findings(session=session, job=job)
     return AnalysisRead(**found.model_dump(), job_id=job.id, status=job.status, pre_training=pre)
 
 
 @router.post("/{job_id}/fork", status_code=202, response_model=JobRead)
-def fork_job(job_id: uuid.UUID, body: ForkRequest, request: Request, response: Response, session: SessionDep,
-             settings: SettingsDep, caller: CallerDep) -> JobRead:
+def fork_job(
+    job_id: uuid.UUID,
+    body: ForkRequest,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+) -> JobRead:
     """Queue a new job: this job's spec with the chosen remedies and patch applied, linked to its parent."""
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     child, _ = service.fork(session=session, settings=settings, job=job, apply=body.apply, patch=body.patch)

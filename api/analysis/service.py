@@ -42,8 +42,11 @@ def context(session: Session, job: Job) -> analysis.JobContext:
     cuts = session.exec(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.kind == "lr_reduced")).all()
     counts = job.class_counts or {}
     return analysis.JobContext(
-        spec=job.spec, class_counts_train=counts.get("train"), class_counts_val=counts.get("val"),
-        planned_epochs=job.spec.get("epochs"), lr_reductions=[d["epoch"] for d in cuts if d and "epoch" in d],
+        spec=job.spec,
+        class_counts_train=counts.get("train"),
+        class_counts_val=counts.get("val"),
+        planned_epochs=job.spec.get("epochs"),
+        lr_reductions=[d["epoch"] for d in cuts if d and "epoch" in d],
         status=job.status,
     )
 
@@ -63,25 +66,40 @@ def parse_overrides(query: dict[str, str]) -> dict[str, dict[str, Any]]:
     return params
 
 
-def diagnose(*, session: Session, job: Job, params: dict | None = None, rules: list[str] | None = None,
-             max_cached_epochs: int = 0, ranking_metric: str = "val_accuracy") -> analysis.Diagnosis:
+def diagnose(
+    *,
+    session: Session,
+    job: Job,
+    params: dict | None = None,
+    rules: list[str] | None = None,
+    max_cached_epochs: int = 0,
+    ranking_metric: str = "val_accuracy",
+) -> analysis.Diagnosis:
     """Remedies come ranked by evidence: the rules' order blended with this tenant's measured fork outcomes."""
-    return rerank(_diagnose(session=session, job=job, params=params, rules=rules, max_cached_epochs=max_cached_epochs),
-                  outcomes.evidence(session, job.owner, ranking_metric))
+    return rerank(
+        _diagnose(session=session, job=job, params=params, rules=rules, max_cached_epochs=max_cached_epochs),
+        outcomes.evidence(session, job.owner, ranking_metric),
+    )
 
 
-def _diagnose(*, session: Session, job: Job, params: dict | None, rules: list[str] | None,
-              max_cached_epochs: int) -> analysis.Diagnosis:
+def _diagnose(
+    *, session: Session, job: Job, params: dict | None, rules: list[str] | None, max_cached_epochs: int
+) -> analysis.Diagnosis:
     version = job.metrics_version  # read before the rows, as for metrics pages (api/jobs/page_cache.py)
     ctx = context(session, job)
-    key = (job.id, ctx.model_dump_json(), json.dumps(params, sort_keys=True, default=str),
-           tuple(rules) if rules is not None else None)
+    key = (
+        job.id,
+        ctx.model_dump_json(),
+        json.dumps(params, sort_keys=True, default=str),
+        tuple(rules) if rules is not None else None,
+    )
     found = _diagnoses.get(key, version, limit=DIAGNOSES_KEPT)
     if found is not None:
         return found
     try:
-        found = analysis.diagnose(history(session, job, max_cached_epochs=max_cached_epochs), ctx, params=params,
-                                  rules=rules)
+        found = analysis.diagnose(
+            history(session, job, max_cached_epochs=max_cached_epochs), ctx, params=params, rules=rules
+        )
     except ValueError as exc:
         raise InvalidField([{"loc": ["query"], "msg": str(exc), "type": "value_error"}]) from exc
     _diagnoses.put(key, version, found, limit=DIAGNOSES_KEPT)
@@ -94,9 +112,17 @@ def clear_cache() -> None:
     history_cache.clear()
 
 
-def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], patch: dict[str, Any],
-         idempotency_key: str | None = None, outcome: dict[str, Any] | None = None,
-         resolved: list[analysis.Remedy] = ()) -> tuple[Job, list[str]]:
+def fork(
+    *,
+    session: Session,
+    settings: Settings,
+    job: Job,
+    apply: list[str],
+    patch: dict[str, Any],
+    idempotency_key: str | None = None,
+    outcome: dict[str, Any] | None = None,
+    resolved: list[analysis.Remedy] = (),
+) -> tuple[Job, list[str]]:
     """A new queued job whose spec is the parent's with the chosen remedies' patches, then `patch`, merged in.
 
     `apply` names remedies of the parent's diagnosis; `resolved` are remedies the caller already derived from the
@@ -114,9 +140,15 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
         for i, remedy_id in enumerate(apply):
             remedy = analysis.remedy_by_id(found, remedy_id)
             if remedy is None:
-                raise InvalidField([{"loc": ["body", "apply", i],
-                                     "msg": f"{remedy_id!r} is not a remedy of this job's diagnosis; "
-                                            f"available: {available}", "type": "value_error"}])
+                raise InvalidField(
+                    [
+                        {
+                            "loc": ["body", "apply", i],
+                            "msg": f"{remedy_id!r} is not a remedy of this job's diagnosis; available: {available}",
+                            "type": "value_error",
+                        }
+                    ]
+                )
             spec = analysis.apply_patch(spec, remedy.patch)
             applied.append(remedy_id)
             remedy_patches.append(remedy.patch)
@@ -124,24 +156,45 @@ def fork(*, session: Session, settings: Settings, job: Job, apply: list[str], pa
     try:
         new_spec = JobSpec.model_validate(spec)
     except ValidationError as exc:
-        raise InvalidField([{"loc": ["body", "spec", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                            for e in exc.errors()]) from exc
-    child, created = jobs.create_job(session=session, spec=new_spec, settings=settings, owner=job.owner,
-                                     parent_id=job.id, idempotency_key=idempotency_key)
+        raise InvalidField(
+            [{"loc": ["body", "spec", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        ) from exc
+    child, created = jobs.create_job(
+        session=session,
+        spec=new_spec,
+        settings=settings,
+        owner=job.owner,
+        parent_id=job.id,
+        idempotency_key=idempotency_key,
+    )
     if created:
-        record_event(session, job.id, "forked", reason=f"forked as {child.id}",
-                     data={"child_id": str(child.id), "applied": applied, "patch": patch})
+        record_event(
+            session,
+            job.id,
+            "forked",
+            reason=f"forked as {child.id}",
+            data={"child_id": str(child.id), "applied": applied, "patch": patch},
+        )
         session.commit()
     extra = dict(outcome or {})
     cause = extra.pop("cause", None) or (outcomes.cause_of(found, apply[0]) if found and apply else None)
-    outcomes.record_fork(session, parent=job, child=child, remedies=applied,
-                         patch=outcomes.compose(*remedy_patches, patch), cause=cause, **extra)
+    outcomes.record_fork(
+        session,
+        parent=job,
+        child=child,
+        remedies=applied,
+        patch=outcomes.compose(*remedy_patches, patch),
+        cause=cause,
+        **extra,
+    )
     return child, applied
 
 
 def pre_training_findings(*, session: Session, job: Job) -> list[dict]:
     """The findings of the checks that ran before the first epoch (the data set, the model), in order."""
-    rows = session.exec(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.kind == "finding",
-                                                    JobEvent.reason.like("before training%"))
-                        .order_by(JobEvent.id)).all()
+    rows = session.exec(
+        select(JobEvent.data)
+        .where(JobEvent.job_id == job.id, JobEvent.kind == "finding", JobEvent.reason.like("before training%"))
+        .order_by(JobEvent.id)
+    ).all()
     return [d for d in rows if d]

@@ -34,10 +34,16 @@ def _shown(path: str, limit: int = 120) -> str:
     return repr(path if len(path) <= limit else path[:limit] + "…")
 
 
-@router.get("/{job_id}/model", name="download_model", response_class=FileResponse,
-            responses={200: {"content": {OCTET: {}}, "description": "The trained Keras model (.keras)."},
-                       404: {"description": "The job succeeded but its model file is missing (the reason is given)."},
-                       409: {"description": "The job has not succeeded."}})
+@router.get(
+    "/{job_id}/model",
+    name="download_model",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {OCTET: {}}, "description": "The trained Keras model (.keras)."},
+        404: {"description": "The job succeeded but its model file is missing (the reason is given)."},
+        409: {"description": "The job has not succeeded."},
+    },
+)
 def download_model(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, caller: CallerDep) -> FileResponse:
     """The trained model as a `.keras` file; 409 until the job has succeeded."""
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
@@ -51,8 +57,9 @@ def download_model(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsRead)
-def list_artifacts(job_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep,
-                   caller: CallerDep) -> ArtifactsRead:
+def list_artifacts(
+    job_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep
+) -> ArtifactsRead:
     """The model, resume checkpoints and TensorBoard event files of a job, with their sizes."""
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     base = service.job_dir(settings, job)
@@ -61,10 +68,15 @@ def list_artifacts(job_id: uuid.UUID, request: Request, session: SessionDep, set
     events = service.files_under(base, service.TENSORBOARD)
     board = None
     if events:
-        board = TensorBoardRead(dir=str(base / service.TENSORBOARD), size=sum(f.size for f in events),
-                                files=[_read(request, job.id, f) for f in events])
+        board = TensorBoardRead(
+            dir=str(base / service.TENSORBOARD),
+            size=sum(f.size for f in events),
+            files=[_read(request, job.id, f) for f in events],
+        )
     return ArtifactsRead(
-        job_id=job.id, status=job.status, artifacts_dir=str(base),
+        job_id=job.id,
+        status=job.status,
+        artifacts_dir=str(base),
         model=_read(request, job.id, model) if model else None,
         checkpoints=[_read(request, job.id, f) for f in checkpoints],
         tensorboard=board,
@@ -72,11 +84,19 @@ def list_artifacts(job_id: uuid.UUID, request: Request, session: SessionDep, set
     )
 
 
-@router.get("/{job_id}/artifacts/{path:path}", name="download_artifact", response_class=FileResponse,
-            responses={200: {"content": {OCTET: {}}}, 404: {"description": "No such file."},
-                       422: {"description": "The path leads outside the job's artifacts directory."}})
-def download_artifact(job_id: uuid.UUID, path: str, session: SessionDep, settings: SettingsDep,
-                      caller: CallerDep) -> FileResponse:
+@router.get(
+    "/{job_id}/artifacts/{path:path}",
+    name="download_artifact",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {OCTET: {}}},
+        404: {"description": "No such file."},
+        422: {"description": "The path leads outside the job's artifacts directory."},
+    },
+)
+def download_artifact(
+    job_id: uuid.UUID, path: str, session: SessionDep, settings: SettingsDep, caller: CallerDep
+) -> FileResponse:
     """One file listed by GET /jobs/{id}/artifacts (a checkpoint or a TensorBoard event file)."""
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
     try:

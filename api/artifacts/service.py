@@ -52,8 +52,7 @@ def _info(base: Path, path: Path) -> FileInfo | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
-    return FileInfo(path.relative_to(base).as_posix(), st.st_size,
-                    datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
+    return FileInfo(path.relative_to(base).as_posix(), st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
 
 
 def files_under(base: Path, sub: str) -> list[FileInfo]:
@@ -87,8 +86,11 @@ def model_file(settings: Settings, job: Job) -> Path:
     if not inside(base, candidate) or candidate.parent.resolve() != base.resolve():
         raise NoModel(f"the recorded model path of job {job.id} is not inside its artifacts directory", 404)
     if candidate.is_symlink() or not candidate.is_file():
-        raise NoModel(f"the model file of job {job.id} ({candidate.name}) is missing from its artifacts "
-                      "directory; it may have been deleted", 404)
+        raise NoModel(
+            f"the model file of job {job.id} ({candidate.name}) is missing from its artifacts "
+            "directory; it may have been deleted",
+            404,
+        )
     return candidate
 
 
@@ -117,5 +119,16 @@ def artifact_file(settings: Settings, job: Job, rel: str) -> Path:
     return target
 
 
-__all__ = ["PathEscape", "NoModel", "FileInfo", "job_dir", "files_under", "model_file", "model_info", "artifact_file",
-           "MODEL_FILE", "CHECKPOINTS", "TENSORBOARD"]
+__all__ = [
+    "PathEscape",
+    "NoModel",
+    "FileInfo",
+    "job_dir",
+    "files_under",
+    "model_file",
+    "model_info",
+    "artifact_file",
+    "MODEL_FILE",
+    "CHECKPOINTS",
+    "TENSORBOARD",
+]

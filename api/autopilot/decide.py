@@ -27,8 +27,16 @@ def helped(*, forked: bool, gain: float | None, min_gain: float) -> bool:
     return not forked or (gain is not None and gain >= min_gain)
 
 
-def next_step(config: AutopilotSpec, *, rounds_done: int, last_helped: bool, diagnosis: Diagnosis,
-              tried: set[str], follow_up: tuple[Remedy, dict] | None = None, last_cause: str | None = None) -> End | Fork:
+def next_step(
+    config: AutopilotSpec,
+    *,
+    rounds_done: int,
+    last_helped: bool,
+    diagnosis: Diagnosis,
+    tried: set[str],
+    follow_up: tuple[Remedy, dict] | None = None,
+    last_cause: str | None = None,
+) -> End | Fork:
     """`diagnosis` is of the job the next fork would start from: the last child when it helped, else its parent.
 
     Candidates are the remedies of findings at or above min_confidence, most confident finding first and each
@@ -52,6 +60,9 @@ def next_step(config: AutopilotSpec, *, rounds_done: int, last_helped: bool, dia
         return End("no_gain", f"the last remedy gained less than {config.min_gain:g} and no untried remedy is left")
     if not confident:
         best = max((f.confidence for f in diagnosis.findings), default=None)
-        return End("no_confident_cause", f"no finding at confidence ≥ {config.min_confidence:g}"
-                   + (f" (best {best:.2f})" if best is not None else f"; verdict {diagnosis.verdict}"))
+        return End(
+            "no_confident_cause",
+            f"no finding at confidence ≥ {config.min_confidence:g}"
+            + (f" (best {best:.2f})" if best is not None else f"; verdict {diagnosis.verdict}"),
+        )
     return End("no_confident_cause", "every remedy of the confident findings was already tried")

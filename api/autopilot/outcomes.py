@@ -36,15 +36,33 @@ def compose(*patches: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record_fork(session: Session, *, parent: Job, child: Job, remedies: list[str], patch: dict[str, Any],
-                cause: str | None, metric: str = "val_accuracy", autopilot_id: uuid.UUID | None = None,
-                round_no: int | None = None) -> ForkOutcome:
+def record_fork(
+    session: Session,
+    *,
+    parent: Job,
+    child: Job,
+    remedies: list[str],
+    patch: dict[str, Any],
+    cause: str | None,
+    metric: str = "val_accuracy",
+    autopilot_id: uuid.UUID | None = None,
+    round_no: int | None = None,
+) -> ForkOutcome:
     """One row per child; a second call for the same child (or the same autopilot round) returns the first row."""
     existing = session.exec(select(ForkOutcome).where(ForkOutcome.child_id == child.id)).first()
     if existing is not None:
         return existing
-    row = ForkOutcome(parent_id=parent.id, child_id=child.id, owner=parent.owner, cause=cause, remedies=remedies,
-                      patch=patch, metric=metric, autopilot_id=autopilot_id, round=round_no)
+    row = ForkOutcome(
+        parent_id=parent.id,
+        child_id=child.id,
+        owner=parent.owner,
+        cause=cause,
+        remedies=remedies,
+        patch=patch,
+        metric=metric,
+        autopilot_id=autopilot_id,
+        round=round_no,
+    )
     session.add(row)
     try:
         session.commit()
@@ -52,8 +70,9 @@ def record_fork(session: Session, *, parent: Job, child: Job, remedies: list[str
         session.rollback()
         found = session.exec(select(ForkOutcome).where(ForkOutcome.child_id == child.id)).first()
         if found is None and autopilot_id is not None:
-            found = session.exec(select(ForkOutcome).where(ForkOutcome.autopilot_id == autopilot_id,
-                                                           ForkOutcome.round == round_no)).first()
+            found = session.exec(
+                select(ForkOutcome).where(ForkOutcome.autopilot_id == autopilot_id, ForkOutcome.round == round_no)
+            ).first()
         if found is None:
             raise
         return found
@@ -86,8 +105,11 @@ def measure(session: Session, outcome: ForkOutcome) -> ForkOutcome:
         return outcome
     outcome.parent_best, outcome.parent_epochs = best(session, parent.id, outcome.metric)
     outcome.child_best, outcome.child_epochs = best(session, child.id, outcome.metric)
-    if (outcome.parent_best is not None and outcome.child_best is not None
-            and same_evaluation_set(parent, child, outcome.metric)):
+    if (
+        outcome.parent_best is not None
+        and outcome.child_best is not None
+        and same_evaluation_set(parent, child, outcome.metric)
+    ):
         diff = outcome.child_best - outcome.parent_best
         outcome.gain = round(diff if higher_is_better(outcome.metric) else -diff, 6)
     outcome.measured_at = utcnow()
@@ -104,8 +126,13 @@ def measure_child(session: Session, child_id: uuid.UUID) -> ForkOutcome | None:
 def pending(session: Session) -> list[ForkOutcome]:
     """Unmeasured outcomes whose child has ended."""
     terminal = [s.value for s in JobStatus if s.terminal]
-    return list(session.exec(select(ForkOutcome).join(Job, Job.id == ForkOutcome.child_id).where(
-        ForkOutcome.measured_at.is_(None), Job.status.in_(terminal))).all())
+    return list(
+        session.exec(
+            select(ForkOutcome)
+            .join(Job, Job.id == ForkOutcome.child_id)
+            .where(ForkOutcome.measured_at.is_(None), Job.status.in_(terminal))
+        ).all()
+    )
 
 
 def remedy_key(remedies: list[str]) -> str:
@@ -125,20 +152,31 @@ def aggregate(session: Session, owner: str | None, metric: str | None = None) ->
     items = []
     for (cause, remedy, m), rows in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2])):
         gains = [r.gain for r in rows if r.gain is not None]
-        items.append({
-            "cause": cause, "remedy": remedy, "metric": m, "count": len(rows), "measured": len(gains),
-            "improved_share": round(sum(g > 0 for g in gains) / len(gains), 4) if gains else None,
-            "median_gain": round(statistics.median(gains), 6) if gains else None,
-            "mean_gain": round(statistics.fmean(gains), 6) if gains else None,
-        })
+        items.append(
+            {
+                "cause": cause,
+                "remedy": remedy,
+                "metric": m,
+                "count": len(rows),
+                "measured": len(gains),
+                "improved_share": round(sum(g > 0 for g in gains) / len(gains), 4) if gains else None,
+                "median_gain": round(statistics.median(gains), 6) if gains else None,
+                "mean_gain": round(statistics.fmean(gains), 6) if gains else None,
+            }
+        )
     return items
 
 
 def evidence(session: Session, owner: str, metric: str = "val_accuracy") -> dict[tuple[str, str], Evidence]:
     """Measured single-remedy outcomes of this tenant, by (cause, remedy id), for the ranking."""
-    rows = session.exec(select(ForkOutcome.cause, ForkOutcome.remedies, ForkOutcome.gain).where(
-        ForkOutcome.owner == owner, ForkOutcome.metric == metric, ForkOutcome.gain.is_not(None),
-        ForkOutcome.cause.is_not(None))).all()
+    rows = session.exec(
+        select(ForkOutcome.cause, ForkOutcome.remedies, ForkOutcome.gain).where(
+            ForkOutcome.owner == owner,
+            ForkOutcome.metric == metric,
+            ForkOutcome.gain.is_not(None),
+            ForkOutcome.cause.is_not(None),
+        )
+    ).all()
     gains: dict[tuple[str, str], list[float]] = {}
     for cause, remedies, gain in rows:
         if len(remedies) == 1:  # a combined fork's gain cannot be credited to one remedy

@@ -19,8 +19,14 @@ router = APIRouter(tags=["autopilot"])
 
 
 @router.post("/jobs/{job_id}/autopilot", status_code=201, response_model=AutopilotRead)
-def start_autopilot(job_id: uuid.UUID, body: AutopilotSpec, session: SessionDep, settings: SettingsDep,
-                    caller: CallerDep, response: Response) -> AutopilotRead:
+def start_autopilot(
+    job_id: uuid.UUID,
+    body: AutopilotSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    response: Response,
+) -> AutopilotRead:
     """Put a job under autopilot: when it ends, diagnose it and fork it with the best untried remedy, round after
     round. 409 when the job is already part of an autopilot lineage or was cancelled."""
     job = jobs.get_job(session=session, job_id=job_id, owner=caller.scope)
@@ -37,10 +43,19 @@ def get_lineage(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, c
 
 
 @router.get("/remedies/outcomes", response_model=OutcomesRead)
-def remedy_outcomes(session: SessionDep, caller: CallerDep,
-                    metric: Literal["val_accuracy", "val_loss", "accuracy", "loss"] | None = None) -> OutcomesRead:
+def remedy_outcomes(
+    session: SessionDep,
+    caller: CallerDep,
+    metric: Literal["val_accuracy", "val_loss", "accuracy", "loss"] | None = None,
+) -> OutcomesRead:
     """Every recorded fork of this tenant, per (cause, remedy, metric): count, share improved, median gain."""
     items = [OutcomeStat(**row) for row in outcomes.aggregate(session, caller.scope, metric)]
-    return OutcomesRead(items=items, ranking={"formula": "score = (n*mean_gain + k*prior(i)) / (n + k)",
-                                              "prior": "prior_gain / (i + 1), i = the rule's order from 0",
-                                              "prior_gain": ranking.PRIOR_GAIN, "k": ranking.K})
+    return OutcomesRead(
+        items=items,
+        ranking={
+            "formula": "score = (n*mean_gain + k*prior(i)) / (n + k)",
+            "prior": "prior_gain / (i + 1), i = the rule's order from 0",
+            "prior_gain": ranking.PRIOR_GAIN,
+            "k": ranking.K,
+        },
+    )

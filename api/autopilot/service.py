@@ -31,8 +31,11 @@ def autopilot_of(session: Session, job_id: uuid.UUID) -> Autopilot | None:
     found = session.exec(select(Autopilot).where(Autopilot.root_job_id == job_id)).first()
     if found is not None:
         return found
-    return session.exec(select(Autopilot).join(ForkOutcome, ForkOutcome.autopilot_id == Autopilot.id).where(
-        ForkOutcome.child_id == job_id)).first()
+    return session.exec(
+        select(Autopilot)
+        .join(ForkOutcome, ForkOutcome.autopilot_id == Autopilot.id)
+        .where(ForkOutcome.child_id == job_id)
+    ).first()
 
 
 def start(*, session: Session, job: Job, config: AutopilotSpec, settings: Settings | None = None) -> Autopilot:
@@ -43,8 +46,9 @@ def start(*, session: Session, job: Job, config: AutopilotSpec, settings: Settin
         raise Conflict(f"job {job.id} is cancelled; an autopilot needs a job that ran")
     ap = Autopilot(root_job_id=job.id, owner=job.owner, config=config.model_dump(mode="json"), current_job_id=job.id)
     session.add(ap)
-    record_event(session, job.id, "autopilot", reason="autopilot started", data={"autopilot_id": str(ap.id),
-                                                                                 **ap.config})
+    record_event(
+        session, job.id, "autopilot", reason="autopilot started", data={"autopilot_id": str(ap.id), **ap.config}
+    )
     try:
         session.commit()
     except IntegrityError:  # the unique root: a concurrent request put it under autopilot first
@@ -57,12 +61,19 @@ def start(*, session: Session, job: Job, config: AutopilotSpec, settings: Settin
 
 
 def _end(session: Session, ap: Autopilot, reason: str, detail: str) -> Autopilot:
-    result = session.execute(update(Autopilot).where(
-        Autopilot.id == ap.id, Autopilot.state == "active", Autopilot.rounds_done == ap.rounds_done).values(
-        state="ended", end_reason=reason, end_detail=detail[:2000], ended_at=utcnow()))
+    result = session.execute(
+        update(Autopilot)
+        .where(Autopilot.id == ap.id, Autopilot.state == "active", Autopilot.rounds_done == ap.rounds_done)
+        .values(state="ended", end_reason=reason, end_detail=detail[:2000], ended_at=utcnow())
+    )
     if result.rowcount == 1:
-        record_event(session, ap.current_job_id, "autopilot", reason=f"autopilot ended: {reason}",
-                     data={"autopilot_id": str(ap.id), "end_reason": reason, "detail": detail[:2000]})
+        record_event(
+            session,
+            ap.current_job_id,
+            "autopilot",
+            reason=f"autopilot ended: {reason}",
+            data={"autopilot_id": str(ap.id), "end_reason": reason, "detail": detail[:2000]},
+        )
     session.commit()
     if result.rowcount == 1:
         log.info("autopilot ended", autopilot_id=str(ap.id), reason=reason, rounds=ap.rounds_done)
@@ -76,8 +87,9 @@ def tried(session: Session, autopilot_id: uuid.UUID) -> set[str]:
 
 
 def diagnosis_for_ranking(session: Session, job: Job, metric: str, settings: Settings):
-    return analysis_service.diagnose(session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs,
-                                     ranking_metric=metric)
+    return analysis_service.diagnose(
+        session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs, ranking_metric=metric
+    )
 
 
 def _named(session: Session, last: ForkOutcome, config: AutopilotSpec, settings: Settings) -> list[str]:
@@ -107,8 +119,9 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     config = AutopilotSpec.model_validate(ap.config)
     last = None
     if ap.rounds_done:
-        last = session.exec(select(ForkOutcome).where(ForkOutcome.autopilot_id == ap.id,
-                                                      ForkOutcome.round == ap.rounds_done)).first()
+        last = session.exec(
+            select(ForkOutcome).where(ForkOutcome.autopilot_id == ap.id, ForkOutcome.round == ap.rounds_done)
+        ).first()
         if last is not None:
             last = outcomes.measure(session, last)
     last_helped = helped(forked=last is not None, gain=last.gain if last else None, min_gain=config.min_gain)
@@ -120,38 +133,71 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     follow = None
     if last is not None and last_helped:  # the last child is the base: should its remedy be carried further?
         history = analysis_service.history(session, base, max_cached_epochs=settings.analysis_history_cache_epochs)
-        follow = followup.follow_up(history, analysis_service.context(session, base),
-                                    applied=list(last.remedies), named=_named(session, last, config, settings),
-                                    tried=done, metric=config.metric)
-    step = next_step(config, rounds_done=ap.rounds_done, last_helped=last_helped, diagnosis=found,
-                     tried=done, follow_up=follow, last_cause=last.cause if last else None)
+        follow = followup.follow_up(
+            history,
+            analysis_service.context(session, base),
+            applied=list(last.remedies),
+            named=_named(session, last, config, settings),
+            tried=done,
+            metric=config.metric,
+        )
+    step = next_step(
+        config,
+        rounds_done=ap.rounds_done,
+        last_helped=last_helped,
+        diagnosis=found,
+        tried=done,
+        follow_up=follow,
+        last_cause=last.cause if last else None,
+    )
     if isinstance(step, End):
         return _end(session, ap, step.reason, step.detail)
     return _fork_round(session, ap, base, step, config, settings)
 
 
-def _fork_round(session: Session, ap: Autopilot, base: Job, step: Fork, config: AutopilotSpec,
-                settings: Settings) -> Autopilot:
+def _fork_round(
+    session: Session, ap: Autopilot, base: Job, step: Fork, config: AutopilotSpec, settings: Settings
+) -> Autopilot:
     round_no = ap.rounds_done + 1
     child, _ = analysis_service.fork(
-        session=session, settings=settings, job=base, patch={},
+        session=session,
+        settings=settings,
+        job=base,
+        patch={},
         # a follow-up is derived from the base's records, not offered by its diagnosis
-        apply=[] if step.follow_up else [step.remedy.id], resolved=[step.remedy] if step.follow_up else [],
+        apply=[] if step.follow_up else [step.remedy.id],
+        resolved=[step.remedy] if step.follow_up else [],
         idempotency_key=f"autopilot:{ap.id}:round:{round_no}",  # a second call gets the same child back
-        outcome={"metric": config.metric, "autopilot_id": ap.id, "round_no": round_no, "cause": step.cause})
-    result = session.execute(update(Autopilot).where(
-        Autopilot.id == ap.id, Autopilot.state == "active", Autopilot.rounds_done == round_no - 1).values(
-        current_job_id=child.id, rounds_done=round_no))
+        outcome={"metric": config.metric, "autopilot_id": ap.id, "round_no": round_no, "cause": step.cause},
+    )
+    result = session.execute(
+        update(Autopilot)
+        .where(Autopilot.id == ap.id, Autopilot.state == "active", Autopilot.rounds_done == round_no - 1)
+        .values(current_job_id=child.id, rounds_done=round_no)
+    )
     if result.rowcount == 1:
-        record_event(session, child.id, "autopilot", reason=f"autopilot round {round_no}: {step.remedy.id}",
-                     data={"autopilot_id": str(ap.id), "round": round_no, "cause": step.cause,
-                           "confidence": step.confidence, "remedy": step.remedy.id, "patch": step.remedy.patch,
-                           "parent_id": str(base.id), "text": step.remedy.text,
-                           **({"follow_up": step.follow_up} if step.follow_up else {})})
+        record_event(
+            session,
+            child.id,
+            "autopilot",
+            reason=f"autopilot round {round_no}: {step.remedy.id}",
+            data={
+                "autopilot_id": str(ap.id),
+                "round": round_no,
+                "cause": step.cause,
+                "confidence": step.confidence,
+                "remedy": step.remedy.id,
+                "patch": step.remedy.patch,
+                "parent_id": str(base.id),
+                "text": step.remedy.text,
+                **({"follow_up": step.follow_up} if step.follow_up else {}),
+            },
+        )
     session.commit()
     if result.rowcount == 1:
-        log.info("autopilot forked", autopilot_id=str(ap.id), round=round_no, remedy=step.remedy.id,
-                 child_id=str(child.id))
+        log.info(
+            "autopilot forked", autopilot_id=str(ap.id), round=round_no, remedy=step.remedy.id, child_id=str(child.id)
+        )
     session.refresh(ap)
     if ap.state != "active" and not JobStatus(session.get(Job, child.id).status).terminal:
         _cancel_quietly(session, child.id)  # the lineage was cancelled while this round was being started
@@ -168,8 +214,7 @@ def _cancel_quietly(session: Session, job_id: uuid.UUID) -> None:
 def job_ended(session: Session, job_id: uuid.UUID, *, settings: Settings | None = None) -> None:
     """Called when a job reaches a terminal state: measure the fork that made it, advance its lineage."""
     outcomes.measure_child(session, job_id)
-    ap = session.exec(select(Autopilot).where(Autopilot.current_job_id == job_id,
-                                              Autopilot.state == "active")).first()
+    ap = session.exec(select(Autopilot).where(Autopilot.current_job_id == job_id, Autopilot.state == "active")).first()
     if ap is not None:
         advance(session, ap.id, settings=settings)
 
@@ -181,8 +226,11 @@ def sweep(session: Session, *, settings: Settings | None = None) -> dict[str, in
         outcomes.measure(session, row)
         measured += 1
     terminal = [s.value for s in JobStatus if s.terminal]
-    stalled = session.exec(select(Autopilot.id).join(Job, Job.id == Autopilot.current_job_id).where(
-        Autopilot.state == "active", or_(Job.status.in_(terminal), Job.cancel_requested.is_(True)))).all()
+    stalled = session.exec(
+        select(Autopilot.id)
+        .join(Job, Job.id == Autopilot.current_job_id)
+        .where(Autopilot.state == "active", or_(Job.status.in_(terminal), Job.cancel_requested.is_(True)))
+    ).all()
     advanced = 0
     for ap_id in stalled:
         try:

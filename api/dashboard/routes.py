@@ -27,14 +27,25 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATES_DIR = HERE / "templates"
 
-MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-               ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon"}
+MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
 
 # Pages load only this origin's scripts and styles and talk only to this origin.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-PAGE_HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "same-origin"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 MAX_PROGRESS_IDS = 1000
 
@@ -89,8 +100,11 @@ def static_file(name: str) -> FileResponse:
     path = (STATIC_DIR / name).resolve()
     if path.parent != STATIC_DIR or not path.is_file() or path.suffix not in MEDIA_TYPES:
         raise NotFound(f"static file {name!r}")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
-                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[path.suffix],
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/api/progress")
@@ -103,11 +117,11 @@ def progress(
     try:
         wanted = list(dict.fromkeys(uuid.UUID(part.strip()) for part in ids.split(",") if part.strip()))
     except ValueError as exc:
-        raise InvalidField([{"loc": ["query", "ids"], "msg": "not a comma-separated list of job ids",
-                             "type": "value_error"}]) from exc
+        raise InvalidField(
+            [{"loc": ["query", "ids"], "msg": "not a comma-separated list of job ids", "type": "value_error"}]
+        ) from exc
     if len(wanted) > MAX_PROGRESS_IDS:
-        raise InvalidField([{"loc": ["query", "ids"], "msg": f"at most {MAX_PROGRESS_IDS} ids",
-                             "type": "value_error"}])
+        raise InvalidField([{"loc": ["query", "ids"], "msg": f"at most {MAX_PROGRESS_IDS} ids", "type": "value_error"}])
     if not wanted:
         return {"items": {}}
     done = jobs.epochs_finished(session=session, job_ids=wanted, owner=caller.scope)

@@ -42,8 +42,12 @@ async def stream(job_id: uuid.UUID, cursor: Cursor, poll: float) -> AsyncIterato
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "`state`, `epoch`, `lr_reduced`, `finding`, … events, then `end`."}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`state`, `epoch`, `lr_reduced`, `finding`, … events, then `end`.",
+        }
+    },
 )
 def job_events(
     job_id: uuid.UUID,

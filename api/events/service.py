@@ -80,10 +80,17 @@ def _utc(ts: datetime) -> datetime:
 
 
 def event_json(event: JobEvent) -> str:
-    return json.dumps({
-        "id": event.id, "at": _utc(event.at).isoformat(), "kind": event.kind, "from_status": event.from_status,
-        "to_status": event.to_status, "reason": event.reason, "data": event.data,
-    })
+    return json.dumps(
+        {
+            "id": event.id,
+            "at": _utc(event.at).isoformat(),
+            "kind": event.kind,
+            "from_status": event.from_status,
+            "to_status": event.to_status,
+            "reason": event.reason,
+            "data": event.data,
+        }
+    )
 
 
 def fetch(job_id: uuid.UUID, after: Cursor, limit: int = BATCH) -> Batch:
@@ -96,14 +103,27 @@ def fetch(job_id: uuid.UUID, after: Cursor, limit: int = BATCH) -> Batch:
         status = s.exec(select(Job.status).where(Job.id == job_id)).first()
         if status is None:
             return Batch(status=None)
-        events = list(s.exec(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after.event)
-                             .order_by(JobEvent.id).limit(limit)).all())
-        epochs = list(s.exec(select(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch > after.epoch)
-                             .order_by(EpochMetric.epoch).limit(limit)).all())
+        events = list(
+            s.exec(
+                select(JobEvent)
+                .where(JobEvent.job_id == job_id, JobEvent.id > after.event)
+                .order_by(JobEvent.id)
+                .limit(limit)
+            ).all()
+        )
+        epochs = list(
+            s.exec(
+                select(EpochMetric)
+                .where(EpochMetric.job_id == job_id, EpochMetric.epoch > after.epoch)
+                .order_by(EpochMetric.epoch)
+                .limit(limit)
+            ).all()
+        )
 
     # Rows past a truncated list's last timestamp wait for the next batch, so the merge stays in time order.
-    cutoffs = [_utc(rows[-1].at if rows is events else rows[-1].recorded_at)
-               for rows in (events, epochs) if len(rows) >= limit]
+    cutoffs = [
+        _utc(rows[-1].at if rows is events else rows[-1].recorded_at) for rows in (events, epochs) if len(rows) >= limit
+    ]
     cutoff = min(cutoffs) if cutoffs else None
 
     items: list[Item] = []

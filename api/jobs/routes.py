@@ -39,12 +39,14 @@ def submit_job(
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200, description="Replays return the first job; an empty "
-                                                                              "value counts as no key.")] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="Replays return the first job; an empty value counts as no key.")
+    ] = None,
 ) -> JobRead:
     """Queue a training job; a repeated Idempotency-Key returns the job it first created. An empty key is no key."""
-    job, created = service.create_job(session=session, spec=spec, settings=settings, owner=caller.tenant,
-                                      idempotency_key=idempotency_key or None)
+    job, created = service.create_job(
+        session=session, spec=spec, settings=settings, owner=caller.tenant, idempotency_key=idempotency_key or None
+    )
     if not created:
         response.status_code = 200
     elif spec.autopilot is not None:  # stored beside the job, never inside its training spec
@@ -65,8 +67,9 @@ def list_jobs(
     cursor: str | None = None,
 ) -> JobPage:
     """Jobs, newest first, in pages; pass `next_cursor` back as `cursor`."""
-    jobs, next_cursor = service.list_jobs(session=session, status=status, limit=min(limit, settings.page_size_max),
-                                          cursor=cursor, owner=caller.scope)
+    jobs, next_cursor = service.list_jobs(
+        session=session, status=status, limit=min(limit, settings.page_size_max), cursor=cursor, owner=caller.scope
+    )
     return JobPage(items=[to_read(request, j) for j in jobs], next_cursor=next_cursor)
 
 
@@ -74,16 +77,21 @@ def list_jobs(
 def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, caller: CallerDep) -> JobDetail:
     """One job with its state history and the jobs forked from it."""
     job = service.get_job(session=session, job_id=job_id, owner=caller.scope)
-    return JobDetail.model_validate({
-        **to_read(request, job).model_dump(),
-        "events": [JobEventRead.model_validate(e) for e in service.job_events(session=session, job=job)],
-        "children": service.job_children(session=session, job=job),
-        "ancestors": service.ancestors(session=session, job=job),
-    })
+    return JobDetail.model_validate(
+        {
+            **to_read(request, job).model_dump(),
+            "events": [JobEventRead.model_validate(e) for e in service.job_events(session=session, job=job)],
+            "children": service.job_children(session=session, job=job),
+            "ancestors": service.ancestors(session=session, job=job),
+        }
+    )
 
 
-@router.get("/{job_id}/metrics", response_model=MetricsPage,
-            responses={304: {"description": "Not Modified: the page is unchanged since the ETag sent in If-None-Match"}})
+@router.get(
+    "/{job_id}/metrics",
+    response_model=MetricsPage,
+    responses={304: {"description": "Not Modified: the page is unchanged since the ETag sent in If-None-Match"}},
+)
 def get_metrics(
     job_id: uuid.UUID,
     session: SessionDep,
@@ -108,8 +116,9 @@ def get_metrics(
         # (same serializer, same bytes) instead of validating up to 1,000 rows into models first.
         return _PAGE.dump_json({"items": rows, "next_after_epoch": next_after})
 
-    body = page_cache.page((job.id, after_epoch, limit), version, render,
-                           max_bytes=settings.metrics_page_cache_mb << 20)
+    body = page_cache.page(
+        (job.id, after_epoch, limit), version, render, max_bytes=settings.metrics_page_cache_mb << 20
+    )
     return Response(body, media_type="application/json", headers=headers)
 
 

@@ -46,28 +46,44 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
         try:
             exists = target.exists()
         except OSError as exc:  # e.g. a folder on the way that the service may not read
-            errors.append(field_error(loc, f"{shown} cannot be read under the data root ({exc.strerror})",
-                                      "path_unreadable"))
+            errors.append(
+                field_error(loc, f"{shown} cannot be read under the data root ({exc.strerror})", "path_unreadable")
+            )
             continue
         if not exists:
             errors.append(field_error(loc, f"{shown} does not exist under the data root", "path_missing"))
     if spec.on_stagnation is not None and spec.on_stagnation.rules is not None:
         unknown = [r for r in spec.on_stagnation.rules if r not in RULES]
         if unknown:
-            errors.append(field_error(("on_stagnation", "rules"), f"unknown rule id(s) {unknown}; known: "
-                                      f"{sorted(RULES)}", "unknown_rule"))
+            errors.append(
+                field_error(
+                    ("on_stagnation", "rules"), f"unknown rule id(s) {unknown}; known: {sorted(RULES)}", "unknown_rule"
+                )
+            )
     if spec.webhook is not None and not settings.webhook_allow_private:
         why = host_refusal(spec.webhook.host)
         if why:
-            errors.append(field_error(("webhook", "url"), f"host {spec.webhook.host!r} is {why}; webhook targets must "
-                                      "be public (the service allows private targets only with "
-                                      "PLATEAU_WEBHOOK_ALLOW_PRIVATE=true)", "value_error"))
+            errors.append(
+                field_error(
+                    ("webhook", "url"),
+                    f"host {spec.webhook.host!r} is {why}; webhook targets must "
+                    "be public (the service allows private targets only with "
+                    "PLATEAU_WEBHOOK_ALLOW_PRIVATE=true)",
+                    "value_error",
+                )
+            )
     if spec.dataset.image_size > settings.max_image_size:
-        errors.append(field_error(("dataset", "image_size"), f"{spec.dataset.image_size} is above this service's limit "
-                                  f"of {settings.max_image_size}", "limit"))
+        errors.append(
+            field_error(
+                ("dataset", "image_size"),
+                f"{spec.dataset.image_size} is above this service's limit of {settings.max_image_size}",
+                "limit",
+            )
+        )
     if spec.epochs > settings.max_epochs:
-        errors.append(field_error(("epochs",), f"{spec.epochs} is above this service's limit of {settings.max_epochs}",
-                                  "limit"))
+        errors.append(
+            field_error(("epochs",), f"{spec.epochs} is above this service's limit of {settings.max_epochs}", "limit")
+        )
     if errors:
         raise InvalidField(errors)
 
@@ -77,8 +93,15 @@ def _shown(user_path: str, limit: int = 120) -> str:
     return repr(user_path if len(user_path) <= limit else user_path[:limit] + "…")
 
 
-def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: str = "default",
-               idempotency_key: str | None = None, parent_id: uuid.UUID | None = None) -> tuple[Job, bool]:
+def create_job(
+    *,
+    session: Session,
+    spec: JobSpec,
+    settings: Settings,
+    owner: str = "default",
+    idempotency_key: str | None = None,
+    parent_id: uuid.UUID | None = None,
+) -> tuple[Job, bool]:
     """Commit a queued job, then enqueue it. Returns (job, created); a repeated idempotency key returns the first job."""
     check_spec_in_context(spec=spec, settings=settings)
     digest = spec_hash(spec)
@@ -86,13 +109,24 @@ def create_job(*, session: Session, spec: JobSpec, settings: Settings, owner: st
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-    active = session.exec(select(func.count()).select_from(Job).where(
-        Job.owner == owner, Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))).one()
+    active = session.exec(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner == owner, Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))
+    ).one()
     if active >= settings.max_active_jobs_per_tenant:
-        raise LimitExceeded(f"tenant {owner!r} has {active} queued or running jobs; the limit "
-                            f"(max_active_jobs_per_tenant) is {settings.max_active_jobs_per_tenant}")
-    job = Job(owner=owner, name=spec.name, spec=spec.model_dump(mode="json"), spec_hash=digest,
-              idempotency_key=idempotency_key, parent_id=parent_id)
+        raise LimitExceeded(
+            f"tenant {owner!r} has {active} queued or running jobs; the limit "
+            f"(max_active_jobs_per_tenant) is {settings.max_active_jobs_per_tenant}"
+        )
+    job = Job(
+        owner=owner,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=digest,
+        idempotency_key=idempotency_key,
+        parent_id=parent_id,
+    )
     lifecycle.submit(session, job)
     try:
         session.commit()
@@ -133,12 +167,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(created), uuid.UUID(ident)
     except Exception as exc:  # noqa: BLE001 - any malformed cursor is the client's error
-        raise InvalidField([{"loc": ["query", "cursor"], "msg": "not a cursor this service issued",
-                             "type": "value_error"}]) from exc
+        raise InvalidField(
+            [{"loc": ["query", "cursor"], "msg": "not a cursor this service issued", "type": "value_error"}]
+        ) from exc
 
 
-def list_jobs(*, session: Session, status: str | None, limit: int, cursor: str | None,
-              owner: str | None = None) -> tuple[list[Job], str | None]:
+def list_jobs(
+    *, session: Session, status: str | None, limit: int, cursor: str | None, owner: str | None = None
+) -> tuple[list[Job], str | None]:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(Job)
     if status is not None:
@@ -180,10 +216,12 @@ def list_metrics(*, session: Session, job: Job, after_epoch: int | None, limit: 
 
 def epochs_finished(*, session: Session, job_ids: list[uuid.UUID], owner: str | None) -> dict[uuid.UUID, int]:
     """How many epochs each of `job_ids` has recorded (0 for none); jobs of other tenants, or unknown, are left out."""
-    query = (select(Job.id, func.max(EpochMetric.epoch))
-             .outerjoin(EpochMetric, EpochMetric.job_id == Job.id)
-             .where(Job.id.in_(job_ids))
-             .group_by(Job.id))
+    query = (
+        select(Job.id, func.max(EpochMetric.epoch))
+        .outerjoin(EpochMetric, EpochMetric.job_id == Job.id)
+        .where(Job.id.in_(job_ids))
+        .group_by(Job.id)
+    )
     if owner is not None:
         query = query.where(Job.owner == owner)
     return {job_id: int(epoch or 0) for job_id, epoch in session.exec(query).all()}

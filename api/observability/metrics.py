@@ -67,21 +67,35 @@ class JobsCollector(Collector):
         from models.db import session_scope
 
         settings = get_settings()
-        up = GaugeMetricFamily("plateau_metrics_source_up",
-                               "1 when the source answered during this scrape, 0 when it did not.", labels=["source"])
+        up = GaugeMetricFamily(
+            "plateau_metrics_source_up",
+            "1 when the source answered during this scrape, 0 when it did not.",
+            labels=["source"],
+        )
         try:
             with session_scope() as s:
                 by_state = dict(s.exec(select(Job.status, func.count()).group_by(Job.status)).all())
                 epochs = s.exec(select(func.count()).select_from(EpochMetric)).one()
                 # the lifecycle's hook writes one state event per transition, in whichever process made it
-                transitions = dict(s.exec(select(JobEvent.to_status, func.count()).where(JobEvent.kind == "state")
-                                          .group_by(JobEvent.to_status)).all())
-                latest = (select(EpochMetric.job_id, func.max(EpochMetric.epoch).label("epoch"))
-                          .join(Job, Job.id == EpochMetric.job_id)
-                          .where(Job.status == JobStatus.running.value)
-                          .group_by(EpochMetric.job_id).subquery())
-                speeds = s.exec(select(EpochMetric.job_id, EpochMetric.images_per_second).join(
-                    latest, and_(EpochMetric.job_id == latest.c.job_id, EpochMetric.epoch == latest.c.epoch))).all()
+                transitions = dict(
+                    s.exec(
+                        select(JobEvent.to_status, func.count())
+                        .where(JobEvent.kind == "state")
+                        .group_by(JobEvent.to_status)
+                    ).all()
+                )
+                latest = (
+                    select(EpochMetric.job_id, func.max(EpochMetric.epoch).label("epoch"))
+                    .join(Job, Job.id == EpochMetric.job_id)
+                    .where(Job.status == JobStatus.running.value)
+                    .group_by(EpochMetric.job_id)
+                    .subquery()
+                )
+                speeds = s.exec(
+                    select(EpochMetric.job_id, EpochMetric.images_per_second).join(
+                        latest, and_(EpochMetric.job_id == latest.c.job_id, EpochMetric.epoch == latest.c.epoch)
+                    )
+                ).all()
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even while the database is away
             log.warning("metrics: database unavailable", error=f"{type(exc).__name__}: {exc}")
             up.add_metric(["database"], 0)
@@ -91,16 +105,20 @@ class JobsCollector(Collector):
             for state in JobStatus:
                 jobs.add_metric([state.value], by_state.get(state.value, 0))
             yield jobs
-            moved = CounterMetricFamily("plateau_job_transitions", "Job state changes, by the state entered.",
-                                        labels=["state"])
+            moved = CounterMetricFamily(
+                "plateau_job_transitions", "Job state changes, by the state entered.", labels=["state"]
+            )
             for state in JobStatus:
                 moved.add_metric([state.value], transitions.get(state.value, 0))
             yield moved
-            yield GaugeMetricFamily("plateau_epochs_recorded",
-                                    "Epoch rows written by workers (one per job and epoch).", value=epochs)
-            speed = GaugeMetricFamily("plateau_training_images_per_second",
-                                      "Training throughput of each running job in its latest recorded epoch.",
-                                      labels=["job_id"])
+            yield GaugeMetricFamily(
+                "plateau_epochs_recorded", "Epoch rows written by workers (one per job and epoch).", value=epochs
+            )
+            speed = GaugeMetricFamily(
+                "plateau_training_images_per_second",
+                "Training throughput of each running job in its latest recorded epoch.",
+                labels=["job_id"],
+            )
             for job_id, ips in speeds:
                 if ips is not None:
                     speed.add_metric([str(job_id)], ips)
@@ -113,8 +131,9 @@ class JobsCollector(Collector):
         else:
             if depth is not None:
                 up.add_metric(["broker"], 1)
-                depth_family = GaugeMetricFamily("plateau_queue_depth", "Training tasks waiting on the Redis broker.",
-                                                 labels=["queue"])
+                depth_family = GaugeMetricFamily(
+                    "plateau_queue_depth", "Training tasks waiting on the Redis broker.", labels=["queue"]
+                )
                 depth_family.add_metric([settings.queue], depth)
                 yield depth_family
         yield up

@@ -60,8 +60,13 @@ class RequestObservability:
             seconds = time.perf_counter() - start
             route = route_template(scope)
             REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(seconds)
-            fields = {"method": scope["method"], "path": scope["path"], "route": route, "status": status,
-                      "duration_ms": round(seconds * 1000, 3)}
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            }
             if job_id:
                 fields["job_id"] = job_id
             (log.error if status >= 500 else log.info)("request", **fields)

@@ -26,8 +26,9 @@ def measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
     name = f"plateau_bench_analysis_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["PLATEAU_DATABASE_URL"] = PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] \
-        + f"/{name}"
+    os.environ["PLATEAU_DATABASE_URL"] = (
+        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+    )
     os.environ.setdefault("PLATEAU_AUTH_ENABLED", "false")
     try:
         return _measure(raw_rows, spec, runs)
@@ -57,8 +58,13 @@ def _measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
             s.commit()
             columns = set(EpochMetric.model_fields) - {"id", "job_id", "recorded_at"}
             now = utcnow()
-            s.execute(insert(EpochMetric), [{"job_id": job.id, "recorded_at": now,
-                                             **{k: v for k, v in r.items() if k in columns}} for r in raw_rows])
+            s.execute(
+                insert(EpochMetric),
+                [
+                    {"job_id": job.id, "recorded_at": now, **{k: v for k, v in r.items() if k in columns}}
+                    for r in raw_rows
+                ],
+            )
             s.execute(update(Job).where(Job.id == job.id).values(metrics_version=len(raw_rows)))
             s.commit()
         url = f"/jobs/{job.id}/analysis"
@@ -88,6 +94,12 @@ def _measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
         with session_scope() as s:
             records = service.history(s, s.get(Job, job.id))
         history_ms = (time.perf_counter() - t0) * 1000
-    return {"cold": cold_ms, "warm": warm_ms, "after_new_epoch": new_epoch_ms, "read_and_validate_rows_ms": round(history_ms, 1),
-            "verdict": body["verdict"], "findings": sorted({f["cause"] for f in body["findings"]}),
-            "epochs_analysed": len(records)}
+    return {
+        "cold": cold_ms,
+        "warm": warm_ms,
+        "after_new_epoch": new_epoch_ms,
+        "read_and_validate_rows_ms": round(history_ms, 1),
+        "verdict": body["verdict"],
+        "findings": sorted({f["cause"] for f in body["findings"]}),
+        "epochs_analysed": len(records),
+    }

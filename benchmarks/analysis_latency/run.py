@@ -44,7 +44,8 @@ SPEC = {
     "regularization": {"dropout": 0.2, "l2": 0.0, "label_smoothing": 0.0},
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "callbacks": {"reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.1, "patience": 10}},
-    "batch_size": 32, "epochs": 10_000,
+    "batch_size": 32,
+    "epochs": 10_000,
 }
 
 
@@ -73,24 +74,43 @@ def rows(n: int, kind: str, seed: int = 0) -> list[dict]:
             row[i] = hit
             row[(i + 1) % len(CLASSES)] = support[c] - hit
             confusion.append(row)
-        out.append({
-            "epoch": e, "loss": train_loss + 0.05, "accuracy": train_acc - 0.02,
-            "val_loss": val_loss, "val_accuracy": val_acc, "learning_rate": lr,
-            "epoch_seconds": 3.0 + rng.random(), "images_per_second": 120 + rng.random(),
-            "train_eval_loss": train_loss, "train_eval_accuracy": train_acc,
-            "batch_loss_mean": train_loss + 0.05, "batch_loss_std": 0.1 + rng.random() * 0.02,
-            "batch_loss_max": train_loss + 0.4, "nonfinite_batches": 0,
-            "grad_norm": 1.0 + rng.random(), "update_ratio_head": lr * 1.0, "update_ratio_base": lr * 0.1,
-            "val_recall": recall, "val_support": support, "confusion": confusion,
-        })
+        out.append(
+            {
+                "epoch": e,
+                "loss": train_loss + 0.05,
+                "accuracy": train_acc - 0.02,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "learning_rate": lr,
+                "epoch_seconds": 3.0 + rng.random(),
+                "images_per_second": 120 + rng.random(),
+                "train_eval_loss": train_loss,
+                "train_eval_accuracy": train_acc,
+                "batch_loss_mean": train_loss + 0.05,
+                "batch_loss_std": 0.1 + rng.random() * 0.02,
+                "batch_loss_max": train_loss + 0.4,
+                "nonfinite_batches": 0,
+                "grad_norm": 1.0 + rng.random(),
+                "update_ratio_head": lr * 1.0,
+                "update_ratio_base": lr * 0.1,
+                "val_recall": recall,
+                "val_support": support,
+                "confusion": confusion,
+            }
+        )
     return out
 
 
 def context(n: int) -> JobContext:
     counts = {c: 400 for c in CLASSES}
-    return JobContext(spec={**SPEC, "epochs": n}, class_counts_train=counts,
-                      class_counts_val={c: 40 for c in CLASSES}, planned_epochs=n,
-                      lr_reductions=[n // 2 + 1, (3 * n) // 4 + 1], status="succeeded")
+    return JobContext(
+        spec={**SPEC, "epochs": n},
+        class_counts_train=counts,
+        class_counts_val={c: 40 for c in CLASSES},
+        planned_epochs=n,
+        lr_reductions=[n // 2 + 1, (3 * n) // 4 + 1],
+        status="succeeded",
+    )
 
 
 def timed(fn, runs: int) -> list[float]:
@@ -105,9 +125,13 @@ def timed(fn, runs: int) -> list[float]:
 
 def summary(times: list[float]) -> dict:
     ordered = sorted(times)
-    return {"runs": len(times), "median_ms": round(statistics.median(times), 3),
-            "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 3),
-            "min_ms": round(ordered[0], 3), "max_ms": round(ordered[-1], 3)}
+    return {
+        "runs": len(times),
+        "median_ms": round(statistics.median(times), 3),
+        "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 3),
+        "min_ms": round(ordered[0], 3),
+        "max_ms": round(ordered[-1], 3),
+    }
 
 
 def main() -> None:
@@ -115,8 +139,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-endpoint", action="store_true",
-                        help="skip GET /jobs/{id}/analysis on a stored job (needs PostgreSQL)")
+    parser.add_argument(
+        "--no-endpoint", action="store_true", help="skip GET /jobs/{id}/analysis on a stored job (needs PostgreSQL)"
+    )
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = parser.parse_args()
 
@@ -129,32 +154,42 @@ def main() -> None:
         diag = summary(timed(lambda: diagnose(records, ctx), args.runs))
         build = summary(timed(lambda: [EpochRecord.model_validate(r) for r in raw], max(5, args.runs // 4)))
         results[kind] = {
-            "diagnose": diag, "build_records": build,
-            "verdict": d.verdict, "primary_cause": d.primary_cause,
+            "diagnose": diag,
+            "build_records": build,
+            "verdict": d.verdict,
+            "primary_cause": d.primary_cause,
             "findings": sorted({f.cause for f in d.findings}),
             "abstentions": sorted({a.rule for a in d.abstentions}) if d.abstentions else [],
             "epochs_analysed": d.epochs_analysed,
             "meets_target": diag["median_ms"] < TARGET_MS,
         }
-        print(f"{kind:11s} diagnose median {diag['median_ms']:8.2f} ms  p90 {diag['p90_ms']:8.2f} ms  "
-              f"(build records {build['median_ms']:.1f} ms)  verdict={d.verdict} findings={results[kind]['findings']}")
+        print(
+            f"{kind:11s} diagnose median {diag['median_ms']:8.2f} ms  p90 {diag['p90_ms']:8.2f} ms  "
+            f"(build records {build['median_ms']:.1f} ms)  verdict={d.verdict} findings={results[kind]['findings']}"
+        )
 
     endpoint = None
     if not args.no_endpoint:
         from benchmarks.analysis_latency.endpoint import measure
 
         endpoint = measure(rows(args.epochs, "stagnating"), {**SPEC, "epochs": args.epochs}, args.runs)
-        print(f"endpoint    GET /jobs/{{id}}/analysis  cold median {endpoint['cold']['median_ms']:.1f} ms  "
-              f"after a new epoch {endpoint['after_new_epoch']['median_ms']:.1f} ms  "
-              f"warm median {endpoint['warm']['median_ms']:.2f} ms  (rows read and validated in "
-              f"{endpoint['read_and_validate_rows_ms']:.0f} ms)")
+        print(
+            f"endpoint    GET /jobs/{{id}}/analysis  cold median {endpoint['cold']['median_ms']:.1f} ms  "
+            f"after a new epoch {endpoint['after_new_epoch']['median_ms']:.1f} ms  "
+            f"warm median {endpoint['warm']['median_ms']:.2f} ms  (rows read and validated in "
+            f"{endpoint['read_and_validate_rows_ms']:.0f} ms)"
+        )
 
     out = {
-        "benchmark": "analysis_latency", "command": "python -m benchmarks.analysis_latency.run "
-        f"--epochs {args.epochs} --runs {args.runs}",
-        "epochs": args.epochs, "target_median_ms": TARGET_MS, "results": results, "endpoint": endpoint,
+        "benchmark": "analysis_latency",
+        "command": f"python -m benchmarks.analysis_latency.run --epochs {args.epochs} --runs {args.runs}",
+        "epochs": args.epochs,
+        "target_median_ms": TARGET_MS,
+        "results": results,
+        "endpoint": endpoint,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "note": args.note, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "note": args.note,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -38,8 +38,12 @@ class Cell:
     def summary(self) -> dict:
         lat = sorted(self.latencies_ms)
         return {
-            "name": self.name, "concurrency": self.concurrency, "seconds": round(self.seconds, 3),
-            "requests": self.requests, "errors": self.errors, "error_samples": self.error_samples[:3],
+            "name": self.name,
+            "concurrency": self.concurrency,
+            "seconds": round(self.seconds, 3),
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_samples": self.error_samples[:3],
             "rps": round(self.requests / self.seconds, 2) if self.seconds else 0.0,
             "p50_ms": round(percentile(lat, 50), 2) if lat else None,
             "p90_ms": round(percentile(lat, 90), 2) if lat else None,
@@ -53,9 +57,16 @@ class Cell:
 def merge(cells: list[Cell]) -> Cell:
     """Several windows of the same cell as one: requests over total measured time, latencies pooled."""
     first = cells[0]
-    return Cell(first.name, first.concurrency, sum(c.seconds for c in cells), sum(c.requests for c in cells),
-                sum(c.errors for c in cells), [e for c in cells for e in c.error_samples],
-                [x for c in cells for x in c.latencies_ms], sum(c.bytes_received for c in cells))
+    return Cell(
+        first.name,
+        first.concurrency,
+        sum(c.seconds for c in cells),
+        sum(c.requests for c in cells),
+        sum(c.errors for c in cells),
+        [e for c in cells for e in c.error_samples],
+        [x for c in cells for x in c.latencies_ms],
+        sum(c.bytes_received for c in cells),
+    )
 
 
 def percentile(ordered: list[float], p: float) -> float:
@@ -71,8 +82,12 @@ def encode(req: Request) -> tuple[str, int, bytes]:
     url = urlsplit(req.url)
     path = url.path + (f"?{url.query}" if url.query else "")
     body = req.body or b""
-    lines = [f"{req.method} {path} HTTP/1.1", f"Host: {url.netloc}", f"Content-Length: {len(body)}",
-             *(f"{k}: {v}" for k, v in req.headers.items())]
+    lines = [
+        f"{req.method} {path} HTTP/1.1",
+        f"Host: {url.netloc}",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in req.headers.items()),
+    ]
     return url.hostname, url.port, ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -119,8 +134,15 @@ class Connection:
         self.reader = self.writer = None
 
 
-async def _run(name: str, make: Callable[[int], Request], ok: Callable[[int], bool], concurrency: int,
-               seconds: float, warmup: float, on_window: Callable[[str], None] | None) -> Cell:
+async def _run(
+    name: str,
+    make: Callable[[int], Request],
+    ok: Callable[[int], bool],
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    on_window: Callable[[str], None] | None,
+) -> Cell:
     counter = 0
     latencies: list[float] = []
     errors: list[str] = []
@@ -169,8 +191,16 @@ async def _run(name: str, make: Callable[[int], Request], ok: Callable[[int], bo
     return Cell(name, concurrency, seconds, len(latencies), len(errors), errors, latencies, received)
 
 
-def run_cell(name: str, make: Callable[[int], Request], ok: Callable[[int], bool], *, concurrency: int,
-             seconds: float, warmup: float = 2.0, on_window: Callable[[str], None] | None = None) -> Cell:
+def run_cell(
+    name: str,
+    make: Callable[[int], Request],
+    ok: Callable[[int], bool],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float = 2.0,
+    on_window: Callable[[str], None] | None = None,
+) -> Cell:
     """`ok(status)` says whether a response counts; `on_window("start"/"end")` marks the measured window."""
     try:
         import uvloop

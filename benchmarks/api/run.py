@@ -67,7 +67,9 @@ SPEC = {
     "model": {"weights": None, "trainable": "head", "dense_units": 64},
     "regularization": {"dropout": 0.2},
     "optimizer": {"name": "adam", "learning_rate": 0.001},
-    "batch_size": 16, "epochs": 5, "seed": 1,
+    "batch_size": 16,
+    "epochs": 5,
+    "seed": 1,
 }
 TARGET_RATIO = 2.0
 
@@ -89,9 +91,24 @@ def start_plateau(env: dict[str, str], workers: int, log: Path) -> tuple[Proc, s
 
 def start_mlflow(db_url: str, artifacts: Path, workers: int, log: Path) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc([MLFLOW, "server", "--backend-store-uri", db_url, "--default-artifact-root", artifacts.as_uri(),
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-                {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, log)
+    proc = Proc(
+        [
+            MLFLOW,
+            "server",
+            "--backend-store-uri",
+            db_url,
+            "--default-artifact-root",
+            artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        log,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(url + "/health") or not proc.alive(), 240, lambda: f"MLflow did not start:\n{proc.tail()}")
     assert proc.alive(), proc.tail()
@@ -123,17 +140,23 @@ def seed_mlflow(url: str, steps: int) -> tuple[str, str]:
     exp = httpx.post(api + "/experiments/create", json={"name": f"bench-{uuid.uuid4().hex[:8]}"}, timeout=30)
     exp.raise_for_status()
     experiment_id = exp.json()["experiment_id"]
-    run = httpx.post(api + "/runs/create", json={"experiment_id": experiment_id, "start_time": int(time.time() * 1000),
-                                                 "run_name": "history"}, timeout=30)
+    run = httpx.post(
+        api + "/runs/create",
+        json={"experiment_id": experiment_id, "start_time": int(time.time() * 1000), "run_name": "history"},
+        timeout=30,
+    )
     run.raise_for_status()
     run_id = run.json()["run"]["info"]["run_id"]
     rng = random.Random(3)
     now = int(time.time() * 1000)
-    metrics = [{"key": "val_loss", "value": 1.0 / (1 + i) + rng.gauss(0, 0.01), "timestamp": now + i, "step": i + 1}
-               for i in range(steps)]
+    metrics = [
+        {"key": "val_loss", "value": 1.0 / (1 + i) + rng.gauss(0, 0.01), "timestamp": now + i, "step": i + 1}
+        for i in range(steps)
+    ]
     for start in range(0, steps, 1000):  # log-batch takes at most 1,000 metrics per call
-        httpx.post(api + "/runs/log-batch", json={"run_id": run_id, "metrics": metrics[start:start + 1000]},
-                   timeout=60).raise_for_status()
+        httpx.post(
+            api + "/runs/log-batch", json={"run_id": run_id, "metrics": metrics[start : start + 1000]}, timeout=60
+        ).raise_for_status()
     hist = httpx.get(api + "/metrics/get-history", params={"run_id": run_id, "metric_key": "val_loss"}, timeout=30)
     hist.raise_for_status()
     assert len(hist.json()["metrics"]) == steps, len(hist.json()["metrics"])
@@ -145,8 +168,9 @@ def drain_plateau_queue(db_url: str, keep: str, queue: str) -> int:
     import redis
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        n = conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() "
-                         "WHERE status = 'queued' AND id <> %s", (keep,)).rowcount
+        n = conn.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'queued' AND id <> %s", (keep,)
+        ).rowcount
         conn.execute("VACUUM ANALYZE jobs")
     redis.Redis.from_url(REDIS_URL).delete(queue)
     return n
@@ -204,8 +228,9 @@ class CpuMeter:
 
 
 def busy_benchmarks() -> str:
-    out = subprocess.run(["pgrep", "-af", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True,
-                         text=True).stdout.strip()
+    out = subprocess.run(
+        ["pgrep", "-af", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True, text=True
+    ).stdout.strip()
     return "\n".join(line for line in out.splitlines() if "pgrep" not in line)
 
 
@@ -213,8 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="server processes, the same for both")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per window")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="windows per server and cell, alternating Plateau and MLflow")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="windows per server and cell, alternating Plateau and MLflow"
+    )
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--epochs", type=int, default=1000)
@@ -248,8 +274,9 @@ def main() -> None:
         plateau, p_url = start_plateau(env, args.workers, work / "plateau.log")
         procs.append(plateau)
         # the same service with its metrics page cache off: every read goes to the database and serializes
-        uncached, u_url = start_plateau({**env, "PLATEAU_METRICS_PAGE_CACHE_MB": "0"}, args.workers,
-                                        work / "plateau-uncached.log")
+        uncached, u_url = start_plateau(
+            {**env, "PLATEAU_METRICS_PAGE_CACHE_MB": "0"}, args.workers, work / "plateau-uncached.log"
+        )
         procs.append(uncached)
         mlflow, m_url = start_mlflow(mlflow_url_db, work / "mlartifacts", args.workers, work / "mlflow.log")
         procs.append(mlflow)
@@ -262,28 +289,40 @@ def main() -> None:
         cells = {
             ("metrics", "plateau"): (
                 lambda i: Request("GET", f"{p_url}/jobs/{job_id}/metrics?limit={args.epochs}"),
-                lambda status: status == 200),
+                lambda status: status == 200,
+            ),
             ("metrics", "mlflow"): (
-                lambda i: Request("GET", f"{m_url}/api/2.0/mlflow/metrics/get-history?run_id={run_id_ml}"
-                                         "&metric_key=val_loss"),
-                lambda status: status == 200),
+                lambda i: Request(
+                    "GET", f"{m_url}/api/2.0/mlflow/metrics/get-history?run_id={run_id_ml}&metric_key=val_loss"
+                ),
+                lambda status: status == 200,
+            ),
             ("metrics_uncached", "plateau"): (
                 lambda i: Request("GET", f"{u_url}/jobs/{job_id}/metrics?limit={args.epochs}"),
-                lambda status: status == 200),
+                lambda status: status == 200,
+            ),
             ("create", "plateau"): (
                 lambda i: Request("POST", f"{p_url}/jobs", body=spec_body, headers=json_headers),
-                lambda status: status == 202),
+                lambda status: status == 202,
+            ),
             ("create", "mlflow"): (
-                lambda i: Request("POST", f"{m_url}/api/2.0/mlflow/runs/create", headers=json_headers,
-                                  body=json.dumps({"experiment_id": experiment_id, "run_name": f"r{i}",
-                                                   "start_time": int(time.time() * 1000)}).encode()),
-                lambda status: status == 200),
+                lambda i: Request(
+                    "POST",
+                    f"{m_url}/api/2.0/mlflow/runs/create",
+                    headers=json_headers,
+                    body=json.dumps(
+                        {"experiment_id": experiment_id, "run_name": f"r{i}", "start_time": int(time.time() * 1000)}
+                    ).encode(),
+                ),
+                lambda status: status == 200,
+            ),
         }
         cells[("metrics_uncached", "mlflow")] = cells[("metrics", "mlflow")]
         groups = {"plateau": (plateau.p.pid, plateau_db), "mlflow": (mlflow.p.pid, mlflow_db)}
 
         def group(kind: str, server: str) -> tuple[int, str]:
             return (uncached.p.pid, plateau_db) if (kind, server) == ("metrics_uncached", "plateau") else groups[server]
+
         busy = busy_benchmarks()
         load_before = os.getloadavg()
         results = []
@@ -295,58 +334,94 @@ def main() -> None:
                 for _ in range(args.rounds):
                     for server in ("plateau", "mlflow"):
                         make, ok = cells[(kind, server)]
-                        windows[server].append(run_cell(f"{server}:{kind}", make, ok, concurrency=c,
-                                                        seconds=args.seconds, warmup=args.warmup,
-                                                        on_window=meters[server]))
+                        windows[server].append(
+                            run_cell(
+                                f"{server}:{kind}",
+                                make,
+                                ok,
+                                concurrency=c,
+                                seconds=args.seconds,
+                                warmup=args.warmup,
+                                on_window=meters[server],
+                            )
+                        )
                         if kind == "create" and server == "plateau":
                             drain_plateau_queue(plateau_url_db, job_id, queue)
                 for server in ("plateau", "mlflow"):
                     cell = merge(windows[server])
-                    s = {"server": server, "endpoint": kind, **cell.summary(),
-                         "windows_rps": [w.summary()["rps"] for w in windows[server]]}
+                    s = {
+                        "server": server,
+                        "endpoint": kind,
+                        **cell.summary(),
+                        "windows_rps": [w.summary()["rps"] for w in windows[server]],
+                    }
                     n = max(1, cell.requests)
                     used = meters[server].used
-                    s["cpu_ms_per_request"] = {"server": round(used[0] * 1000 / n, 2),
-                                               "database_lower_bound": round(used[1] * 1000 / n, 2),
-                                               "client": round(used[2] * 1000 / n, 2)}
+                    s["cpu_ms_per_request"] = {
+                        "server": round(used[0] * 1000 / n, 2),
+                        "database_lower_bound": round(used[1] * 1000 / n, 2),
+                        "client": round(used[2] * 1000 / n, 2),
+                    }
                     results.append(s)
-                    print(f"{server:8s} {kind:8s} c={c:3d}  {s['rps']:9.1f} req/s  p50 {s['p50_ms']} ms  "
-                          f"p99 {s['p99_ms']} ms  errors {s['errors']}  {s['mean_response_bytes']} B  "
-                          f"cpu ms/req {s['cpu_ms_per_request']}  windows {s['windows_rps']}", flush=True)
+                    print(
+                        f"{server:8s} {kind:8s} c={c:3d}  {s['rps']:9.1f} req/s  p50 {s['p50_ms']} ms  "
+                        f"p99 {s['p99_ms']} ms  errors {s['errors']}  {s['mean_response_bytes']} B  "
+                        f"cpu ms/req {s['cpu_ms_per_request']}  windows {s['windows_rps']}",
+                        flush=True,
+                    )
         comparisons = []
         for c in levels:
             for kind in kinds:
-                p = next(r for r in results if r["server"] == "plateau" and r["endpoint"] == kind
-                         and r["concurrency"] == c)
-                m = next(r for r in results if r["server"] == "mlflow" and r["endpoint"] == kind
-                         and r["concurrency"] == c)
+                p = next(
+                    r for r in results if r["server"] == "plateau" and r["endpoint"] == kind and r["concurrency"] == c
+                )
+                m = next(
+                    r for r in results if r["server"] == "mlflow" and r["endpoint"] == kind and r["concurrency"] == c
+                )
                 ratio = p["rps"] / m["rps"] if m["rps"] else float("inf")
                 p99_ok = p["p99_ms"] is not None and m["p99_ms"] is not None and p["p99_ms"] <= m["p99_ms"]
-                comparisons.append({"endpoint": kind, "concurrency": c, "throughput_ratio": round(ratio, 2),
-                                    "plateau_p99_ms": p["p99_ms"], "mlflow_p99_ms": m["p99_ms"],
-                                    "p99_ratio": round(p["p99_ms"] / m["p99_ms"], 2) if m["p99_ms"] else None,
-                                    "meets_target": ratio >= TARGET_RATIO and p99_ok})
+                comparisons.append(
+                    {
+                        "endpoint": kind,
+                        "concurrency": c,
+                        "throughput_ratio": round(ratio, 2),
+                        "plateau_p99_ms": p["p99_ms"],
+                        "mlflow_p99_ms": m["p99_ms"],
+                        "p99_ratio": round(p["p99_ms"] / m["p99_ms"], 2) if m["p99_ms"] else None,
+                        "meets_target": ratio >= TARGET_RATIO and p99_ok,
+                    }
+                )
         out = {
             "benchmark": "api_vs_mlflow",
             "command": " ".join(["python -m benchmarks.api.run", *sys.argv[1:]]),
-            "workers": args.workers, "seconds_per_window": args.seconds, "rounds": args.rounds,
-            "warmup_per_window": args.warmup, "epochs": args.epochs,
+            "workers": args.workers,
+            "seconds_per_window": args.seconds,
+            "rounds": args.rounds,
+            "warmup_per_window": args.warmup,
+            "epochs": args.epochs,
             "backend": "PostgreSQL (one server, a fresh database each)",
             "mlflow_version": subprocess.run([MLFLOW, "--version"], capture_output=True, text=True).stdout.strip(),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                        "loadavg_before": [round(x, 2) for x in load_before]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "loadavg_before": [round(x, 2) for x in load_before],
+            },
             "other_benchmarks_running": busy or None,
             "target": f"Plateau >= {TARGET_RATIO}x MLflow requests/s at equal or lower p99",
-            "results": results, "comparisons": comparisons,
+            "results": results,
+            "comparisons": comparisons,
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.out}")
         for comp in comparisons:
-            print(f"{comp['endpoint']:8s} c={comp['concurrency']:3d}  Plateau/MLflow throughput "
-                  f"{comp['throughput_ratio']:.2f}x  p99 {comp['plateau_p99_ms']} vs {comp['mlflow_p99_ms']} ms  "
-                  f"{'MET' if comp['meets_target'] else 'not met'}")
+            print(
+                f"{comp['endpoint']:8s} c={comp['concurrency']:3d}  Plateau/MLflow throughput "
+                f"{comp['throughput_ratio']:.2f}x  p99 {comp['plateau_p99_ms']} vs {comp['mlflow_p99_ms']} ms  "
+                f"{'MET' if comp['meets_target'] else 'not met'}"
+            )
         if args.keep:
             print("--keep: servers left running; press Ctrl-C to stop them")
             while True:

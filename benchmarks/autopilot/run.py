@@ -40,10 +40,15 @@ ROUNDS = 3
 
 
 def start_service(port: int) -> tuple[Proc, str]:
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(WORK / "data"),
-           "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
-           "PLATEAU_BROKER_DIR": str(WORK / "broker"), "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
-           "PLATEAU_RECONCILE_INTERVAL": "5"}
+    env = {
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PLATEAU_DATA_ROOT": str(WORK / "data"),
+        "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db",
+        "PLATEAU_BROKER_URL": "filesystem://",
+        "PLATEAU_BROKER_DIR": str(WORK / "broker"),
+        "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
+        "PLATEAU_RECONCILE_INTERVAL": "5",
+    }
     WORK.mkdir(parents=True, exist_ok=True)
     return start_embedded(env, WORK / "service.log", port=port, timeout=120)
 
@@ -56,8 +61,13 @@ def run_strategy(api: httpx.Client, name: str, spec: dict, goal: float, seed: in
     jobs = STRATEGIES[name](api, spec, rounds=ROUNDS, goal=goal, seed=seed)
     bests, epochs = zip(*(best(api, j) for j in jobs))
     top = max((b for b in bests if b is not None), default=None)
-    return {"jobs": jobs, "rounds": len(jobs) - 1, "epochs": sum(epochs), "best": top,
-            "reached": top is not None and top >= goal - TOLERANCE}
+    return {
+        "jobs": jobs,
+        "rounds": len(jobs) - 1,
+        "epochs": sum(epochs),
+        "best": top,
+        "reached": top is not None and top >= goal - TOLERANCE,
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -79,8 +89,9 @@ def summarise(runs: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--cases", default=",".join(c for c, case in CASES.items()
-                                                    if case.planted and not case.unfrozen))
+    parser.add_argument(
+        "--cases", default=",".join(c for c, case in CASES.items() if case.planted and not case.unfrozen)
+    )
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds − 1")
@@ -113,8 +124,16 @@ def main(argv: list[str] | None = None) -> int:
                         wait_done(api, probe)
                         n_classes = len(api.get(f"/jobs/{probe}").json()["class_counts"]["train"])
                         manifested, observed = judge(case.check, rows(api, probe), healthy_rows, n_classes)
-                        run = {"family": family, "case": case_id, "cause": case.planted, "seed": seed,
-                               "goal": goal, "manifested": bool(manifested), "observed": observed, "strategies": {}}
+                        run = {
+                            "family": family,
+                            "case": case_id,
+                            "cause": case.planted,
+                            "seed": seed,
+                            "goal": goal,
+                            "manifested": bool(manifested),
+                            "observed": observed,
+                            "strategies": {},
+                        }
                         if manifested:
                             for name in strategies:
                                 run["strategies"][name] = run_strategy(api, name, spec, goal, seed)
@@ -122,9 +141,17 @@ def main(argv: list[str] | None = None) -> int:
                         print(json.dumps(run), flush=True)
     finally:
         service.stop(timeout=120)
-    result = {"wall_seconds": round(time.perf_counter() - t0), "epochs": args.epochs, "seeds": args.seeds,
-              "first_seed": args.first_seed, "families": args.families.split(","),
-              "rounds": ROUNDS, "tolerance": TOLERANCE, "by_cause": summarise(runs), "runs": runs}
+    result = {
+        "wall_seconds": round(time.perf_counter() - t0),
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "first_seed": args.first_seed,
+        "families": args.families.split(","),
+        "rounds": ROUNDS,
+        "tolerance": TOLERANCE,
+        "by_cause": summarise(runs),
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps(result["by_cause"], indent=2))

@@ -13,8 +13,11 @@ import httpx
 DONE = ("succeeded", "failed", "cancelled")
 # The seed recipe applied blindly: augmentation + dropout 0.5 + L2 1e-4 + ReduceLROnPlateau.
 SEED_RECIPE = {
-    "regularization": {"augmentation": {"horizontal_flip": True, "rotation_range": 15, "zoom_range": 0.1},
-                       "dropout": 0.5, "l2": 1e-4},
+    "regularization": {
+        "augmentation": {"horizontal_flip": True, "rotation_range": 15, "zoom_range": 0.1},
+        "dropout": 0.5,
+        "l2": 1e-4,
+    },
     "callbacks": {"reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.1, "patience": 3}},
 }
 
@@ -48,8 +51,9 @@ def fork(api: httpx.Client, job_id: str, apply: list[str], patch: dict | None = 
 
 
 def autopilot(api: httpx.Client, spec: dict, *, rounds: int, goal: float | None = None, seed: int = 0) -> list[str]:
-    root = submit(api, spec, autopilot={"max_rounds": rounds, "metric": "val_accuracy", "min_gain": 0.01,
-                                        "min_confidence": 0.7})
+    root = submit(
+        api, spec, autopilot={"max_rounds": rounds, "metric": "val_accuracy", "min_gain": 0.01, "min_confidence": 0.7}
+    )
     while True:
         body = api.get(f"/jobs/{root}/lineage").json()
         if body["autopilot"]["state"] == "ended":
@@ -78,7 +82,9 @@ def random_remedy(api: httpx.Client, spec: dict, *, rounds: int, goal: float | N
     return jobs
 
 
-def seed_recipe(api: httpx.Client, spec: dict, *, rounds: int = 1, goal: float | None = None, seed: int = 0) -> list[str]:
+def seed_recipe(
+    api: httpx.Client, spec: dict, *, rounds: int = 1, goal: float | None = None, seed: int = 0
+) -> list[str]:
     jobs = [submit(api, spec)]
     wait_done(api, jobs[0])
     jobs.append(fork(api, jobs[0], [], SEED_RECIPE))

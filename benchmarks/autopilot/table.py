@@ -1,6 +1,6 @@
 """Render an autopilot benchmark result (benchmarks/results/autopilot*.json) as Markdown tables.
 
-    .venv/bin/python -m benchmarks.autopilot.table benchmarks/results/autopilot-heldout-v1.json
+.venv/bin/python -m benchmarks.autopilot.table benchmarks/results/autopilot-heldout-v1.json
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ def cell(result: dict | None) -> str:
 
 def render(data: dict) -> list[str]:
     names = list(STRATEGIES)
-    lines = ["| family | planted cause | healthy best | " + " | ".join(f"{n}: best, reached, rounds, epochs" for n in names)
-             + " |", "|---|---|---|" + "---|" * len(names)]
+    lines = [
+        "| family | planted cause | healthy best | "
+        + " | ".join(f"{n}: best, reached, rounds, epochs" for n in names)
+        + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
     totals = {n: {"reached": 0, "epochs": 0, "runs": 0} for n in names}
     skipped = []
     for run in data["runs"]:
@@ -30,14 +34,19 @@ def render(data: dict) -> list[str]:
             skipped.append(f"{run['family']}/{run['case']}/s{run['seed']}")
             continue
         results = [run["strategies"].get(n) for n in names]
-        lines.append(f"| {run['family']} | `{run['cause']}` | {run['goal']:.3f} | " + " | ".join(map(cell, results)) + " |")
+        lines.append(
+            f"| {run['family']} | `{run['cause']}` | {run['goal']:.3f} | " + " | ".join(map(cell, results)) + " |"
+        )
         for n, r in zip(names, results):
             if r is not None:
                 totals[n]["reached"] += r["reached"]
                 totals[n]["epochs"] += r["epochs"]
                 totals[n]["runs"] += 1
-    lines.append("| **all** | | | " + " | ".join(
-        f"**{t['reached']} of {t['runs']}**, {t['epochs']} epochs" for t in totals.values()) + " |")
+    lines.append(
+        "| **all** | | | "
+        + " | ".join(f"**{t['reached']} of {t['runs']}**, {t['epochs']} epochs" for t in totals.values())
+        + " |"
+    )
     lines += ["", f"Not manifested (not counted): {', '.join(skipped) or 'none'}."]
     return lines
 

@@ -39,19 +39,36 @@ BASE_SPEC = {
 CASES: dict[str, Case] = {
     "healthy_converged": Case(plant.base_set, {}, None, check="healthy"),
     "healthy_improving": Case(plant.base_set, {"optimizer": {"learning_rate": 1e-4}}, None, check="healthy"),
-    "frozen_random_init": Case(plant.base_set, {"model": {"weights": None}}, "base_too_frozen",
-                               check="frozen_random_init"),
-    "lr_too_high": Case(plant.base_set, {"optimizer": {"learning_rate": 1e-1}}, "learning_rate_too_high",
-                        check="lr_too_high"),
-    "lr_too_high_unfrozen": Case(plant.base_set, {"model": {"trainable": "mixed8"}, "optimizer": {"learning_rate": 1e-2}},
-                                 "learning_rate_too_high_after_unfreezing", ("learning_rate_too_high",),
-                                 check="lr_too_high_unfrozen", unfrozen=True),
-    "lr_too_low": Case(plant.base_set, {"optimizer": {"learning_rate": 1e-6}}, "learning_rate_too_low",
-                       check="lr_too_low"),
-    "regularization_too_strong": Case(plant.base_set, {"regularization": {"dropout": 0.8, "l2": 0.5}},
-                                      "regularization_too_strong", check="regularization_too_strong"),
-    "overfitting": Case(plant.few, {"model": {"trainable": "mixed8"}, "regularization": {"dropout": 0.0}},
-                        "overfitting", check="overfitting", unfrozen=True),
+    "frozen_random_init": Case(
+        plant.base_set, {"model": {"weights": None}}, "base_too_frozen", check="frozen_random_init"
+    ),
+    "lr_too_high": Case(
+        plant.base_set, {"optimizer": {"learning_rate": 1e-1}}, "learning_rate_too_high", check="lr_too_high"
+    ),
+    "lr_too_high_unfrozen": Case(
+        plant.base_set,
+        {"model": {"trainable": "mixed8"}, "optimizer": {"learning_rate": 1e-2}},
+        "learning_rate_too_high_after_unfreezing",
+        ("learning_rate_too_high",),
+        check="lr_too_high_unfrozen",
+        unfrozen=True,
+    ),
+    "lr_too_low": Case(
+        plant.base_set, {"optimizer": {"learning_rate": 1e-6}}, "learning_rate_too_low", check="lr_too_low"
+    ),
+    "regularization_too_strong": Case(
+        plant.base_set,
+        {"regularization": {"dropout": 0.8, "l2": 0.5}},
+        "regularization_too_strong",
+        check="regularization_too_strong",
+    ),
+    "overfitting": Case(
+        plant.few,
+        {"model": {"trainable": "mixed8"}, "regularization": {"dropout": 0.0}},
+        "overfitting",
+        check="overfitting",
+        unfrozen=True,
+    ),
     "imbalance_mild": Case(plant.imbalanced, {}, "class_imbalance", check="imbalance_mild"),
     "label_noise": Case(plant.noisy, {}, "label_noise_suspected", check="label_noise"),
 }
@@ -68,5 +85,10 @@ def merge(a: dict, b: dict) -> dict:
 def spec_for(case: str, data_root: Path, family: str, seed: int, epochs: int) -> dict:
     folder = CASES[case].data(data_root, family, seed).relative_to(data_root)
     spec = merge(BASE_SPEC, CASES[case].changes)
-    return {**spec, "dataset": {"train_dir": f"{folder}/train", "val_dir": f"{folder}/val", "image_size": 75},
-            "epochs": epochs, "seed": seed, "name": f"{family}/{case}/s{seed}"}
+    return {
+        **spec,
+        "dataset": {"train_dir": f"{folder}/train", "val_dir": f"{folder}/val", "image_size": 75},
+        "epochs": epochs,
+        "seed": seed,
+        "name": f"{family}/{case}/s{seed}",
+    }

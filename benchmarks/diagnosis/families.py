@@ -45,7 +45,7 @@ def _patch_mask(size: int, rng: random.Random) -> np.ndarray:
     w, h = (int(rng.uniform(0.55, 0.9) * size) for _ in range(2))
     x0, y0 = rng.randrange(0, size - w + 1), rng.randrange(0, size - h + 1)
     mask = np.zeros((size, size), bool)
-    mask[y0:y0 + h, x0:x0 + w] = True
+    mask[y0 : y0 + h, x0 : x0 + w] = True
     return mask
 
 
@@ -102,8 +102,16 @@ def draw_polygon(kind: str, size: int, rng: random.Random) -> Image.Image:
         d.ellipse((cx - r, cy - r * rng.uniform(0.35, 0.6), cx + r, cy + r * rng.uniform(0.35, 0.6)), fill=colour)
         return img
     n, radii = {"pentagon": (5, (r,)), "hexagon": (6, (r,)), "star": (10, (r, r * 0.45))}[kind]
-    d.polygon([(cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
-                cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n)) for i in range(n)], fill=colour)
+    d.polygon(
+        [
+            (
+                cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
+                cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n),
+            )
+            for i in range(n)
+        ],
+        fill=colour,
+    )
     return img
 
 
@@ -149,8 +157,9 @@ def draw_glyph(name: str, size: int, rng: random.Random) -> Image.Image:
     font = ImageFont.load_default(size=int(size * rng.uniform(0.4, 0.75)))
     layer = Image.new("L", (size, size), 0)
     ImageDraw.Draw(layer).text((size / 2, size / 2), name, fill=255, font=font, anchor="mm")
-    layer = layer.rotate(rng.uniform(-25, 25), translate=(rng.randint(-size // 8, size // 8),
-                                                          rng.randint(-size // 8, size // 8)))
+    layer = layer.rotate(
+        rng.uniform(-25, 25), translate=(rng.randint(-size // 8, size // 8), rng.randint(-size // 8, size // 8))
+    )
     colour = tuple(rng.randrange(120, 256) for _ in range(3))
     img.paste(Image.new("RGB", (size, size), colour), (0, 0), layer)
     return img

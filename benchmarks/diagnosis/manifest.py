@@ -32,19 +32,27 @@ def _result(ok: bool | None, **observed) -> tuple[bool | None, dict]:
 
 def healthy(rows, _healthy, chance):
     val = _col(rows, "val_accuracy")
-    return _result(bool(val) and val[-1] >= chance + 0.3, final_val_accuracy=val[-1] if val else None,
-                   needed=chance + 0.3)
+    return _result(
+        bool(val) and val[-1] >= chance + 0.3, final_val_accuracy=val[-1] if val else None, needed=chance + 0.3
+    )
 
 
 def frozen_random_init(rows, _healthy, chance):
     te = _col(rows, "train_eval_accuracy")
-    return _result(bool(te) and max(te) <= chance + MARGIN if te else None,
-                   max_train_eval_accuracy=max(te) if te else None, limit=chance + MARGIN)
+    return _result(
+        bool(te) and max(te) <= chance + MARGIN if te else None,
+        max_train_eval_accuracy=max(te) if te else None,
+        limit=chance + MARGIN,
+    )
 
 
 def lr_too_high(rows, base, _chance):
-    nonfinite = any(not isinstance(r.get("loss"), (int, float)) or not math.isfinite(r["loss"])
-                    or (r.get("nonfinite_batches") or 0) > 0 for r in rows)
+    nonfinite = any(
+        not isinstance(r.get("loss"), (int, float))
+        or not math.isfinite(r["loss"])
+        or (r.get("nonfinite_batches") or 0) > 0
+        for r in rows
+    )
     val, ref = _col(rows, "val_accuracy"), _col(base or [], "val_accuracy")
     if not ref:
         return _result(True if nonfinite else None, nonfinite=nonfinite)
@@ -58,8 +66,9 @@ def lr_too_high_unfrozen(rows, base, _chance):
     drop = max(ref) - max(val, default=0.0) if ref else None
     if blowup is None and drop is None:
         return _result(None)
-    return _result((blowup or 0) >= 3 or (drop or 0) >= MARGIN, val_loss_max_over_first=blowup,
-                   best_val_accuracy_drop=drop)
+    return _result(
+        (blowup or 0) >= 3 or (drop or 0) >= MARGIN, val_loss_max_over_first=blowup, best_val_accuracy_drop=drop
+    )
 
 
 def lr_too_low(rows, base, _chance):
@@ -77,16 +86,23 @@ def regularization_too_strong(rows, base, _chance):
 
 
 def overfitting(rows, _base, _chance):
-    pairs = [(r["train_eval_accuracy"], r["val_accuracy"]) for r in rows
-             if r.get("train_eval_accuracy") is not None and r.get("val_accuracy") is not None]
+    pairs = [
+        (r["train_eval_accuracy"], r["val_accuracy"])
+        for r in rows
+        if r.get("train_eval_accuracy") is not None and r.get("val_accuracy") is not None
+    ]
     vl = _col(rows, "val_loss")
     if not pairs or not vl:
         return _result(None)
     gaps = [t - v for t, v in pairs]
     rising = vl[-1] >= 1.1 * min(vl)
     widening = gaps[-1] - gaps[len(gaps) // 2] >= 0.05
-    return _result(gaps[-1] >= 0.25 and (rising or widening), final_gap=gaps[-1],
-                   val_loss_over_min=vl[-1] / min(vl) if min(vl) > 0 else None, gap_widening=widening)
+    return _result(
+        gaps[-1] >= 0.25 and (rising or widening),
+        final_gap=gaps[-1],
+        val_loss_over_min=vl[-1] / min(vl) if min(vl) > 0 else None,
+        gap_widening=widening,
+    )
 
 
 def imbalance_mild(rows, _base, chance):
@@ -96,8 +112,7 @@ def imbalance_mild(rows, _base, chance):
         return _result(None)
     recall = _recall(last)
     lo, hi = min(recall.values()), max(recall.values())
-    return _result(lo <= 0.5 * hi and val[-1] >= chance + 0.1, min_recall=lo, max_recall=hi,
-                   final_val_accuracy=val[-1])
+    return _result(lo <= 0.5 * hi and val[-1] >= chance + 0.1, min_recall=lo, max_recall=hi, final_val_accuracy=val[-1])
 
 
 def label_noise(rows, base, _chance):
@@ -118,7 +133,7 @@ DESCRIPTIONS = {
     "lr_too_low": "val_accuracy at the end ≥ 0.15 below the healthy run's",
     "regularization_too_strong": "best train_eval_accuracy ≥ 0.15 below the healthy run's",
     "overfitting": "final train_eval_accuracy − val_accuracy ≥ 0.25, and val_loss at the end ≥ 10 % above its "
-                   "minimum or the gap grew by ≥ 0.05 over the last half",
+    "minimum or the gap grew by ≥ 0.05 over the last half",
     "imbalance_mild": "at the end, min per-class val recall ≤ 0.5 × max, with val_accuracy ≥ chance + 0.1",
     "label_noise": "train_eval_accuracy at the end ≥ 0.1 below the healthy run's",
 }

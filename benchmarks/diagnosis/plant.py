@@ -53,8 +53,9 @@ def _keep(src: Path, dst: Path, keep: dict[str, int]) -> None:
 
 
 def few(root: Path, family: str, seed: int) -> Path:
-    return _variant(root, family, seed, "few",
-                    lambda s, d, classes, _rng: _keep(s, d, {c: FEW_PER_CLASS for c in classes}))
+    return _variant(
+        root, family, seed, "few", lambda s, d, classes, _rng: _keep(s, d, {c: FEW_PER_CLASS for c in classes})
+    )
 
 
 def count_threshold() -> float:
@@ -68,9 +69,13 @@ def imbalanced(root: Path, family: str, seed: int) -> Path:
     minority = math.ceil(TRAIN / IMBALANCE_RATIO)
     if TRAIN / minority >= count_threshold():
         raise ValueError("the mild imbalance must stay below the class-imbalance rule's count threshold")
-    return _variant(root, family, seed, "imbalanced",
-                    lambda s, d, classes, _rng: _keep(s, d, {c: TRAIN if i == 0 else minority
-                                                             for i, c in enumerate(classes)}))
+    return _variant(
+        root,
+        family,
+        seed,
+        "imbalanced",
+        lambda s, d, classes, _rng: _keep(s, d, {c: TRAIN if i == 0 else minority for i, c in enumerate(classes)}),
+    )
 
 
 def noisy(root: Path, family: str, seed: int) -> Path:

@@ -30,7 +30,9 @@ def recalibrate_batchnorm(base, ds, passes: int = 3) -> None:
         layer.momentum = 0.99
 
 
-def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 48, epochs: int = 8, seed: int = SOURCE.seed) -> Path:
+def pretrain(
+    out: Path, data: Path, *, size: int = 75, per_class: int = 48, epochs: int = 8, seed: int = SOURCE.seed
+) -> Path:
     import keras
     import tensorflow as tf
 
@@ -56,8 +58,10 @@ def pretrain(out: Path, data: Path, *, size: int = 75, per_class: int = 48, epoc
     _, before = model.evaluate(ds, verbose=0)
     recalibrate_batchnorm(base, ds)
     _, after = model.evaluate(ds, verbose=0)
-    print(f"pre-trained in {time.perf_counter() - t0:.0f}s: train accuracy {history.history['accuracy'][-1]:.3f}, "
-          f"inference-mode accuracy {before:.3f} before BatchNorm re-estimation, {after:.3f} after")
+    print(
+        f"pre-trained in {time.perf_counter() - t0:.0f}s: train accuracy {history.history['accuracy'][-1]:.3f}, "
+        f"inference-mode accuracy {before:.3f} before BatchNorm re-estimation, {after:.3f} after"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     base.save_weights(out)
     del tf

@@ -39,16 +39,26 @@ DONE = ("succeeded", "failed", "cancelled")
 
 
 def service_env() -> dict[str, str]:
-    return {"TF_CPP_MIN_LOG_LEVEL": "2", "PLATEAU_DATA_ROOT": str(WORK / "data"),
-            "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db", "PLATEAU_BROKER_URL": "filesystem://",
-            "PLATEAU_BROKER_DIR": str(WORK / "broker"), "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts")}
+    return {
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PLATEAU_DATA_ROOT": str(WORK / "data"),
+        "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db",
+        "PLATEAU_BROKER_URL": "filesystem://",
+        "PLATEAU_BROKER_DIR": str(WORK / "broker"),
+        "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
+    }
 
 
 def start_service(port: int) -> subprocess.Popen:
     log = open(WORK / "service.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "api.embedded", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, **service_env()}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.embedded", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, **service_env()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_ready(api: httpx.Client) -> None:
@@ -103,16 +113,37 @@ def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict, bas
     seconds = round(time.perf_counter() - t0, 1)
     context, rows = recorded(job_id)
     c = CASES[case]
-    fx = compact({"format": 1, "family": family, "case": case, "seed": seed, "held_out": FAMILIES[family].held_out,
-                  "planted": c.planted, "accepted": c.accepted, "manifested": None, "manifest": None,
-                  "job": {"id": job_id, "status": job["status"], "error": job["error"], "seconds": seconds,
-                          "spec": spec, "base_sha256": base},
-                  "context": context, "history": rows})
+    fx = compact(
+        {
+            "format": 1,
+            "family": family,
+            "case": case,
+            "seed": seed,
+            "held_out": FAMILIES[family].held_out,
+            "planted": c.planted,
+            "accepted": c.accepted,
+            "manifested": None,
+            "manifest": None,
+            "job": {
+                "id": job_id,
+                "status": job["status"],
+                "error": job["error"],
+                "seconds": seconds,
+                "spec": spec,
+                "base_sha256": base,
+            },
+            "context": context,
+            "history": rows,
+        }
+    )
     served = api.get(f"/jobs/{job_id}/analysis").json()
     replayed = evaluate.diagnose_fixture(fx)
     if sorted({f["cause"] for f in served["findings"]}) != sorted({f.cause for f in replayed.findings}):
-        print(f"warning: {family}/{case}/s{seed}: the fixture's diagnosis differs from the endpoint's "
-              f"({[f['cause'] for f in served['findings']]} vs {[f.cause for f in replayed.findings]})", flush=True)
+        print(
+            f"warning: {family}/{case}/s{seed}: the fixture's diagnosis differs from the endpoint's "
+            f"({[f['cause'] for f in served['findings']]} vs {[f.cause for f in replayed.findings]})",
+            flush=True,
+        )
     return fx
 
 

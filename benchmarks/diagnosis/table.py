@@ -14,48 +14,71 @@ def fmt(x) -> str:
 
 
 def family_title(name: str, s: dict) -> str:
-    return f"{name} (held out: never looked at while choosing rules, thresholds or recipes)" if s["held_out"] \
+    return (
+        f"{name} (held out: never looked at while choosing rules, thresholds or recipes)"
+        if s["held_out"]
         else f"{name} (development)"
+    )
 
 
 def render_family(name: str, s: dict) -> list[str]:
-    lines = [f"### {family_title(name, s)}", "",
-             f"{s['counted']} of {s['runs']} runs scored; not manifested (not scored): "
-             f"{', '.join(s['not_manifested']) or 'none'}.", "",
-             "| cause | planted | flagged | precision | recall | F1 |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {family_title(name, s)}",
+        "",
+        f"{s['counted']} of {s['runs']} runs scored; not manifested (not scored): "
+        f"{', '.join(s['not_manifested']) or 'none'}.",
+        "",
+        "| cause | planted | flagged | precision | recall | F1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for cause, row in s["per_cause"].items():
-        lines.append(f"| `{cause}` | {row['planted']} | {row['flagged']} | {fmt(row['precision'])} "
-                     f"({row['true_positive']}/{row['flagged']}) | {fmt(row['recall'])} | {fmt(row['f1'])} |")
+        lines.append(
+            f"| `{cause}` | {row['planted']} | {row['flagged']} | {fmt(row['precision'])} "
+            f"({row['true_positive']}/{row['flagged']}) | {fmt(row['recall'])} | {fmt(row['f1'])} |"
+        )
     ci = s["false_alarm_ci95"]
     fc = s["first_correct"]
-    lines += ["", f"- macro-F1 over planted causes: **{fmt(s['macro_f1'])}**",
-              f"- false alarms on healthy runs: **{s['false_alarms']}/{s['healthy_runs']}** "
-              f"({fmt(s['false_alarm_rate'])}; 95 % Wilson interval {fmt(ci[0]) if ci else '—'}–{fmt(ci[1]) if ci else '—'})",
-              f"- first correct finding: {fc['found']}/{fc['plants']} plants found; median epoch {fc['median_epoch']}, "
-              f"median {fmt(fc['median_fraction'])} of the planned epochs; found by half of the planned epochs: "
-              f"{fmt(fc['by_half_of_planned'])}",
-              f"- calibration: expected calibration error **{fmt(s['calibration']['ece'])}** over "
-              f"{s['calibration']['findings']} findings", ""]
+    lines += [
+        "",
+        f"- macro-F1 over planted causes: **{fmt(s['macro_f1'])}**",
+        f"- false alarms on healthy runs: **{s['false_alarms']}/{s['healthy_runs']}** "
+        f"({fmt(s['false_alarm_rate'])}; 95 % Wilson interval {fmt(ci[0]) if ci else '—'}–{fmt(ci[1]) if ci else '—'})",
+        f"- first correct finding: {fc['found']}/{fc['plants']} plants found; median epoch {fc['median_epoch']}, "
+        f"median {fmt(fc['median_fraction'])} of the planned epochs; found by half of the planned epochs: "
+        f"{fmt(fc['by_half_of_planned'])}",
+        f"- calibration: expected calibration error **{fmt(s['calibration']['ece'])}** over "
+        f"{s['calibration']['findings']} findings",
+        "",
+    ]
     primaries = sorted({p for row in s["confusion"].values() for p in row})
-    lines += ["| planted case \\ primary cause | " + " | ".join(f"`{p}`" for p in primaries) + " |",
-              "|---|" + "---|" * len(primaries)]
+    lines += [
+        "| planted case \\ primary cause | " + " | ".join(f"`{p}`" for p in primaries) + " |",
+        "|---|" + "---|" * len(primaries),
+    ]
     for case, row in s["confusion"].items():
         lines.append(f"| {case} | " + " | ".join(str(row.get(p, "")) for p in primaries) + " |")
     lines += ["", "| confidence | findings | mean confidence | fraction correct |", "|---|---|---|---|"]
     for b in s["calibration"]["bins"]:
-        lines.append(f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['findings']} | {fmt(b['mean_confidence'])} | "
-                     f"{fmt(b['fraction_correct'])} |")
+        lines.append(
+            f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['findings']} | {fmt(b['mean_confidence'])} | "
+            f"{fmt(b['fraction_correct'])} |"
+        )
     return lines + [""]
 
 
 def render_runs(runs: list[dict]) -> list[str]:
-    lines = ["| family | case | seed | manifested | verdict | primary cause | causes found | first correct | "
-             "train-eval acc | val acc | val loss |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | case | seed | manifested | verdict | primary cause | causes found | first correct | "
+        "train-eval acc | val acc | val loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['family']} | {r['case']} | {r['seed']} | {'yes' if r['manifested'] else 'no' if r['manifested'] is False else '?'} "
-                     f"| {r['verdict']} | {r['primary_cause'] or '—'} | {', '.join(r['causes']) or '—'} | "
-                     f"{r['first_correct_epoch'] or '—'} | {fmt(r['train_eval_accuracy'])} | {fmt(r['val_accuracy'])} | "
-                     f"{fmt(r['val_loss'])} |")
+        lines.append(
+            f"| {r['family']} | {r['case']} | {r['seed']} | {'yes' if r['manifested'] else 'no' if r['manifested'] is False else '?'} "
+            f"| {r['verdict']} | {r['primary_cause'] or '—'} | {', '.join(r['causes']) or '—'} | "
+            f"{r['first_correct_epoch'] or '—'} | {fmt(r['train_eval_accuracy'])} | {fmt(r['val_accuracy'])} | "
+            f"{fmt(r['val_loss'])} |"
+        )
     return lines
 
 

@@ -50,18 +50,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=60.0, help="seconds of measured load (default 60)")
     p.add_argument("--pollers", type=int, default=200, help="concurrent polling clients (default 200)")
-    p.add_argument("--interval", type=float, default=1.0,
-                   help="seconds each poller waits between polls, jittered ±20%%; 0 polls back to back (default 1)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="seconds each poller waits between polls, jittered ±20%%; 0 polls back to back (default 1)",
+    )
     p.add_argument("--submit-rate", type=float, default=5.0, help="POST /jobs per second (default 5)")
     p.add_argument("--epoch-rate", type=float, default=2.0, help="epoch rows written per second (default 2)")
     p.add_argument("--jobs", type=int, default=20, help="jobs the pollers share (default 20)")
     p.add_argument("--workers", type=int, default=2, choices=(1, 2), help="uvicorn worker processes (default 2)")
     p.add_argument("--connections", type=int, default=200, help="the pollers' HTTP connection limit (default 200)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds (default 30)")
-    p.add_argument("--pg-admin", default=os.environ.get("PLATEAU_LOAD_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"),
-                   help="PostgreSQL on loopback to create the scratch database with")
-    p.add_argument("--redis", default=os.environ.get("PLATEAU_LOAD_REDIS", "redis://127.0.0.1:6379/12"),
-                   help="Redis on loopback; a queue named after this run is used and deleted")
+    p.add_argument(
+        "--pg-admin",
+        default=os.environ.get("PLATEAU_LOAD_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="PostgreSQL on loopback to create the scratch database with",
+    )
+    p.add_argument(
+        "--redis",
+        default=os.environ.get("PLATEAU_LOAD_REDIS", "redis://127.0.0.1:6379/12"),
+        help="Redis on loopback; a queue named after this run is used and deleted",
+    )
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args(argv)
     for name, url in (("--pg-admin", args.pg_admin), ("--redis", args.redis)):
@@ -88,8 +98,9 @@ class Stats:
             self.errors[endpoint][outcome] += 1
 
 
-async def timed(stats: Stats, client: httpx.AsyncClient, endpoint: str, method: str, url: str,
-                **kw) -> httpx.Response | None:
+async def timed(
+    stats: Stats, client: httpx.AsyncClient, endpoint: str, method: str, url: str, **kw
+) -> httpx.Response | None:
     start = time.perf_counter()
     try:
         r = await client.request(method, url, **kw)
@@ -132,8 +143,14 @@ async def poller(stats: Stats, client: httpx.AsyncClient, job_id: str, interval:
 
 
 def submit_spec(name: str, seed: int) -> dict:
-    return {"name": name, "dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 75},
-            "model": {"weights": None, "dense_units": 32}, "batch_size": 8, "epochs": 3, "seed": seed}
+    return {
+        "name": name,
+        "dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 75},
+        "model": {"weights": None, "dense_units": 32},
+        "batch_size": 8,
+        "epochs": 3,
+        "seed": seed,
+    }
 
 
 async def submitter(stats: Stats, client: httpx.AsyncClient, rate: float, stop: asyncio.Event) -> None:
@@ -176,8 +193,19 @@ def epoch_writer(job_ids: list[str], rate: float, stop_at: float) -> int:
         jid = job_ids[written % len(job_ids)]
         e = next_epoch[jid]
         with session_scope() as s:
-            upsert_epoch(s, uuid.UUID(jid), {"epoch": e, "loss": 1.0 / e, "accuracy": 0.5, "val_loss": 1.1 / e,
-                                             "val_accuracy": 0.5, "learning_rate": 1e-3, "epoch_seconds": 1.0})
+            upsert_epoch(
+                s,
+                uuid.UUID(jid),
+                {
+                    "epoch": e,
+                    "loss": 1.0 / e,
+                    "accuracy": 0.5,
+                    "val_loss": 1.1 / e,
+                    "val_accuracy": 0.5,
+                    "learning_rate": 1e-3,
+                    "epoch_seconds": 1.0,
+                },
+            )
         next_epoch[jid] = e + 1
         written += 1
         time.sleep(max(0.0, start + written / rate - time.perf_counter()))
@@ -190,12 +218,16 @@ async def drive(args: argparse.Namespace, url: str, job_ids: list[str]) -> tuple
     stop = asyncio.Event()
     timeout = httpx.Timeout(args.timeout, pool=args.timeout)
     limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as polling, \
-            httpx.AsyncClient(base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=50)) as submitting:
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as polling,
+        httpx.AsyncClient(base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=50)) as submitting,
+    ):
         started = time.perf_counter()
         writer = asyncio.create_task(asyncio.to_thread(epoch_writer, job_ids, args.epoch_rate, started + args.duration))
-        tasks = [asyncio.create_task(poller(stats, polling, job_ids[i % len(job_ids)], args.interval, stop))
-                 for i in range(args.pollers)]
+        tasks = [
+            asyncio.create_task(poller(stats, polling, job_ids[i % len(job_ids)], args.interval, stop))
+            for i in range(args.pollers)
+        ]
         tasks.append(asyncio.create_task(submitter(stats, submitting, args.submit_rate, stop)))
         await asyncio.sleep(args.duration)
         stop.set()
@@ -230,35 +262,54 @@ def report(args: argparse.Namespace, stats: Stats, elapsed: float, written: int,
         errs = dict(stats.errors.get(name, {}))
         n, e = len(lat), sum(errs.values())
         total, errors = total + n, errors + e
-        endpoints[name] = {"requests": n, "errors": e, "error_kinds": errs, "per_second": round(n / elapsed, 1),
-                           **{f"p{q}_ms": round(percentile(lat, q) * 1000, 1) for q in (50, 95, 99)},
-                           "max_ms": round(lat[-1] * 1000, 1) if lat else None}
+        endpoints[name] = {
+            "requests": n,
+            "errors": e,
+            "error_kinds": errs,
+            "per_second": round(n / elapsed, 1),
+            **{f"p{q}_ms": round(percentile(lat, q) * 1000, 1) for q in (50, 95, 99)},
+            "max_ms": round(lat[-1] * 1000, 1) if lat else None,
+        }
     return {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("pg_admin", "redis")},
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("pg_admin", "redis")
+        },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "seconds": round(elapsed, 1), "requests": total, "errors": errors,
-        "throughput_per_second": round(total / elapsed, 1), "epoch_rows_written": written,
+        "seconds": round(elapsed, 1),
+        "requests": total,
+        "errors": errors,
+        "throughput_per_second": round(total / elapsed, 1),
+        "epoch_rows_written": written,
         "epoch_rows_received_by_pollers": stats.rows_seen,
-        "endpoints": endpoints, "submissions": check,
+        "endpoints": endpoints,
+        "submissions": check,
     }
 
 
 def print_report(r: dict) -> None:
     c = r["config"]
-    print(f"\n{c['pollers']} pollers (interval {c['interval']} s), {c['submit_rate']} submissions/s, "
-          f"{c['workers']} API workers, {r['seconds']} s on {r['machine']['cpus']} CPUs")
-    print(f"{'endpoint':<24}{'requests':>9}{'errors':>8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(
+        f"\n{c['pollers']} pollers (interval {c['interval']} s), {c['submit_rate']} submissions/s, "
+        f"{c['workers']} API workers, {r['seconds']} s on {r['machine']['cpus']} CPUs"
+    )
+    print(
+        f"{'endpoint':<24}{'requests':>9}{'errors':>8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
     for name, e in r["endpoints"].items():
-        print(f"{name:<24}{e['requests']:>9}{e['errors']:>8}{e['per_second']:>8}{e['p50_ms']:>9}{e['p95_ms']:>9}"
-              f"{e['p99_ms']:>9}{e['max_ms'] if e['max_ms'] is not None else '-':>9}")
+        print(
+            f"{name:<24}{e['requests']:>9}{e['errors']:>8}{e['per_second']:>8}{e['p50_ms']:>9}{e['p95_ms']:>9}"
+            f"{e['p99_ms']:>9}{e['max_ms'] if e['max_ms'] is not None else '-':>9}"
+        )
         if e["error_kinds"]:
             print(f"{'':<24}errors: {e['error_kinds']}")
     print(f"{'all':<24}{r['requests']:>9}{r['errors']:>8}{r['throughput_per_second']:>8}")
     print(f"epoch rows written: {r['epoch_rows_written']}; received by pollers: {r['epoch_rows_received_by_pollers']}")
     s = r["submissions"]
-    print(f"accepted (202): {s['accepted']}; in the database: {s['in_database']}; lost: {s['lost']}; "
-          f"enqueued: {s['enqueued']}; messages on the broker: {s['broker_messages']} "
-          f"(for {s['jobs_in_database']} jobs in the database)")
+    print(
+        f"accepted (202): {s['accepted']}; in the database: {s['in_database']}; lost: {s['lost']}; "
+        f"enqueued: {s['enqueued']}; messages on the broker: {s['broker_messages']} "
+        f"(for {s['jobs_in_database']} jobs in the database)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,8 +342,11 @@ def main(argv: list[str] | None = None) -> int:
                 r = c.post("/jobs", json=submit_spec(f"polled-{i}", i))
                 r.raise_for_status()
                 job_ids.append(r.json()["id"])
-        print(f"API on {url} ({args.workers} workers), {len(job_ids)} jobs seeded; "
-              f"{args.pollers} pollers for {args.duration:.0f} s …", flush=True)
+        print(
+            f"API on {url} ({args.workers} workers), {len(job_ids)} jobs seeded; "
+            f"{args.pollers} pollers for {args.duration:.0f} s …",
+            flush=True,
+        )
         stats, elapsed, written = run_loop(drive(args, url, job_ids))
         check = verify(args, stats.accepted, db_name, queue)
         result = report(args, stats, elapsed, written, check)
@@ -315,13 +369,20 @@ def main(argv: list[str] | None = None) -> int:
 def verify(args: argparse.Namespace, accepted: list[str], db_name: str, queue: str) -> dict:
     """Every job that got a 202 is a row in the database, and has been sent to the broker."""
     with psycopg.connect(args.pg_admin.rsplit("/", 1)[0] + f"/{db_name}") as conn:
-        found = conn.execute("SELECT count(*), count(enqueued_at) FROM jobs WHERE id = ANY(%s)",
-                             ([uuid.UUID(j) for j in accepted],)).fetchone()
+        found = conn.execute(
+            "SELECT count(*), count(enqueued_at) FROM jobs WHERE id = ANY(%s)", ([uuid.UUID(j) for j in accepted],)
+        ).fetchone()
         total = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
     messages = redis.Redis.from_url(args.redis).llen(queue)
-    return {"accepted": len(accepted), "distinct": len(set(accepted)), "in_database": found[0],
-            "lost": len(set(accepted)) - found[0], "enqueued": found[1],
-            "jobs_in_database": total, "broker_messages": messages}
+    return {
+        "accepted": len(accepted),
+        "distinct": len(set(accepted)),
+        "in_database": found[0],
+        "lost": len(set(accepted)) - found[0],
+        "enqueued": found[1],
+        "jobs_in_database": total,
+        "broker_messages": messages,
+    }
 
 
 if __name__ == "__main__":

@@ -147,8 +147,7 @@ def _flush(job_id: str) -> None:
     if not path:
         return
     with _lock:
-        line = json.dumps({"job_id": job_id, "pid": os.getpid(), "marks": dict(_marks),
-                           "durations": dict(_durations)})
+        line = json.dumps({"job_id": job_id, "pid": os.getpid(), "marks": dict(_marks), "durations": dict(_durations)})
     with open(path, "a") as fh:
         fh.write(line + "\n")
 

@@ -58,18 +58,39 @@ SPEC = {
     "dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 75, "seed": 1},
     "model": {"weights": None, "trainable": "head", "dense_units": 64},
     "optimizer": {"name": "adam", "learning_rate": 0.001},
-    "batch_size": 16, "epochs": 1, "seed": 1,
+    "batch_size": 16,
+    "epochs": 1,
+    "seed": 1,
 }
 
 
 def start_instrumented_worker(env: dict[str, str], log: Path) -> Proc:
     """The tests' worker command (tests/procs.py:start_worker), with the instrumented app module."""
-    args = [sys.executable, "-m", "celery", "-A", "benchmarks.startup.instrumented", "worker", "-P", "solo", "-c", "1",
-            "-Q", env["PLATEAU_QUEUE"], "-n", "bench@%h", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "benchmarks.startup.instrumented",
+        "worker",
+        "-P",
+        "solo",
+        "-c",
+        "1",
+        "-Q",
+        env["PLATEAU_QUEUE"],
+        "-n",
+        "bench@%h",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     proc = Proc(args, env, log)
-    wait_for(lambda: "ready." in proc.tail(100_000) or not proc.alive(), 120,
-             lambda: f"worker did not start:\n{proc.tail()}")
+    wait_for(
+        lambda: "ready." in proc.tail(100_000) or not proc.alive(), 120, lambda: f"worker did not start:\n{proc.tail()}"
+    )
     assert proc.alive(), proc.tail()
     return proc
 
@@ -95,12 +116,19 @@ def phases(t_post: float, job: dict, m: dict[str, float], d: dict[str, float]) -
     out["other"] = in_train - sum(out[k] for k in ("data", "model_build", "feature_cache", "first_batch"))
     out["total"] = m["first_batch_end"] - t_post
     # the parts
-    out.update({
-        "data_scan": g("scan"), "data_pipelines": g("make_dataset", "feature_dataset"), "data_probe": g("probe"),
-        "model_build_only": g("build_model"), "model_compile": g("compile"), "model_split": g("split_model"),
-        "feature_pin_base": g("pin_base"), "feature_extract": g("extract"),
-        "first_step_only": m["first_batch_end"] - m["first_batch_begin"],
-    })
+    out.update(
+        {
+            "data_scan": g("scan"),
+            "data_pipelines": g("make_dataset", "feature_dataset"),
+            "data_probe": g("probe"),
+            "model_build_only": g("build_model"),
+            "model_compile": g("compile"),
+            "model_split": g("split_model"),
+            "feature_pin_base": g("pin_base"),
+            "feature_extract": g("extract"),
+            "first_step_only": m["first_batch_end"] - m["first_batch_begin"],
+        }
+    )
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -148,37 +176,68 @@ def main() -> None:
             resp = httpx.post(url + "/jobs", json={**SPEC, "name": f"startup-{i}"}, timeout=30)
             assert resp.status_code == 202, resp.text
             job_id = resp.json()["id"]
-            job = wait_for(lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled") else None)(
-                httpx.get(f"{url}/jobs/{job_id}", timeout=10).json()), 900,
-                lambda: f"job {job_id} did not finish:\n{worker.tail()}", interval=0.2)
+            job = wait_for(
+                lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled") else None)(
+                    httpx.get(f"{url}/jobs/{job_id}", timeout=10).json()
+                ),
+                900,
+                lambda: f"job {job_id} did not finish:\n{worker.tail()}",
+                interval=0.2,
+            )
             assert job["status"] == "succeeded", (job["status"], job.get("error"), worker.tail())
             lines = [json.loads(x) for x in marks_file.read_text().splitlines()]
             record = next(x for x in lines if x["job_id"] == job_id)
             marks, durations = record["marks"], record["durations"]
             p = phases(t_post, job, marks, durations)
             perf = next((e for e in job.get("events", []) if e["kind"] == "performance"), None)
-            jobs.append({"job_id": job_id, "cold": i == 0, "phases_s": p, "marks": marks, "durations": durations,
-                         "performance_event": perf and perf.get("reason"),
-                         "created_at": job["created_at"], "started_at": job["started_at"], "t_post": t_post})
-            print(f"job {i} ({'cold' if i == 0 else 'warm'}): " + "  ".join(f"{k} {v:.3f}" for k, v in p.items()),
-                  flush=True)
+            jobs.append(
+                {
+                    "job_id": job_id,
+                    "cold": i == 0,
+                    "phases_s": p,
+                    "marks": marks,
+                    "durations": durations,
+                    "performance_event": perf and perf.get("reason"),
+                    "created_at": job["created_at"],
+                    "started_at": job["started_at"],
+                    "t_post": t_post,
+                }
+            )
+            print(
+                f"job {i} ({'cold' if i == 0 else 'warm'}): " + "  ".join(f"{k} {v:.3f}" for k, v in p.items()),
+                flush=True,
+            )
 
         warm = [j["phases_s"] for j in jobs if not j["cold"]]
         medians = {k: round(statistics.median(p[k] for p in warm), 3) for k in warm[0]} if warm else {}
         out = {
             "benchmark": "startup",
             "command": " ".join(["python -m benchmarks.startup.run", *sys.argv[1:]]),
-            "spec": SPEC, "images": {"classes": 3, "train_per_class": args.train,
-                                     "val_per_class": max(4, args.train // 4), "size": 80},
+            "spec": SPEC,
+            "images": {
+                "classes": 3,
+                "train_per_class": args.train,
+                "val_per_class": max(4, args.train // 4),
+                "size": 80,
+            },
             "worker": "celery solo pool, 1 process (tests/procs.py:start_worker's options), PostgreSQL + Redis",
             "worker_ready_s": round(worker_ready_s, 2),
-            "cold": jobs[0]["phases_s"], "warm_median": medians, "warm_jobs": len(warm), "jobs": jobs,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+            "cold": jobs[0]["phases_s"],
+            "warm_median": medians,
+            "warm_jobs": len(warm),
+            "jobs": jobs,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+            },
             "other_benchmarks_running": subprocess.run(
                 ["pgrep", "-f", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True, text=True
-            ).stdout.split() or None,
-            "note": args.note, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            ).stdout.split()
+            or None,
+            "note": args.note,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -61,14 +61,29 @@ def machine() -> dict:
         bf16_matmul = bool(tf.reduce_all(tf.matmul(a, a) == 64.0))
     except Exception:  # noqa: BLE001
         bf16_matmul = False
-    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
+    mem = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
     return {
-        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), platform.processor()),
-        "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**20, 1),
         "gpus": len(tf.config.list_physical_devices("GPU")),
-        "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "avx2": "avx2" in flags,
         "bf16_matmul_runs": bf16_matmul,
         "tensorflow": tf.__version__,
     }
@@ -98,13 +113,22 @@ def build(policy: str = "float32", jit_compile: bool = False):
     from worker.training.model import build_model
     from worker.training.performance import precision_policy
 
-    spec = JobSpec.model_validate({"dataset": {"train_dir": "x", "val_dir": "y", "image_size": IMAGE_SIZE},
-                                   "model": {"weights": None, "trainable": "head"}, "seed": 0})
+    spec = JobSpec.model_validate(
+        {
+            "dataset": {"train_dir": "x", "val_dir": "y", "image_size": IMAGE_SIZE},
+            "model": {"weights": None, "trainable": "head"},
+            "seed": 0,
+        }
+    )
     keras.utils.set_random_seed(0)
     with precision_policy(policy):
         model = build_model(spec, 3)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
-                      metrics=["accuracy"], jit_compile=jit_compile)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+        )
     return model
 
 
@@ -113,9 +137,16 @@ def flow_from_directory(train_dir: Path):
     import tensorflow as tf
 
     generator = tf.keras.preprocessing.image.ImageDataGenerator(
-        preprocessing_function=tf.keras.applications.inception_v3.preprocess_input)
-    return generator.flow_from_directory(str(train_dir), target_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=BATCH,
-                                         class_mode="categorical", shuffle=True, seed=0)
+        preprocessing_function=tf.keras.applications.inception_v3.preprocess_input
+    )
+    return generator.flow_from_directory(
+        str(train_dir),
+        target_size=(IMAGE_SIZE, IMAGE_SIZE),
+        batch_size=BATCH,
+        class_mode="categorical",
+        shuffle=True,
+        seed=0,
+    )
 
 
 def epoch_timer():
@@ -158,8 +189,12 @@ def pipelines(data: Path, repeats: int) -> dict:
     classic = flow_from_directory(data / "train")
     assert classic.samples == n and classic.num_classes == k, (classic.samples, classic.num_classes)
     ours = make_dataset(images, image_size=IMAGE_SIZE, batch_size=BATCH, training=True, seed=0)
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in
-                   make_dataset(images, image_size=IMAGE_SIZE, batch_size=BATCH, training=False, seed=0)])
+    xs, ys = zip(
+        *[
+            (x.numpy(), y.numpy())
+            for x, y in make_dataset(images, image_size=IMAGE_SIZE, batch_size=BATCH, training=False, seed=0)
+        ]
+    )
     x_mem, y_mem = np.concatenate(xs), np.concatenate(ys)
 
     def classic_batches():
@@ -180,12 +215,18 @@ def pipelines(data: Path, repeats: int) -> dict:
     variants = {
         "a_classic": (fp32, lambda m, cb: m.fit(classic, epochs=1, verbose=0, callbacks=[cb])),
         "b_ours": (fp32, lambda m, cb: m.fit(ours, epochs=1, verbose=0, callbacks=[cb])),
-        "c_in_memory": (fp32, lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1, verbose=0,
-                                                  callbacks=[cb])),
-        "c_in_memory_bf16": (bf16, lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1,
-                                                       verbose=0, callbacks=[cb])),
-        "c_in_memory_xla": (xla, lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1,
-                                                     verbose=0, callbacks=[cb])),
+        "c_in_memory": (
+            fp32,
+            lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1, verbose=0, callbacks=[cb]),
+        ),
+        "c_in_memory_bf16": (
+            bf16,
+            lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1, verbose=0, callbacks=[cb]),
+        ),
+        "c_in_memory_xla": (
+            xla,
+            lambda m, cb: m.fit(x_mem, y_mem, batch_size=BATCH, shuffle=True, epochs=1, verbose=0, callbacks=[cb]),
+        ),
     }
     first, seconds = {}, {name: [] for name in variants}
     for name, (model, fit) in variants.items():  # warm-up: traces (and XLA-compiles) the step, fills the cache
@@ -207,8 +248,10 @@ def pipelines(data: Path, repeats: int) -> dict:
 
     return {
         "setting": "Inception-V3 75 px, weights None, trainable head without feature caching (whole network "
-                   "forward, head backward), Adam, batch 32, no augmentation, float32 unless named",
-        "train_images": n, "source_images": f"{SOURCE_SIZE}x{SOURCE_SIZE} PNG", "repeats": repeats,
+        "forward, head backward), Adam, batch 32, no augmentation, float32 unless named",
+        "train_images": n,
+        "source_images": f"{SOURCE_SIZE}x{SOURCE_SIZE} PNG",
+        "repeats": repeats,
         "model_build_seconds": build_seconds,
         "first_epoch_seconds": first,
         "epoch_seconds": seconds,
@@ -231,10 +274,17 @@ def feature_caching(data_root: Path, dataset: str, image_size: int, epochs: int)
 
     out = {}
     for mode in ("off", "auto"):
-        spec = JobSpec.model_validate({
-            "dataset": {"train_dir": f"{dataset}/train", "val_dir": f"{dataset}/val", "image_size": image_size},
-            "model": {"weights": None, "trainable": "head"}, "regularization": {"dropout": 0.2},
-            "batch_size": BATCH, "epochs": epochs, "seed": 0, "performance": {"cache_features": mode}})
+        spec = JobSpec.model_validate(
+            {
+                "dataset": {"train_dir": f"{dataset}/train", "val_dir": f"{dataset}/val", "image_size": image_size},
+                "model": {"weights": None, "trainable": "head"},
+                "regularization": {"dropout": 0.2},
+                "batch_size": BATCH,
+                "epochs": epochs,
+                "seed": 0,
+                "performance": {"cache_features": mode},
+            }
+        )
         sink = MemorySink()
         workdir = WORK / f"job-{image_size}-{mode}"
         shutil.rmtree(workdir, ignore_errors=True)
@@ -246,20 +296,26 @@ def feature_caching(data_root: Path, dataset: str, image_size: int, epochs: int)
         [perf] = [d for kind, _, d in sink.events if kind == "performance"]
         rows = sorted(sink.rows, key=lambda r: r["epoch"])
         out[mode] = {
-            "wall_seconds": wall, "train_images": sum(sink.counts["train"].values()),
+            "wall_seconds": wall,
+            "train_images": sum(sink.counts["train"].values()),
             "feature_seconds": perf.get("feature_seconds"),
             "epoch_seconds": [r["epoch_seconds"] for r in rows],
             "train_images_per_second": [r["images_per_second"] for r in rows],
             "val_loss": [r["val_loss"] for r in rows],
         }
-        print(f"  {image_size} px, cache_features {mode}: epochs {[round(s, 2) for s in out[mode]['epoch_seconds']]} s",
-              flush=True)
+        print(
+            f"  {image_size} px, cache_features {mode}: epochs {[round(s, 2) for s in out[mode]['epoch_seconds']]} s",
+            flush=True,
+        )
     off, auto = (statistics.median(out[m]["epoch_seconds"][1:]) for m in ("off", "auto"))
     return {
         "setting": f"worker.training.fit.train, Inception-V3 {image_size} px, weights None, trainable head, "
-                   "dense_units 1024, dropout 0.2, batch 32, no augmentation; epoch seconds: training and validation "
-                   "(the per-epoch probe runs after them)",
-        "image_size": image_size, "train_images": out["off"]["train_images"], "epochs": epochs, "runs": out,
+        "dense_units 1024, dropout 0.2, batch 32, no augmentation; epoch seconds: training and validation "
+        "(the per-epoch probe runs after them)",
+        "image_size": image_size,
+        "train_images": out["off"]["train_images"],
+        "epochs": epochs,
+        "runs": out,
         "median_epoch_seconds_from_2nd": {"off": off, "auto": auto},
         "ratio_uncached_vs_cached": off / auto,
         "whole_job_ratio": out["off"]["wall_seconds"] / out["auto"]["wall_seconds"],
@@ -272,15 +328,29 @@ def verdicts(result: dict) -> dict:
 
     r = result["pipelines"]["ratios"]
     return {
-        "ours_vs_classic": {"target": ">= 2.0", "measured": r["ours_vs_classic"],
-                            "met": r["ours_vs_classic"] >= TARGETS["ours_vs_classic"]},
-        "ours_vs_in_memory": {"target": ">= 0.9", "measured": r["ours_vs_in_memory"],
-                              "met": r["ours_vs_in_memory"] >= TARGETS["ours_vs_in_memory"]},
-        **{f"cached_vs_uncached_{fc['image_size']}px": {
-            "target": ">= 10", "measured": fc["ratio_uncached_vs_cached"],
-            "met": fc["ratio_uncached_vs_cached"] >= TARGETS["cached_vs_uncached"]} for fc in result["feature_caching"]},
-        "auto_precision_on_cpu": {"chosen": resolve_precision("auto", gpus=0), "bf16_vs_fp32": r["bf16_vs_fp32"],
-                                  "bf16_faster": r["bf16_vs_fp32"] > 1.0},
+        "ours_vs_classic": {
+            "target": ">= 2.0",
+            "measured": r["ours_vs_classic"],
+            "met": r["ours_vs_classic"] >= TARGETS["ours_vs_classic"],
+        },
+        "ours_vs_in_memory": {
+            "target": ">= 0.9",
+            "measured": r["ours_vs_in_memory"],
+            "met": r["ours_vs_in_memory"] >= TARGETS["ours_vs_in_memory"],
+        },
+        **{
+            f"cached_vs_uncached_{fc['image_size']}px": {
+                "target": ">= 10",
+                "measured": fc["ratio_uncached_vs_cached"],
+                "met": fc["ratio_uncached_vs_cached"] >= TARGETS["cached_vs_uncached"],
+            }
+            for fc in result["feature_caching"]
+        },
+        "auto_precision_on_cpu": {
+            "chosen": resolve_precision("auto", gpus=0),
+            "bf16_vs_fp32": r["bf16_vs_fp32"],
+            "bf16_faster": r["bf16_vs_fp32"] > 1.0,
+        },
     }
 
 
@@ -302,14 +372,20 @@ def main() -> None:
     shutil.rmtree(data_root, ignore_errors=True)
     generate(data_root / "shapes", classes=3, train=args.per_class, val=16, size=SOURCE_SIZE, seed=0)
     generate(data_root / "shapes-small", classes=3, train=args.per_class_299, val=4, size=SOURCE_SIZE, seed=1)
-    result = {"command": "python -m benchmarks.training.run " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-        "machine": machine(), "load_average_before": load_average(), "busy_processes_before": busy_processes()}
+    result = {
+        "command": "python -m benchmarks.training.run "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "machine": machine(),
+        "load_average_before": load_average(),
+        "busy_processes_before": busy_processes(),
+    }
     print("pipelines, precision, XLA", flush=True)
     result["pipelines"] = pipelines(data_root / "shapes", args.repeats)
     print("head-only feature caching", flush=True)
-    result["feature_caching"] = [feature_caching(data_root, "shapes", IMAGE_SIZE, args.epochs),
-                                 feature_caching(data_root, "shapes-small", 299, args.epochs_299)]
+    result["feature_caching"] = [
+        feature_caching(data_root, "shapes", IMAGE_SIZE, args.epochs),
+        feature_caching(data_root, "shapes-small", 299, args.epochs_299),
+    ]
     result["load_average_after"] = load_average()
     result["busy_processes_after"] = busy_processes()
     result["total_seconds"] = time.perf_counter() - t_start

@@ -1,6 +1,6 @@
 """The tables of docs/benchmarks.md's Training section, from a stored run.
 
-    .venv/bin/python -m benchmarks.training.table [benchmarks/results/training.json]
+.venv/bin/python -m benchmarks.training.table [benchmarks/results/training.json]
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def render(r: dict) -> str:
         "|---|---|---|---|",
     ]
     for key, name in NAMES.items():
-        lines.append(f"| {name} | {rates[key]:.1f} | {', '.join(f'{s:.2f}' for s in p['epoch_seconds'][key])} | "
-                     f"{p['first_epoch_seconds'][key]:.1f} |")
+        lines.append(
+            f"| {name} | {rates[key]:.1f} | {', '.join(f'{s:.2f}' for s in p['epoch_seconds'][key])} | "
+            f"{p['first_epoch_seconds'][key]:.1f} |"
+        )
     io = p["input_only_images_per_second"]
     lines += [
         "",
@@ -77,8 +79,10 @@ def render(r: dict) -> str:
         for mode in ("off", "auto"):
             run = runs[mode]
             feat = f"{run['feature_seconds']:.1f}" if run["feature_seconds"] is not None else "—"
-            lines.append(f"| `{mode}` | {', '.join(f'{s:.2f}' for s in run['epoch_seconds'])} | "
-                         f"{fc['median_epoch_seconds_from_2nd'][mode]:.2f} | {feat} | {run['wall_seconds']:.0f} |")
+            lines.append(
+                f"| `{mode}` | {', '.join(f'{s:.2f}' for s in run['epoch_seconds'])} | "
+                f"{fc['median_epoch_seconds_from_2nd'][mode]:.2f} | {feat} | {run['wall_seconds']:.0f} |"
+            )
         lines += [
             "",
             f"Epoch time off / auto: **{fc['ratio_uncached_vs_cached']:.1f}×** (target ≥ 10: {verdict(v[key]['met'])}); "

@@ -25,7 +25,19 @@ from models.webhooks.targets import (
 )
 
 __all__ = [
-    "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "IPAddress", "TargetRefused",
-    "address_refusal", "check_resolved", "encode", "host_refusal", "literal_address", "payload", "resolve_target",
-    "sign", "verify",
+    "DELIVERY_HEADER",
+    "EVENT_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "IPAddress",
+    "TargetRefused",
+    "address_refusal",
+    "check_resolved",
+    "encode",
+    "host_refusal",
+    "literal_address",
+    "payload",
+    "resolve_target",
+    "sign",
+    "verify",
 ]

@@ -68,8 +68,14 @@ def _pinned(url: str, allow_private: bool) -> tuple[httpx.URL, dict[str, str], d
     return target.copy_with(host=str(addresses[0])), headers, extensions
 
 
-def deliver(url: str, body: dict[str, Any], *, settings: Settings, client: httpx.Client | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> Delivery:
+def deliver(
+    url: str,
+    body: dict[str, Any],
+    *,
+    settings: Settings,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Delivery:
     """POST `body` to `url`, signed; retried on 5xx, 429 and network errors with exponential backoff.
 
     Returns how it went; never raises for a delivery problem. A refused target is not retried.
@@ -134,8 +140,15 @@ def _job_webhook(job_id: uuid.UUID) -> tuple[WebhookSpec | None, str | None]:
     return WebhookSpec.model_validate(raw), status
 
 
-def send_event(job_id: uuid.UUID | str, event: str, *, status: str | None = None, data: dict[str, Any] | None = None,
-               at: datetime | None = None, settings: Settings | None = None) -> Delivery | None:
+def send_event(
+    job_id: uuid.UUID | str,
+    event: str,
+    *,
+    status: str | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    settings: Settings | None = None,
+) -> Delivery | None:
     """Deliver one event of a job to the webhook in its spec, now; None when the job has none or does not want it."""
     settings = settings or get_settings()
     job_id = uuid.UUID(str(job_id))
@@ -145,11 +158,22 @@ def send_event(job_id: uuid.UUID | str, event: str, *, status: str | None = None
     body = signing.payload(event, job_id, status or current, at or utcnow(), data)
     result = deliver(hook.url, body, settings=settings)
     if result.ok:
-        log.info("webhook delivered", job_id=str(job_id), webhook_event=event, attempts=result.attempts,
-                 status_code=result.status_code)
+        log.info(
+            "webhook delivered",
+            job_id=str(job_id),
+            webhook_event=event,
+            attempts=result.attempts,
+            status_code=result.status_code,
+        )
     else:
-        log.warning("webhook not delivered", job_id=str(job_id), webhook_event=event, attempts=result.attempts,
-                    status_code=result.status_code, error=result.error)
+        log.warning(
+            "webhook not delivered",
+            job_id=str(job_id),
+            webhook_event=event,
+            attempts=result.attempts,
+            status_code=result.status_code,
+            error=result.error,
+        )
     return result
 
 
@@ -162,8 +186,9 @@ class Notifier:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def notify(self, job_id: uuid.UUID | str, event: str, *, status: str | None = None,
-               data: dict[str, Any] | None = None) -> None:
+    def notify(
+        self, job_id: uuid.UUID | str, event: str, *, status: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
         """Queue an event and return at once. Never raises: a webhook problem must not touch the job."""
         try:
             self._ensure_thread()
@@ -202,8 +227,9 @@ class Notifier:
 _notifier = Notifier()
 
 
-def notify(job_id: uuid.UUID | str, event: str, *, status: str | None = None,
-           data: dict[str, Any] | None = None) -> None:
+def notify(
+    job_id: uuid.UUID | str, event: str, *, status: str | None = None, data: dict[str, Any] | None = None
+) -> None:
     """Send `event` of `job_id` to its webhook, if it has one, without waiting (see `Notifier.notify`)."""
     _notifier.notify(job_id, event, status=status, data=data)
 

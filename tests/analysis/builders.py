@@ -26,10 +26,15 @@ def flat(value: float, n: int) -> list[float]:
 def healthy(n: int = 12) -> dict[str, list]:
     """Both accuracies rising, losses falling together, inference-mode train close to validation."""
     return dict(
-        loss=ramp(1.2, -0.06, n), accuracy=ramp(0.45, 0.04, n),
-        train_eval_loss=ramp(1.0, -0.05, n), train_eval_accuracy=ramp(0.5, 0.04, n),
-        val_loss=ramp(1.02, -0.05, n), val_accuracy=ramp(0.49, 0.04, n),
-        learning_rate=flat(1e-3, n), update_ratio_head=flat(1e-3, n), nonfinite_batches=flat(0, n),
+        loss=ramp(1.2, -0.06, n),
+        accuracy=ramp(0.45, 0.04, n),
+        train_eval_loss=ramp(1.0, -0.05, n),
+        train_eval_accuracy=ramp(0.5, 0.04, n),
+        val_loss=ramp(1.02, -0.05, n),
+        val_accuracy=ramp(0.49, 0.04, n),
+        learning_rate=flat(1e-3, n),
+        update_ratio_head=flat(1e-3, n),
+        nonfinite_batches=flat(0, n),
     )
 
 

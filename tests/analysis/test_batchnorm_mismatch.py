@@ -55,8 +55,13 @@ def test_abstains_without_validation():
 def gap(**extra):
     """A real unfrozen job with training BatchNorm: Keras accuracy climbs, the same model in inference mode
     stays low on the very images it fits, validation too, and val_loss never explodes."""
-    return history(accuracy=[0.3, 0.6, 0.8, 0.92], train_eval_accuracy=[0.2, 0.24, 0.25, 0.26],
-                   val_accuracy=[0.2, 0.21, 0.22, 0.22], val_loss=[2.3, 2.5, 2.6, 2.8], **extra)
+    return history(
+        accuracy=[0.3, 0.6, 0.8, 0.92],
+        train_eval_accuracy=[0.2, 0.24, 0.25, 0.26],
+        val_accuracy=[0.2, 0.21, 0.22, 0.22],
+        val_loss=[2.3, 2.5, 2.6, 2.8],
+        **extra,
+    )
 
 
 def test_fires_on_training_mode_far_ahead_of_inference_mode():
@@ -83,9 +88,12 @@ def test_quiet_when_batchnorm_is_frozen_whatever_the_history():
 
 def test_eval_gap_threshold():
     def at(train_eval):
-        return run(history(accuracy=[0.5, 0.9], train_eval_accuracy=[0.5, train_eval], val_accuracy=[0.5, 0.5]),
-                   ALL, **TEN)
+        return run(
+            history(accuracy=[0.5, 0.9], train_eval_accuracy=[0.5, train_eval], val_accuracy=[0.5, 0.5]), ALL, **TEN
+        )
 
     assert at(0.6) is not None and at(0.61) is None
     # dropout and augmentation push Keras accuracy below inference mode: that gap is no mismatch
-    assert run(history(accuracy=[0.5, 0.6], train_eval_accuracy=[0.7, 0.95], val_accuracy=[0.6, 0.7]), ALL, **TEN) is None
+    assert (
+        run(history(accuracy=[0.5, 0.6], train_eval_accuracy=[0.7, 0.95], val_accuracy=[0.6, 0.7]), ALL, **TEN) is None
+    )

@@ -12,7 +12,7 @@ GOOD_VAL = flat(0.75, 4)  # above the two-class chance bar 0.5 + 0.15 × 0.5 = 0
 
 
 def recalls(*per_epoch: dict) -> list:
-    return history(val_recall=list(per_epoch), val_accuracy=GOOD_VAL[:len(per_epoch)])
+    return history(val_recall=list(per_epoch), val_accuracy=GOOD_VAL[: len(per_epoch)])
 
 
 def test_counts_alone_before_training():

@@ -18,9 +18,19 @@ EPS = 1e-9
 
 
 def _run(case, planted, found, findings, *, primary=None, first=None, manifested=True, accepted=None):
-    return {"family": "f", "case": case, "seed": 0, "planted": planted, "accepted": accepted or ([planted] if planted else []),
-            "manifested": manifested, "found": found, "findings": findings, "primary_cause": primary,
-            "first_correct_epoch": first, "planned_epochs": 12}
+    return {
+        "family": "f",
+        "case": case,
+        "seed": 0,
+        "planted": planted,
+        "accepted": accepted or ([planted] if planted else []),
+        "manifested": manifested,
+        "found": found,
+        "findings": findings,
+        "primary_cause": primary,
+        "first_correct_epoch": first,
+        "planned_epochs": 12,
+    }
 
 
 TINY = [
@@ -28,7 +38,9 @@ TINY = [
     _run("healthy", None, ["overfitting"], [("overfitting", 0.5)], primary="overfitting"),
     _run("overfit", "overfitting", ["overfitting"], [("overfitting", 0.9)], primary="overfitting", first=3),
     _run("overfit", "overfitting", [], [("plateau", 0.4)], primary="plateau"),
-    _run("low", "lr_low", ["lr_low", "overfitting"], [("lr_low", 0.7), ("overfitting", 0.3)], primary="lr_low", first=6),
+    _run(
+        "low", "lr_low", ["lr_low", "overfitting"], [("lr_low", 0.7), ("overfitting", 0.3)], primary="lr_low", first=6
+    ),
     _run("low", "lr_low", ["lr_low"], [("lr_low", 0.8)], primary="lr_low", first=1, manifested=False),
 ]
 
@@ -43,10 +55,18 @@ def test_scoring_math_on_a_hand_made_corpus():
     assert s["macro_f1"] == 0.7
     assert (s["healthy_runs"], s["false_alarms"], s["false_alarm_rate"]) == (2, 1, 0.5)
     assert s["false_alarm_ci95"] == pytest.approx((0.0945, 0.9055), abs=1e-4)
-    assert s["confusion"] == {"healthy": {"none": 1, "overfitting": 1}, "overfit": {"overfitting": 1, "plateau": 1},
-                              "low": {"lr_low": 1}}
-    assert s["first_correct"] == {"plants": 3, "found": 2, "median_epoch": 4.5, "median_fraction": 0.375,
-                                  "by_half_of_planned": 0.6667}
+    assert s["confusion"] == {
+        "healthy": {"none": 1, "overfitting": 1},
+        "overfit": {"overfitting": 1, "plateau": 1},
+        "low": {"lr_low": 1},
+    }
+    assert s["first_correct"] == {
+        "plants": 3,
+        "found": 2,
+        "median_epoch": 4.5,
+        "median_fraction": 0.375,
+        "by_half_of_planned": 0.6667,
+    }
     cal = s["calibration"]
     assert cal["findings"] == 4  # the plateau symptom is not scored
     assert [b["findings"] for b in cal["bins"]] == [0, 1, 1, 1, 1]
@@ -69,8 +89,10 @@ def test_wilson_interval():
 
 
 def test_prefix_diagnosis_sees_only_the_prefix():
-    fx = {"history": [{"epoch": e, "val_loss": 1.0 / e, "loss": 1.0 / e} for e in range(1, 7)],
-          "context": {"spec": {}, "planned_epochs": 6, "status": "succeeded", "lr_reductions": [2, 5]}}
+    fx = {
+        "history": [{"epoch": e, "val_loss": 1.0 / e, "loss": 1.0 / e} for e in range(1, 7)],
+        "context": {"spec": {}, "planned_epochs": 6, "status": "succeeded", "lr_reductions": [2, 5]},
+    }
     assert evaluate.diagnose_fixture(fx, 3).epochs_analysed == 3
     assert evaluate.diagnose_fixture(fx).epochs_analysed == 6
 
@@ -89,5 +111,6 @@ def test_corpus_is_no_worse_than_the_recorded_baseline():
         if was["macro_f1"] is not None:
             assert got["macro_f1"] >= was["macro_f1"] - EPS, f"{family}: macro-F1 {got['macro_f1']} < {was['macro_f1']}"
         if was["false_alarm_rate"] is not None:
-            assert got["false_alarm_rate"] <= was["false_alarm_rate"] + EPS, \
+            assert got["false_alarm_rate"] <= was["false_alarm_rate"] + EPS, (
                 f"{family}: false alarms {got['false_alarm_rate']} > {was['false_alarm_rate']}"
+            )

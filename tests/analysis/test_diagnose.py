@@ -33,8 +33,10 @@ def test_few_epochs_is_insufficient_data_not_healthy():
 
 def test_every_rule_abstaining_is_insufficient_data():
     # a ReduceLROnPlateau callback and a known LR cut make premature_lr_cut judge, and abstain for want of an accuracy
-    d = diagnose(history(batch_loss_mean=ramp(1, -0.1, 8)),
-                 ctx(lr_reductions=[3], spec={"callbacks": {"reduce_lr_on_plateau": {"patience": 2}}}))
+    d = diagnose(
+        history(batch_loss_mean=ramp(1, -0.1, 8)),
+        ctx(lr_reductions=[3], spec={"callbacks": {"reduce_lr_on_plateau": {"patience": 2}}}),
+    )
     assert d.verdict == "insufficient_data" and not d.findings
     assert len(d.abstentions) == len(RULES)
 
@@ -54,8 +56,12 @@ def test_non_finite_loss_is_diverging():
 
 def test_findings_sorted_and_primary_cause_is_the_most_confident():
     n = 12
-    h = history(train_eval_loss=ramp(0.6, -0.05, n), val_loss=[0.8, 0.7, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1],
-                train_eval_accuracy=ramp(0.8, 0.015, n), val_accuracy=flat(0.7, n))
+    h = history(
+        train_eval_loss=ramp(0.6, -0.05, n),
+        val_loss=[0.8, 0.7, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1],
+        train_eval_accuracy=ramp(0.8, 0.015, n),
+        val_accuracy=flat(0.7, n),
+    )
     d = diagnose(h, ctx())
     confidences = [f.confidence for f in d.findings]
     assert confidences == sorted(confidences, reverse=True)
@@ -64,8 +70,12 @@ def test_findings_sorted_and_primary_cause_is_the_most_confident():
     assert d.verdict == "stagnating"
 
 
-OVERFIT = dict(train_eval_accuracy=flat(0.95, 6), val_accuracy=[0.65, 0.7, 0.7, 0.7, 0.7, 0.7],
-               train_eval_loss=ramp(0.6, -0.05, 6), val_loss=[0.6, 0.5, 0.52, 0.54, 0.56, 0.6])
+OVERFIT = dict(
+    train_eval_accuracy=flat(0.95, 6),
+    val_accuracy=[0.65, 0.7, 0.7, 0.7, 0.7, 0.7],
+    train_eval_loss=ramp(0.6, -0.05, 6),
+    val_loss=[0.6, 0.5, 0.52, 0.54, 0.56, 0.6],
+)
 
 
 def test_param_override_changes_the_outcome():
@@ -80,13 +90,16 @@ def test_rules_subset_runs_only_those():
     assert {a.rule for a in d.abstentions} <= {"plateau", "overfitting"}
 
 
-@pytest.mark.parametrize("params, rules, needle", [
-    ({"nope": {}}, None, "'nope'"),
-    ({"overfitting": {"ratio_treshold": 0.2}}, None, "'ratio_treshold'"),
-    ({"overfitting": {"ratio_threshold": "high"}}, None, "ratio_threshold"),
-    ({"plateau": {"patience": -1}}, None, "patience"),
-    (None, ["overfiting"], "'overfiting'"),
-])
+@pytest.mark.parametrize(
+    "params, rules, needle",
+    [
+        ({"nope": {}}, None, "'nope'"),
+        ({"overfitting": {"ratio_treshold": 0.2}}, None, "'ratio_treshold'"),
+        ({"overfitting": {"ratio_threshold": "high"}}, None, "ratio_threshold"),
+        ({"plateau": {"patience": -1}}, None, "patience"),
+        (None, ["overfiting"], "'overfiting'"),
+    ],
+)
 def test_bad_overrides_raise_value_error_naming_them(params, rules, needle):
     with pytest.raises(ValueError, match=needle):
         diagnose(history(**healthy()), ctx(), params=params, rules=rules)
@@ -125,11 +138,21 @@ def test_worker_rows_with_extra_keys_are_accepted():
 
 def test_ten_thousand_epochs():
     n = 10_000
-    records = [EpochRecord(epoch=i, loss=1 / (1 + i), accuracy=min(0.99, 0.5 + i / 20000),
-                           train_eval_loss=1 / (1 + i), train_eval_accuracy=min(0.99, 0.5 + i / 20000),
-                           val_loss=1.02 / (1 + i) + 0.01 * (i % 7 == 0), val_accuracy=min(0.99, 0.49 + i / 20000),
-                           learning_rate=1e-3 if i < 5000 else 1e-4, update_ratio_head=1e-3, nonfinite_batches=0)
-               for i in range(n)]
+    records = [
+        EpochRecord(
+            epoch=i,
+            loss=1 / (1 + i),
+            accuracy=min(0.99, 0.5 + i / 20000),
+            train_eval_loss=1 / (1 + i),
+            train_eval_accuracy=min(0.99, 0.5 + i / 20000),
+            val_loss=1.02 / (1 + i) + 0.01 * (i % 7 == 0),
+            val_accuracy=min(0.99, 0.49 + i / 20000),
+            learning_rate=1e-3 if i < 5000 else 1e-4,
+            update_ratio_head=1e-3,
+            nonfinite_batches=0,
+        )
+        for i in range(n)
+    ]
     d = diagnose(records, ctx(class_counts_train=BALANCED))
     assert d.epochs_analysed == n
     assert d.verdict in {"healthy", "stagnating"}

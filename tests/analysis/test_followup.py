@@ -68,7 +68,9 @@ def test_a_penalty_lowered_is_lowered_again_only_while_it_still_holds_the_loss()
 
 
 def test_dropout_is_lowered_to_its_floor_then_the_run_trains_longer():
-    remedy, _ = follow_up(records(CLIMBING), context({**SPEC, "regularization": {"dropout": 0.5}}), applied=["reduce_dropout"])
+    remedy, _ = follow_up(
+        records(CLIMBING), context({**SPEC, "regularization": {"dropout": 0.5}}), applied=["reduce_dropout"]
+    )
     assert remedy.patch == {"regularization": {"dropout": 0.2}}
     at_floor = context({**SPEC, "regularization": {"dropout": 0.2}})
     assert follow_up(records(CLIMBING), at_floor, applied=["reduce_dropout"])[0].id == "train_longer"
@@ -83,8 +85,9 @@ def test_a_run_that_levelled_off_has_no_follow_up():
 
 def test_a_capped_raise_is_completed_even_on_a_run_that_levelled_off():
     levelled_loss = [round(1.2 - v, 4) for v in LEVELLED]
-    remedy, evidence = follow_up(records(LEVELLED, ratio=6e-4, val_loss=levelled_loss), context(),
-                                 applied=["increase_learning_rate"])
+    remedy, evidence = follow_up(
+        records(LEVELLED, ratio=6e-4, val_loss=levelled_loss), context(), applied=["increase_learning_rate"]
+    )
     # steps a fifth of a healthy one's: ×5 more
     assert remedy.patch == {"optimizer": {"learning_rate": 5e-4}}
     assert evidence == {"update_ratio": 6e-4, "healthy_update_ratio": 3e-3}

@@ -38,7 +38,9 @@ def test_memorisation_after_a_cap():
 def test_abstains_and_needs_enough_epochs():
     a = run(history(train_eval_accuracy=flat(0.8, 8)))
     assert isinstance(a, Abstention) and a.missing == ["val_accuracy"]
-    assert run(history(train_eval_accuracy=flat(0.8, 4), val_accuracy=flat(0.8, 4))).reason.startswith("insufficient data")
+    assert run(history(train_eval_accuracy=flat(0.8, 4), val_accuracy=flat(0.8, 4))).reason.startswith(
+        "insufficient data"
+    )
 
 
 def test_a_cap_at_chance_is_not_label_noise():
@@ -66,7 +68,10 @@ def test_validation_just_below_the_margin_is_quiet():
 
 def test_no_suspicion_when_nothing_was_learned():
     # validation at chance: a model that agrees with no labels says nothing about the training labels
-    h = history(train_eval_accuracy=flat(0.25, 8), val_accuracy=flat(0.25, 8),
-                train_eval_loss=flat(1.55, 8), val_loss=flat(1.35, 8))
+    h = history(
+        train_eval_accuracy=flat(0.25, 8),
+        val_accuracy=flat(0.25, 8),
+        train_eval_loss=flat(1.55, 8),
+        val_loss=flat(1.35, 8),
+    )
     assert run(h, UNFROZEN, class_counts_train={"a": 30, "b": 30, "c": 30, "d": 30}) is None
-

@@ -70,7 +70,10 @@ def test_a_dominant_weight_penalty():
 def test_heavy_dropout():
     f = run(at_chance(), {**UNFROZEN, "regularization": {"dropout": 0.8}}, class_counts_train=THREE)
     assert f.cause == "regularization_too_strong" and f.remedies[0].id == "reduce_dropout"
-    assert run(at_chance(), {**UNFROZEN, "regularization": {"dropout": 0.7}}, class_counts_train=THREE).cause == "not_learning"
+    assert (
+        run(at_chance(), {**UNFROZEN, "regularization": {"dropout": 0.7}}, class_counts_train=THREE).cause
+        == "not_learning"
+    )
 
 
 def test_tiny_update_ratio_is_a_learning_rate_too_low():
@@ -105,14 +108,23 @@ def test_abstains_without_accuracy_or_class_count():
     assert isinstance(a, Abstention) and a.missing == ["class counts"]
     a = run(history(val_accuracy=flat(0.33, N)), RANDOM_FROZEN, class_counts_train=THREE)
     assert isinstance(a, Abstention) and a.missing == ["train_eval_accuracy or accuracy"]
-    assert run(at_chance(n=2), RANDOM_FROZEN, class_counts_train=THREE).reason == "insufficient data: needs 3 epochs, have 2"
+    assert (
+        run(at_chance(n=2), RANDOM_FROZEN, class_counts_train=THREE).reason
+        == "insufficient data: needs 3 epochs, have 2"
+    )
 
 
 def test_balanced_run_at_chance_is_never_class_imbalance():
     n = 8
-    h = history(train_eval_accuracy=flat(0.5, n), val_accuracy=flat(0.5, n), loss=flat(0.69, n),
-                train_eval_loss=flat(0.69, n), val_loss=flat(0.69, n), update_ratio_head=flat(2e-3, n),
-                val_recall=[{"cat": 1.0, "dog": 0.0}] * n)  # predicts one class: nothing learned
+    h = history(
+        train_eval_accuracy=flat(0.5, n),
+        val_accuracy=flat(0.5, n),
+        loss=flat(0.69, n),
+        train_eval_loss=flat(0.69, n),
+        val_loss=flat(0.69, n),
+        update_ratio_head=flat(2e-3, n),
+        val_recall=[{"cat": 1.0, "dog": 0.0}] * n,
+    )  # predicts one class: nothing learned
     d = diagnose(h, ctx(RANDOM_FROZEN, class_counts_train={"cat": 100, "dog": 100}))
     assert "class_imbalance" not in causes(d)
     assert d.primary_cause == "base_too_frozen" and d.findings[0].rule == "not_learning"

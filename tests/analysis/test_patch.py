@@ -6,7 +6,9 @@ from analysis import apply_patch
 def test_merges_objects_key_by_key():
     spec = {"optimizer": {"name": "adam", "learning_rate": 1e-3}, "epochs": 10}
     assert apply_patch(spec, {"optimizer": {"learning_rate": 1e-4}}) == {
-        "optimizer": {"name": "adam", "learning_rate": 1e-4}, "epochs": 10}
+        "optimizer": {"name": "adam", "learning_rate": 1e-4},
+        "epochs": 10,
+    }
 
 
 def test_null_deletes_and_missing_key_is_fine():

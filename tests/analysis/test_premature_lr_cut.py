@@ -7,7 +7,7 @@ from tests.analysis.builders import flat, history
 run = partial(builders.run, "premature_lr_cut")
 N = 10
 SPEC = {"callbacks": {"reduce_lr_on_plateau": {"patience": 2}}}
-RISING = [0.3, 0.4, 0.5, 0.6]            # +0.10 per epoch before the cut
+RISING = [0.3, 0.4, 0.5, 0.6]  # +0.10 per epoch before the cut
 SLOW = [0.62, 0.63, 0.64, 0.65, 0.66, 0.67]  # about +0.01 per epoch after it
 
 

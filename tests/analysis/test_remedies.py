@@ -19,7 +19,8 @@ def test_learning_rate_changes_scale_the_current_rate():
 def test_dropout_steps():
     assert R.increase_dropout(view()).patch == {"regularization": {"dropout": 0.5}}
     assert R.increase_dropout(view(regularization={"dropout": 0.5, "dense_dropout": 0.3})).patch == {
-        "regularization": {"dropout": 0.6, "dense_dropout": 0.6}}
+        "regularization": {"dropout": 0.6, "dense_dropout": 0.6}
+    }
     assert R.increase_dropout(view(regularization={"dropout": 0.7})) is None
     assert R.reduce_dropout(view(regularization={"dropout": 0.8})).patch == {"regularization": {"dropout": 0.5}}
     assert R.reduce_dropout(view(regularization={"dropout": 0.2})) is None
@@ -31,7 +32,13 @@ def test_augmentation_added_then_strengthened():
     stronger = R.augment(view(regularization={"augmentation": current}))
     assert stronger.id == "stronger_augmentation"
     assert stronger.patch["regularization"]["augmentation"]["rotation_range"] == 30
-    maxed = {"horizontal_flip": True, "rotation_range": 45, "zoom_range": 0.3, "width_shift_range": 0.3, "height_shift_range": 0.3}
+    maxed = {
+        "horizontal_flip": True,
+        "rotation_range": 45,
+        "zoom_range": 0.3,
+        "width_shift_range": 0.3,
+        "height_shift_range": 0.3,
+    }
     assert R.augment(view(regularization={"augmentation": maxed})) is None
 
 
@@ -41,9 +48,18 @@ def test_unfreezing_uses_a_fine_tuning_rate():
     assert R.unfreeze_top_blocks(view(model={"trainable": "all"})) is None
 
 
-@pytest.mark.parametrize("before, after", [
-    ("all", "mixed8"), ("mixed7", "mixed8"), ("mixed9", "mixed10"), ("mixed10", "head"), (100, 50), (1, "head"), ("head", None),
-])
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("all", "mixed8"),
+        ("mixed7", "mixed8"),
+        ("mixed9", "mixed10"),
+        ("mixed10", "head"),
+        (100, 50),
+        (1, "head"),
+        ("head", None),
+    ],
+)
 def test_fewer_trainable(before, after):
     assert fewer_trainable(before) == after
 
@@ -62,16 +78,34 @@ def test_switch_to_adam_drops_momentum():
 
 def test_every_patch_yields_a_valid_job_spec():
     spec_model = pytest.importorskip("contract.spec")
-    spec = {"dataset": {"train_dir": "d/train", "val_dir": "d/val"},
-            "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
-            "regularization": {"dropout": 0.6, "l2": 0.01, "augmentation": {"rotation_range": 10}}}
+    spec = {
+        "dataset": {"train_dir": "d/train", "val_dir": "d/val"},
+        "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+        "regularization": {"dropout": 0.6, "l2": 0.01, "augmentation": {"rotation_range": 10}},
+    }
     sv = SpecView(spec)
-    built = [R.augment(sv), R.increase_dropout(sv), R.reduce_dropout(sv), R.add_l2(view()), R.reduce_l2(sv),
-             R.add_label_smoothing(sv), R.add_early_stopping(sv), R.lower_learning_rate(sv), R.increase_learning_rate(sv),
-             R.add_reduce_lr_on_plateau(sv), R.raise_min_lr(sv), R.increase_batch_size(sv), R.switch_to_adam(sv),
-             R.unfreeze_top_blocks(sv), R.use_imagenet_weights(view(model={"weights": None})),
-             R.freeze_more_layers(view(model={"trainable": "all"})), R.unfreeze_fewer_at_low_lr(view(model={"trainable": 40})),
-             R.balance_class_weights(sv), R.collect_more_data(["a"]), R.confirm_with_cleanlab()]
+    built = [
+        R.augment(sv),
+        R.increase_dropout(sv),
+        R.reduce_dropout(sv),
+        R.add_l2(view()),
+        R.reduce_l2(sv),
+        R.add_label_smoothing(sv),
+        R.add_early_stopping(sv),
+        R.lower_learning_rate(sv),
+        R.increase_learning_rate(sv),
+        R.add_reduce_lr_on_plateau(sv),
+        R.raise_min_lr(sv),
+        R.increase_batch_size(sv),
+        R.switch_to_adam(sv),
+        R.unfreeze_top_blocks(sv),
+        R.use_imagenet_weights(view(model={"weights": None})),
+        R.freeze_more_layers(view(model={"trainable": "all"})),
+        R.unfreeze_fewer_at_low_lr(view(model={"trainable": 40})),
+        R.balance_class_weights(sv),
+        R.collect_more_data(["a"]),
+        R.confirm_with_cleanlab(),
+    ]
     assert all(r is not None for r in built)
     for remedy in built:
         spec_model.JobSpec.model_validate(apply_patch(spec, remedy.patch))

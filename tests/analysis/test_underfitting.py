@@ -87,7 +87,14 @@ def test_regularization_too_strong_from_the_penalty_share():
 
 
 def test_regularization_quiet_below_threshold_or_with_a_gap():
-    assert find("regularization_too_strong", stuck(0.55, 0.56), {**UNFROZEN, "regularization": {"dropout": 0.49, "l2": 9e-4}}) is None
+    assert (
+        find(
+            "regularization_too_strong",
+            stuck(0.55, 0.56),
+            {**UNFROZEN, "regularization": {"dropout": 0.49, "l2": 9e-4}},
+        )
+        is None
+    )
     assert find("regularization_too_strong", stuck(0.6, 0.4), {**UNFROZEN, "regularization": {"dropout": 0.6}}) is None
 
 
@@ -103,7 +110,9 @@ def test_lr_floor_reached_after_cuts():
 
 def test_lr_floor_quiet_while_still_improving():
     spec = {"callbacks": {"reduce_lr_on_plateau": {"min_lr": 1e-6}}}
-    h = history(train_eval_accuracy=ramp(0.5, 0.03, 10), val_accuracy=ramp(0.5, 0.03, 10), learning_rate=[1e-3] * 7 + [1e-6] * 3)
+    h = history(
+        train_eval_accuracy=ramp(0.5, 0.03, 10), val_accuracy=ramp(0.5, 0.03, 10), learning_rate=[1e-3] * 7 + [1e-6] * 3
+    )
     assert run(h, spec) is None
 
 

@@ -134,8 +134,9 @@ class UpdateRatio(keras.callbacks.Callback):
             return
         for name, weights in self.parts.items():
             before = self._before[name]
-            delta = math.sqrt(sum(float(np.sum(np.square(np.asarray(w.numpy(), "float64") - b)))
-                                  for w, b in zip(weights, before)))
+            delta = math.sqrt(
+                sum(float(np.sum(np.square(np.asarray(w.numpy(), "float64") - b))) for w, b in zip(weights, before))
+            )
             norm = math.sqrt(sum(float(np.sum(np.square(b))) for b in before))
             self._ratios[name] = delta / norm if norm and math.isfinite(delta) else None  # no weights: None
         self._before = None
@@ -153,8 +154,9 @@ class EvalProbe(keras.callbacks.Callback):
     `train_eval_loss` includes the same weight penalty Keras adds to `val_loss`, so the two compare like for like.
     """
 
-    def __init__(self, loss_fn: keras.losses.Loss, train_subset: tf.data.Dataset, val: tf.data.Dataset,
-                 classes: list[str]):
+    def __init__(
+        self, loss_fn: keras.losses.Loss, train_subset: tf.data.Dataset, val: tf.data.Dataset, classes: list[str]
+    ):
         super().__init__()
         self.loss_fn, self.train_subset, self.val, self.classes = loss_fn, train_subset, val, classes
         self.probe_batch = next(iter(train_subset))
@@ -186,8 +188,9 @@ class EvalProbe(keras.callbacks.Callback):
         support = confusion.sum(1)
         out["confusion"] = confusion.tolist()
         out["val_support"] = {c: int(support[i]) for i, c in enumerate(self.classes)}
-        out["val_recall"] = {c: (float(confusion[i, i] / support[i]) if support[i] else None)
-                             for i, c in enumerate(self.classes)}
+        out["val_recall"] = {
+            c: (float(confusion[i, i] / support[i]) if support[i] else None) for i, c in enumerate(self.classes)
+        }
         out["grad_norm"] = self._grad_norm()
         return out
 
@@ -215,8 +218,11 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         lr = current_lr(self.model)
         if self._last_lr is not None and lr < self._last_lr:
-            self.sink.event("lr_reduced", f"learning rate {self._last_lr:.3g} → {lr:.3g}",
-                            {"epoch": epoch + 1, "from": self._last_lr, "to": lr})
+            self.sink.event(
+                "lr_reduced",
+                f"learning rate {self._last_lr:.3g} → {lr:.3g}",
+                {"epoch": epoch + 1, "from": self._last_lr, "to": lr},
+            )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row = epoch_row(epoch, logs or {})

@@ -36,16 +36,18 @@ def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return extractor, keras.Model(features, x, name="plateau_head")
 
 
-def extract(extractor: keras.Model, datasets: list[tf.data.Dataset], stop: threading.Event,
-            jit_compile: bool = False) -> list[np.ndarray] | None:
+def extract(
+    extractor: keras.Model, datasets: list[tf.data.Dataset], stop: threading.Event, jit_compile: bool = False
+) -> list[np.ndarray] | None:
     """Features of every image of each of `datasets` (unshuffled datasets of (image batch, label batch)), in order;
     None if `stop` was set meanwhile.
 
     One tf.function serves every dataset and batch size: tracing Inception-V3 costs seconds, as much as the
     forward pass of a small data set, so a job traces it once."""
     spec = tf.TensorSpec((None, *extractor.input_shape[1:]), tf.float32)
-    run = tf.function(lambda x: tf.cast(extractor(x, training=False), tf.float32), input_signature=[spec],
-                      jit_compile=jit_compile)
+    run = tf.function(
+        lambda x: tf.cast(extractor(x, training=False), tf.float32), input_signature=[spec], jit_compile=jit_compile
+    )
     width = int(extractor.output.shape[-1])
     out = []
     for images in datasets:
@@ -58,8 +60,9 @@ def extract(extractor: keras.Model, datasets: list[tf.data.Dataset], stop: threa
     return out
 
 
-def feature_dataset(features: np.ndarray, labels: list[int], n_classes: int, *, batch_size: int, training: bool,
-                    seed: int | None) -> tf.data.Dataset:
+def feature_dataset(
+    features: np.ndarray, labels: list[int], n_classes: int, *, batch_size: int, training: bool, seed: int | None
+) -> tf.data.Dataset:
     """Batches of (features, one-hot label); shuffled like `pipeline.make_dataset` (same seed, same order)."""
     onehot = np.eye(n_classes, dtype="float32")[np.asarray(labels, dtype="int64")]
     ds = tf.data.Dataset.from_tensor_slices((features, onehot))

@@ -40,8 +40,9 @@ def configure_devices() -> list:
     return gpus
 
 
-def _interrupted(stop: threading.Event, release: threading.Event | None, epochs_done: int,
-                 tensorboard_dir: str | None) -> TrainResult:
+def _interrupted(
+    stop: threading.Event, release: threading.Event | None, epochs_done: int, tensorboard_dir: str | None
+) -> TrainResult:
     if release is not None and release.is_set():
         return TrainResult("released", "worker shutting down", None, epochs_done, tensorboard_dir)
     return TrainResult("cancelled", "cancelled by request", None, epochs_done, tensorboard_dir)
@@ -91,8 +92,9 @@ def prepare_data(spec: JobSpec, *, data_root: Path, sink: Sink) -> Prepared:
     ds_spec = spec.dataset
     train_set = scan(resolve_under(data_root, ds_spec.train_dir), field_name="train_dir", root=data_root)
     if ds_spec.val_dir is not None:
-        val_set = scan(resolve_under(data_root, ds_spec.val_dir), field_name="val_dir", classes=train_set.classes,
-                       root=data_root)
+        val_set = scan(
+            resolve_under(data_root, ds_spec.val_dir), field_name="val_dir", classes=train_set.classes, root=data_root
+        )
     else:
         train_set, val_set = split(train_set, ds_spec.validation_split, ds_spec.seed)
     if len(train_set) < spec.batch_size:
@@ -100,7 +102,9 @@ def prepare_data(spec: JobSpec, *, data_root: Path, sink: Sink) -> Prepared:
     counts = {"train": train_set.counts(), "val": val_set.counts()}
     sink.class_counts(counts)
     check_before_training(spec, counts, sink)
-    weights_file = resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
+    weights_file = (
+        resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
+    )
     if weights_file is not None and not weights_file.is_file():
         raise DataError(f"weights file {spec.model.weights!r} does not exist under the data root")
     return Prepared(train_set, val_set, counts, weights_file)
@@ -123,8 +127,11 @@ def build_and_compile(spec: JobSpec, data: Prepared, *, gpus: int, seed: int | N
     with strategy.scope(), precision_policy(perf.policy):
         model = build_model(spec, len(data.train_set.classes), data.weights_file)
         if perf.cache_features and cache_bytes(n_images, model) > MAX_CACHE_BYTES:
-            perf = replace(perf, cache_features=False,
-                           cache_skipped_because=f"features of {n_images} images exceed {MAX_CACHE_BYTES >> 20} MiB")
+            perf = replace(
+                perf,
+                cache_features=False,
+                cache_skipped_because=f"features of {n_images} images exceed {MAX_CACHE_BYTES >> 20} MiB",
+            )
         extractor, trained = split_model(model) if perf.cache_features else (None, model)
         optimizer = make_optimizer(spec)
         if perf.policy == "mixed_float16":
@@ -133,8 +140,9 @@ def build_and_compile(spec: JobSpec, data: Prepared, *, gpus: int, seed: int | N
     return Built(model, trained, extractor, loss_fn, strategy, perf, augmentation)
 
 
-def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path, sink: Sink, seed: int | None,
-                  stop: threading.Event) -> Datasets | None:
+def make_datasets(
+    spec: JobSpec, data: Prepared, built: Built, *, workdir: Path, sink: Sink, seed: int | None, stop: threading.Event
+) -> Datasets | None:
     """tf.data pipelines of images, or of the frozen base's features computed once; None if stopped meanwhile."""
     from worker.training.features import extract, feature_dataset, pin_base
     from worker.training.model import batchnorm_mode
@@ -145,8 +153,9 @@ def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path,
     step = max(1, len(train_set) // TRAIN_EVAL_IMAGES)
     backup_dir = workdir / "backup"
     if built.extractor is None:
-        train_ds = make_dataset(train_set, image_size=size, batch_size=bs, training=True, seed=seed,
-                                augmentation=built.augmentation)
+        train_ds = make_dataset(
+            train_set, image_size=size, batch_size=bs, training=True, seed=seed, augmentation=built.augmentation
+        )
         val_ds = make_dataset(val_set, image_size=size, batch_size=bs, training=False, seed=seed)
         subset = type(train_set)(train_set.classes, train_set.paths[::step], train_set.labels[::step])
         subset_ds = make_dataset(subset, image_size=size, batch_size=bs, training=False, seed=seed)
@@ -159,8 +168,10 @@ def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path,
             shutil.rmtree(backup_dir, ignore_errors=True)
             sink.event("warning", f"{warning}; training restarts from epoch 1")
     t0 = time.perf_counter()
-    datasets = [make_dataset(images, image_size=size, batch_size=bs, training=False, seed=seed, cache=False)
-                for images in (train_set, val_set)]
+    datasets = [
+        make_dataset(images, image_size=size, batch_size=bs, training=False, seed=seed, cache=False)
+        for images in (train_set, val_set)
+    ]
     extracted = extract(built.extractor, datasets, stop, jit_compile=perf.jit_compile)
     if extracted is None:
         return None
@@ -169,16 +180,28 @@ def make_datasets(spec: JobSpec, data: Prepared, built: Built, *, workdir: Path,
     k = len(train_set.classes)
     train_ds = feature_dataset(features["train"], train_set.labels, k, batch_size=bs, training=True, seed=seed)
     val_ds = feature_dataset(features["val"], val_set.labels, k, batch_size=bs, training=False, seed=seed)
-    subset_ds = feature_dataset(features["train"][::step], train_set.labels[::step], k, batch_size=bs,
-                                training=False, seed=seed)
-    sink.event("performance", f"{perf.describe()}; features of {len(train_set) + len(val_set)} images "
-                              f"computed in {seconds:.1f} s", {**asdict(perf), "feature_seconds": seconds,
-                                                                "batchnorm": batchnorm_mode(spec)})
+    subset_ds = feature_dataset(
+        features["train"][::step], train_set.labels[::step], k, batch_size=bs, training=False, seed=seed
+    )
+    sink.event(
+        "performance",
+        f"{perf.describe()}; features of {len(train_set) + len(val_set)} images computed in {seconds:.1f} s",
+        {**asdict(perf), "feature_seconds": seconds, "batchnorm": batchnorm_mode(spec)},
+    )
     return Datasets(train_ds, val_ds, subset_ds, backup_dir)
 
 
-def make_callbacks(spec: JobSpec, data: Prepared, built: Built, ds: Datasets, *, workdir: Path, sink: Sink,
-                   stop: threading.Event, history: list[dict] | None) -> tuple[list, dict]:
+def make_callbacks(
+    spec: JobSpec,
+    data: Prepared,
+    built: Built,
+    ds: Datasets,
+    *,
+    workdir: Path,
+    sink: Sink,
+    stop: threading.Event,
+    history: list[dict] | None,
+) -> tuple[list, dict]:
     """Keras' own callbacks first (they see only Keras' metrics), then the measuring callbacks that add signals to
     `logs`, then the ones that read them; the checkpoint last. Returns the list and the callbacks `finish` reads."""
     import keras
@@ -223,8 +246,10 @@ def stop_reason(early, diagnosis, sink: Sink) -> str | None:
     if diagnosis.stopped_by is not None:
         return diagnosis.stop_reason()
     if early is not None and early.stopped_epoch > 0:
-        reason = (f"early_stopping: {early.monitor} did not improve by more than {early.min_delta} "
-                  f"for {early.patience} epochs; stopped after epoch {early.stopped_epoch + 1}")
+        reason = (
+            f"early_stopping: {early.monitor} did not improve by more than {early.min_delta} "
+            f"for {early.patience} epochs; stopped after epoch {early.stopped_epoch + 1}"
+        )
         sink.event("early_stopped", reason, {"epoch": early.stopped_epoch + 1, "monitor": early.monitor})
         return reason
     return None
@@ -241,8 +266,16 @@ def finish(built: Built, *, workdir: Path, reason: str | None, epochs_done: int)
     return TrainResult("succeeded", reason, str(model_path), epochs_done, str(workdir / "tensorboard"))
 
 
-def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: threading.Event,
-          release: threading.Event | None = None, history: list[dict] | None = None) -> TrainResult:
+def train(
+    spec: JobSpec,
+    *,
+    data_root: Path,
+    workdir: Path,
+    sink: Sink,
+    stop: threading.Event,
+    release: threading.Event | None = None,
+    history: list[dict] | None = None,
+) -> TrainResult:
     """Runs `spec` to the end, to an early stop, or until `stop` is set. Resumes from `workdir` if a backup exists."""
     import keras
 
@@ -256,11 +289,16 @@ def train(spec: JobSpec, *, data_root: Path, workdir: Path, sink: Sink, stop: th
     if ds is None:
         return _interrupted(stop, release, max((r["epoch"] for r in history or []), default=0), None)
     workdir.mkdir(parents=True, exist_ok=True)
-    callbacks, read_after = make_callbacks(spec, data, built, ds, workdir=workdir, sink=sink, stop=stop,
-                                           history=history)
+    callbacks, read_after = make_callbacks(
+        spec, data, built, ds, workdir=workdir, sink=sink, stop=stop, history=history
+    )
     counts = data.counts["train"]
     fitted = built.trained.fit(
-        ds.train, validation_data=ds.val, epochs=spec.epochs, callbacks=callbacks, verbose=0,
+        ds.train,
+        validation_data=ds.val,
+        epochs=spec.epochs,
+        callbacks=callbacks,
+        verbose=0,
         class_weight=class_weights(counts, data.train_set.classes) if spec.class_weight == "balanced" else None,
     )
     epochs_done = max((e + 1 for e in fitted.epoch), default=0)

@@ -23,17 +23,22 @@ def _weights_arg(spec: JobSpec, weights_file: Path | None) -> str | None:
 def build_base(spec: JobSpec, weights_file: Path | None) -> keras.Model:
     size = spec.dataset.image_size
     try:
-        base = keras.applications.InceptionV3(include_top=False, weights=_weights_arg(spec, weights_file),
-                                              input_shape=(size, size, 3))
+        base = keras.applications.InceptionV3(
+            include_top=False, weights=_weights_arg(spec, weights_file), input_shape=(size, size, 3)
+        )
     except Exception as exc:  # noqa: BLE001 - download or shape problems become a readable reason
         if spec.model.weights == "imagenet":
-            raise ModelError(f"could not load ImageNet weights ({exc}); use a local weights file or weights null") from exc
+            raise ModelError(
+                f"could not load ImageNet weights ({exc}); use a local weights file or weights null"
+            ) from exc
         raise ModelError(f"could not build Inception-V3 at image_size {size}: {exc}") from exc
     if weights_file is not None:
         try:
             base.load_weights(str(weights_file))
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"weights file {weights_file.name!r} does not fit Inception-V3 without its top: {exc}") from exc
+            raise ModelError(
+                f"weights file {weights_file.name!r} does not fit Inception-V3 without its top: {exc}"
+            ) from exc
     return base
 
 
@@ -41,7 +46,7 @@ def _block_start(names: list[str], layers: list, block: str) -> int:
     """Index of the first layer of Inception block `block` ("mixedK"): the layer after the previous block's
     concatenation, or after the stem's last max-pooling for mixed0. The base's layers are in an order where
     each block's layers lie between those two points (checked in tests)."""
-    k = int(block[len("mixed"):])
+    k = int(block[len("mixed") :])
     if k > 0:
         return names.index(f"mixed{k - 1}") + 1
     end = names.index("mixed0")
@@ -70,7 +75,7 @@ def set_trainable(base: keras.Model, trainable: str | int) -> int:
 
 
 def batchnorm_mode(spec: JobSpec) -> str:
-    """"frozen" or "train": what the base's BatchNorm layers do when the base trains. "auto" keeps pre-trained
+    """ "frozen" or "train": what the base's BatchNorm layers do when the base trains. "auto" keeps pre-trained
     statistics (ImageNet or a weights file) and lets a random-init base learn its own."""
     mode = spec.model.batchnorm
     if mode == "auto":
@@ -124,14 +129,23 @@ def _dense_dropout(spec: JobSpec) -> float:
 
 
 HEAD: tuple[HeadLayer, ...] = (
-    HeadLayer("dropout_pool", lambda spec, n, l2: keras.layers.Dropout(spec.regularization.dropout,
-                                                                        name="dropout_pool")),
-    HeadLayer("dense", lambda spec, n, l2: keras.layers.Dense(spec.model.dense_units, activation="relu",
-                                                               kernel_regularizer=l2, name="dense")),
+    HeadLayer(
+        "dropout_pool", lambda spec, n, l2: keras.layers.Dropout(spec.regularization.dropout, name="dropout_pool")
+    ),
+    HeadLayer(
+        "dense",
+        lambda spec, n, l2: keras.layers.Dense(
+            spec.model.dense_units, activation="relu", kernel_regularizer=l2, name="dense"
+        ),
+    ),
     HeadLayer("dropout_dense", lambda spec, n, l2: keras.layers.Dropout(_dense_dropout(spec), name="dropout_dense")),
     # float32 output under a mixed precision policy: the softmax and the loss stay exact
-    HeadLayer("predictions", lambda spec, n, l2: keras.layers.Dense(n, activation="softmax", kernel_regularizer=l2,
-                                                                     dtype="float32", name="predictions")),
+    HeadLayer(
+        "predictions",
+        lambda spec, n, l2: keras.layers.Dense(
+            n, activation="softmax", kernel_regularizer=l2, dtype="float32", name="predictions"
+        ),
+    ),
 )
 HEAD_LAYERS = tuple(layer.name for layer in HEAD)
 

@@ -69,8 +69,10 @@ class Plan:
 
     def describe(self) -> str:
         cache = "on" if self.cache_features else f"off ({self.cache_skipped_because})"
-        return (f"precision {self.policy}, jit_compile {'on' if self.jit_compile else 'off'}, feature caching {cache}, "
-                f"{self.replicas} replica(s), global batch {self.global_batch_size}")
+        return (
+            f"precision {self.policy}, jit_compile {'on' if self.jit_compile else 'off'}, feature caching {cache}, "
+            f"{self.replicas} replica(s), global batch {self.global_batch_size}"
+        )
 
 
 def plan(spec: JobSpec, *, gpus: int, replicas: int, has_augmentation: bool) -> Plan:
@@ -82,5 +84,11 @@ def plan(spec: JobSpec, *, gpus: int, replicas: int, has_augmentation: bool) -> 
         why = "base layers train"
     elif has_augmentation:
         why = "augmentation changes the images every epoch"
-    return Plan(resolve_precision(perf.mixed_precision, gpus), perf.jit_compile, why is None, replicas,
-                spec.batch_size * replicas, why)
+    return Plan(
+        resolve_precision(perf.mixed_precision, gpus),
+        perf.jit_compile,
+        why is None,
+        replicas,
+        spec.batch_size * replicas,
+        why,
+    )

@@ -21,11 +21,15 @@ def augmenter(aug: AugmentationSpec | None, seed: int | None) -> keras.Sequentia
     if aug.rotation_range:
         layers.append(keras.layers.RandomRotation(aug.rotation_range / 360.0, fill_mode=aug.fill_mode, seed=seed))
     if aug.width_shift_range or aug.height_shift_range:
-        layers.append(keras.layers.RandomTranslation(aug.height_shift_range, aug.width_shift_range,
-                                                     fill_mode=aug.fill_mode, seed=seed))
+        layers.append(
+            keras.layers.RandomTranslation(
+                aug.height_shift_range, aug.width_shift_range, fill_mode=aug.fill_mode, seed=seed
+            )
+        )
     if aug.shear_range:
-        layers.append(keras.layers.RandomShear(x_factor=aug.shear_range, y_factor=0.0, fill_mode=aug.fill_mode,
-                                               seed=seed))
+        layers.append(
+            keras.layers.RandomShear(x_factor=aug.shear_range, y_factor=0.0, fill_mode=aug.fill_mode, seed=seed)
+        )
     if aug.zoom_range:
         layers.append(keras.layers.RandomZoom((-aug.zoom_range, aug.zoom_range), fill_mode=aug.fill_mode, seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None
@@ -41,8 +45,16 @@ def _decoder(image_size: int):
     return decode
 
 
-def make_dataset(images: ImageSet, *, image_size: int, batch_size: int, training: bool, seed: int | None,
-                 augmentation: keras.Sequential | None = None, cache: bool = True) -> tf.data.Dataset:
+def make_dataset(
+    images: ImageSet,
+    *,
+    image_size: int,
+    batch_size: int,
+    training: bool,
+    seed: int | None,
+    augmentation: keras.Sequential | None = None,
+    cache: bool = True,
+) -> tf.data.Dataset:
     n_classes = len(images.classes)
     ds = tf.data.Dataset.from_tensor_slices((images.paths, images.labels))
     ds = ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE)

@@ -106,7 +106,9 @@ def split(images: ImageSet, fraction: float, seed: int | None) -> tuple[ImageSet
         rng.shuffle(members)
         n_val = max(1, round(len(members) * fraction))
         if n_val >= len(members):
-            raise DataError(f"class {images.classes[label]!r} has {len(members)} image(s), too few for validation_split")
+            raise DataError(
+                f"class {images.classes[label]!r} has {len(members)} image(s), too few for validation_split"
+            )
         for i, path in enumerate(members):
             target = val if i < n_val else train
             target.paths.append(path)

@@ -13,9 +13,14 @@ from worker.training.sink import Sink
 
 
 def context(spec: JobSpec, counts: dict[str, dict[str, int]], lr_cuts: list[int]) -> analysis.JobContext:
-    return analysis.JobContext(spec=spec.model_dump(mode="json"), class_counts_train=counts.get("train"),
-                               class_counts_val=counts.get("val"), planned_epochs=spec.epochs, lr_reductions=lr_cuts,
-                               status="running")
+    return analysis.JobContext(
+        spec=spec.model_dump(mode="json"),
+        class_counts_train=counts.get("train"),
+        class_counts_val=counts.get("val"),
+        planned_epochs=spec.epochs,
+        lr_reductions=lr_cuts,
+        status="running",
+    )
 
 
 def check_before_training(spec: JobSpec, counts: dict[str, dict[str, int]], sink: Sink) -> list[analysis.Finding]:
@@ -27,8 +32,11 @@ def check_before_training(spec: JobSpec, counts: dict[str, dict[str, int]], sink
 
 
 def lr_cuts(rows: list[dict[str, Any]]) -> list[int]:
-    return [r["epoch"] for prev, r in zip(rows, rows[1:])
-            if r.get("learning_rate") and prev.get("learning_rate") and r["learning_rate"] < prev["learning_rate"]]
+    return [
+        r["epoch"]
+        for prev, r in zip(rows, rows[1:])
+        if r.get("learning_rate") and prev.get("learning_rate") and r["learning_rate"] < prev["learning_rate"]
+    ]
 
 
 class EpochDiagnosis(keras.callbacks.Callback):
@@ -39,8 +47,9 @@ class EpochDiagnosis(keras.callbacks.Callback):
     `on_stagnation.min_confidence`, from `after_epochs` finished epochs on.
     """
 
-    def __init__(self, spec: JobSpec, counts: dict[str, dict[str, int]], sink: Sink,
-                 history: list[dict[str, Any]] | None = None):
+    def __init__(
+        self, spec: JobSpec, counts: dict[str, dict[str, int]], sink: Sink, history: list[dict[str, Any]] | None = None
+    ):
         super().__init__()
         self.spec, self.counts, self.sink = spec, counts, sink
         self.rows: list[dict[str, Any]] = list(history or [])  # earlier attempts' epochs, as recorded
@@ -62,13 +71,18 @@ class EpochDiagnosis(keras.callbacks.Callback):
         if cause == self._cause:
             return
         if cause is None:
-            self.sink.event("finding", f"epoch {epoch}: {self._cause.replace('_', ' ')} no longer found ({found.verdict})",
-                            {"epoch": epoch, "cleared": self._cause, "verdict": found.verdict})
+            self.sink.event(
+                "finding",
+                f"epoch {epoch}: {self._cause.replace('_', ' ')} no longer found ({found.verdict})",
+                {"epoch": epoch, "cleared": self._cause, "verdict": found.verdict},
+            )
         else:
             top = found.findings[0]
-            self.sink.event("finding", f"epoch {epoch}: {top.summary}",
-                            {**top.model_dump(mode="json"), "epoch": epoch, "verdict": found.verdict,
-                             "previous": self._cause})
+            self.sink.event(
+                "finding",
+                f"epoch {epoch}: {top.summary}",
+                {**top.model_dump(mode="json"), "epoch": epoch, "verdict": found.verdict, "previous": self._cause},
+            )
         self._cause = cause
 
     def _maybe_stop(self, found: analysis.Diagnosis, epochs: int) -> None:
@@ -76,12 +90,18 @@ class EpochDiagnosis(keras.callbacks.Callback):
         if policy is None or policy.action != "stop" or epochs < policy.after_epochs:
             return
         # rules run independently: the chosen rules' findings are those of the full diagnosis
-        confident = [f for f in found.findings if (policy.rules is None or f.rule in policy.rules)
-                     and f.confidence >= policy.min_confidence]
+        confident = [
+            f
+            for f in found.findings
+            if (policy.rules is None or f.rule in policy.rules) and f.confidence >= policy.min_confidence
+        ]
         if confident:
             self.stopped_by = confident[0]
-            self.sink.event("finding", f"on_stagnation stopped the job: {self.stopped_by.summary}",
-                            self.stopped_by.model_dump(mode="json"))
+            self.sink.event(
+                "finding",
+                f"on_stagnation stopped the job: {self.stopped_by.summary}",
+                self.stopped_by.model_dump(mode="json"),
+            )
             self.model.stop_training = True
 
     def stop_reason(self) -> str | None:
