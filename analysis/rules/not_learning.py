@@ -10,10 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from analysis import remedies as R
-from analysis.compare import ge, gt, le, lt
+from analysis.compare import ge, gt, lt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
-from analysis.series import is_finite, median
+from analysis.series import is_finite
 from analysis.view import View
 
 

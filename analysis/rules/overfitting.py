@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from analysis import remedies as R
-from analysis.compare import ge, gt, le
+from analysis.compare import ge, le
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series

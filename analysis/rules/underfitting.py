@@ -10,7 +10,7 @@ from analysis import remedies as R
 from analysis.compare import ge, le, lt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
-from analysis.series import Series, max_gain, median
+from analysis.series import Series, max_gain
 from analysis.view import View
 
 

@@ -1,7 +1,5 @@
 from functools import partial
 
-import pytest
-
 from analysis import Abstention, diagnose
 from tests.analysis import builders
 from tests.analysis.builders import ctx, flat, history
