@@ -8,35 +8,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from models.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from models.lifecycle import IllegalTransition
 
-
-class NotFound(Exception):
-    def __init__(self, what: str):
-        self.what = what
-
-
-class Conflict(Exception):
-    def __init__(self, detail: str):
-        self.detail = detail
-
-
-class LimitExceeded(Exception):
-    """A per-tenant limit is reached (HTTP 429)."""
-
-    def __init__(self, detail: str):
-        self.detail = detail
-
-
-class InvalidField(Exception):
-    """A request that parsed but is invalid in context, reported like FastAPI's own 422s."""
-
-    def __init__(self, errors: list[dict]):
-        self.errors = errors
-
-
-def field_error(loc: tuple[str, ...], msg: str, kind: str = "value_error") -> dict:
-    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+__all__ = ["Conflict", "InvalidField", "LimitExceeded", "NotFound", "field_error", "install", "renderable"]
 
 
 ECHO_DEPTH = 8  # how deep a 422 echoes the offending input

@@ -1,5 +1,5 @@
 """The spec's webhook field: its shape only. Which targets this service may reach depends on its settings
-and is checked at submit (`api.jobs.service.check_spec_in_context`) and again at delivery."""
+and is checked at submit (`models.jobs.service.check_spec_in_context`) and again at delivery."""
 
 from __future__ import annotations
 

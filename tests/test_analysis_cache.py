@@ -14,7 +14,7 @@ from tests.test_analysis_api import healthy_rows, job_with_history, overfitting_
 
 def counting(monkeypatch) -> list[int]:
     import analysis
-    from api.analysis import service
+    from models.analysis import service
 
     runs: list[int] = []
     original = analysis.diagnose

@@ -15,9 +15,9 @@ from sqlalchemy import update
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from api.autopilot.hooks import after_job_end
 from client.cli import app
 from client.sdk import PlateauClient, PlateauError
+from models.autopilot.hooks import after_job_end
 from models.db import session_scope
 from models.lifecycle import upsert_epoch
 from models.tables import Job, utcnow

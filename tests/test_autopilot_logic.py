@@ -15,10 +15,10 @@ from sqlmodel import select
 from analysis import Diagnosis, Finding, Remedy
 from analysis.ranking import Evidence, prior, rerank, score
 from api.auth import create_key
-from api.autopilot import service
-from api.autopilot.decide import End, Fork, next_step
-from api.autopilot.hooks import after_job_end, sweep_safely
 from contract.autopilot import AutopilotSpec
+from models.autopilot import service
+from models.autopilot.decide import End, Fork, next_step
+from models.autopilot.hooks import after_job_end, sweep_safely
 from models.db import session_scope
 from models.lifecycle import upsert_epoch
 from models.settings import Settings, get_settings

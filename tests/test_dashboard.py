@@ -344,7 +344,7 @@ def test_screenshot(api, jobs, tmp_path):
 
 @needs_chromium
 def test_lineage_cards_overlay_parent_and_child_curves(api, jobs):
-    from api.autopilot.hooks import after_job_end
+    from models.autopilot.hooks import after_job_end
 
     parent = jobs["overfit"]
     r = httpx.post(

@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from analysis import EpochRecord
-from api.analysis import history_cache
-from api.analysis import service as analysis_service
+from models.analysis import history_cache
+from models.analysis import service as analysis_service
 from models.db import session_scope
 from models.lifecycle import upsert_epoch
 from models.tables import Job

@@ -114,7 +114,7 @@ def test_sqlite_migration_adds_the_version_and_epochs_bump_it(tmp_path: Path):
 
 
 def test_unchanged_pages_are_served_without_reading_the_rows_again(client, monkeypatch):
-    from api.jobs import service
+    from models.jobs import service
 
     jid = new_job(client)
     write(jid, 1, 0.7)
@@ -130,7 +130,7 @@ def test_unchanged_pages_are_served_without_reading_the_rows_again(client, monke
 
 
 def test_cache_turned_off_still_answers_and_revalidates(client, monkeypatch):
-    from api.jobs import service
+    from models.jobs import service
     from models.settings import Settings, get_settings
 
     jid = new_job(client)

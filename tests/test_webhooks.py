@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from api.errors import InvalidField
-from api.jobs.service import check_spec_in_context
 from contract.spec import JobSpec
 from models import webhooks as hooks
 from models.db import session_scope
+from models.jobs.service import check_spec_in_context
 from models.settings import Settings
 from models.tables import Job, utcnow
 from models.webhooks import delivery as webhooks

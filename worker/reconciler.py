@@ -40,7 +40,7 @@ def reconcile_once() -> dict[str, int]:
             or 0
         )
     try:  # autopilot lineages whose current job ended (the sweep never raises; this guards its import too)
-        __import__("api.autopilot.hooks", fromlist=["sweep_safely"]).sweep_safely()
+        __import__("models.autopilot.hooks", fromlist=["sweep_safely"]).sweep_safely()
     except Exception as exc:  # noqa: BLE001 - never breaks the reconcile pass
         log.warning("reconcile step failed", step="advance autopilot lineages", error=f"{type(exc).__name__}: {exc}")
     if any(counts.values()):

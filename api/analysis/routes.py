@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.analysis import service
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
-from api.jobs import service as jobs
 from api.jobs.routes import to_read
 from contract.analysis import AnalysisRead, ForkRequest
 from contract.jobs import JobRead
+from models.analysis import service
+from models.jobs import service as jobs
 
 router = APIRouter(prefix="/jobs", tags=["analysis"])
 

@@ -12,8 +12,8 @@ from api.artifacts import service
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import Conflict, InvalidField
-from api.jobs import service as jobs
 from contract.artifacts import ArtifactFile, ArtifactsRead, TensorBoardRead
+from models.jobs import service as jobs
 from models.paths import PathEscape
 
 router = APIRouter(prefix="/jobs", tags=["artifacts"])

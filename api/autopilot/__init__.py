@@ -1,1 +1,1 @@
-"""Autopilot lineages: diagnose a job when it ends, fork it with the best untried remedy, measure the effect."""
+"""Autopilot routes: start, read and stop a lineage; the logic lives in models.autopilot."""

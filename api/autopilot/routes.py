@@ -9,11 +9,11 @@ from fastapi import APIRouter, Response
 
 from analysis import ranking
 from api.auth import CallerDep
-from api.autopilot import outcomes, service
-from api.autopilot.lineage import lineage
 from api.deps import SessionDep, SettingsDep
-from api.jobs import service as jobs
 from contract.autopilot import AutopilotRead, AutopilotSpec, LineageRead, OutcomesRead, OutcomeStat
+from models.autopilot import outcomes, service
+from models.autopilot.lineage import lineage
+from models.jobs import service as jobs
 
 router = APIRouter(tags=["autopilot"])
 

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from api.auth import CallerDep
 from api.deps import SessionDep
 from api.errors import InvalidField, NotFound
-from api.jobs import service as jobs
+from models.jobs import service as jobs
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"

@@ -16,7 +16,7 @@ from api.deps import SessionDep
 from api.errors import InvalidField
 from api.events import service
 from api.events.service import Cursor
-from api.jobs import service as jobs
+from models.jobs import service as jobs
 
 router = APIRouter(prefix="/jobs", tags=["events"])
 

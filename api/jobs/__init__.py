@@ -1,0 +1,1 @@
+"""Job routes; the logic lives in models.jobs."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from api.versioned_cache import VersionedCache
+from models.versioned_cache import VersionedCache
 
 Key = tuple[uuid.UUID, int | None, int]
 

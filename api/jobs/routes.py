@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import TypeAdapter
 
 from api.auth import CallerDep
-from api.autopilot import service as autopilot
 from api.deps import SessionDep, SettingsDep
-from api.jobs import page_cache, service
+from api.jobs import page_cache
 from contract.autopilot import JobSubmission
 from contract.jobs import JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
+from models.autopilot import service as autopilot
+from models.jobs import service
 from models.tables import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

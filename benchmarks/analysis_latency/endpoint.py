@@ -44,9 +44,9 @@ def _measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
     from fastapi.testclient import TestClient
     from sqlalchemy import insert, update
 
-    from api.analysis import service
     from api.main import app
     from benchmarks.analysis_latency.run import summary, timed
+    from models.analysis import service
     from models.db import session_scope
     from models.lifecycle import upsert_epoch
     from models.tables import EpochMetric, Job, utcnow

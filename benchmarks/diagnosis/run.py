@@ -5,7 +5,7 @@
 Pre-trains an Inception-V3 base once (cached), writes each family's data sets with planted causes, starts
 the embedded service (API + Celery worker + SQLite), and submits every run as a real job, one at a time.
 For every finished job it stores the epoch rows and the job context exactly as the analysis endpoint
-builds them (api/analysis/service.py) as one fixture, tests/analysis/corpus/<family>/<case>-s<seed>.json,
+builds them (models/analysis/service.py) as one fixture, tests/analysis/corpus/<family>/<case>-s<seed>.json,
 judges whether the plant manifested (benchmarks/diagnosis/manifest.py), and finally scores the corpus
 with analysis/evaluate.py into benchmarks/results/diagnosis.json. Runs whose fixture exists with the same
 spec and base weights are skipped (resume); `--rerun` records them again.
@@ -87,7 +87,7 @@ def recorded(job_id: str) -> tuple[dict, list[dict]]:
     """The JobContext and epoch rows the analysis endpoint passes to `analysis.diagnose`, read by its own code."""
     from sqlmodel import Session
 
-    from api.analysis import service
+    from models.analysis import service
     from models.db import make_engine
     from models.tables import Job
 

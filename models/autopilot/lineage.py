@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from api.analysis import service as analysis_service
-from api.autopilot import outcomes
-from api.autopilot.service import autopilot_of
-from api.jobs import service as jobs
 from contract.autopilot import AutopilotRead, DiagnosisSummary, LineageRead, LineageStep
+from models.analysis import service as analysis_service
+from models.autopilot import outcomes
+from models.autopilot.service import autopilot_of
+from models.jobs import service as jobs
 from models.settings import Settings
 from models.tables import ForkOutcome, Job
 

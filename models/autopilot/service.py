@@ -14,11 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from analysis import followup
-from api.analysis import service as analysis_service
-from api.autopilot import outcomes
-from api.autopilot.decide import End, Fork, helped, next_step
-from api.errors import Conflict, NotFound
 from contract.autopilot import AutopilotSpec
+from models.analysis import service as analysis_service
+from models.autopilot import outcomes
+from models.autopilot.decide import End, Fork, helped, next_step
+from models.errors import Conflict, NotFound
 from models.lifecycle import record_event, request_cancel
 from models.settings import Settings, get_settings
 from models.tables import Autopilot, ForkOutcome, Job, JobStatus, utcnow

@@ -12,7 +12,7 @@ log = structlog.get_logger()
 def after_job_end(job_id: uuid.UUID) -> None:
     """Measure the fork that made this job and advance its lineage; the sweep retries whatever fails here."""
     try:
-        from api.autopilot.service import job_ended
+        from models.autopilot.service import job_ended
         from models.db import session_scope
 
         with session_scope() as s:
@@ -23,7 +23,7 @@ def after_job_end(job_id: uuid.UUID) -> None:
 
 def sweep_safely() -> dict[str, int]:
     try:
-        from api.autopilot.service import sweep
+        from models.autopilot.service import sweep
         from models.db import session_scope
 
         with session_scope() as s:

@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from analysis.rules import RULES
-from api.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from contract.spec import JobSpec
 from models import lifecycle
 from models.broker import enqueue
+from models.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
 from models.tables import EpochMetric, Job, JobEvent, JobStatus

@@ -10,15 +10,15 @@ from sqlmodel import Session, select
 
 import analysis
 from analysis.ranking import rerank
-from api.analysis import history_cache
-from api.autopilot import outcomes
-from api.errors import InvalidField
-from api.jobs import service as jobs
-from api.versioned_cache import VersionedCache
 from contract.spec import JobSpec
+from models.analysis import history_cache
+from models.autopilot import outcomes
+from models.errors import InvalidField
+from models.jobs import service as jobs
 from models.lifecycle import record_event
 from models.settings import Settings
 from models.tables import Job, JobEvent
+from models.versioned_cache import VersionedCache
 
 _RECORDS = TypeAdapter(list[analysis.EpochRecord])
 # Diagnoses by job and everything else they depend on, at the job's metrics version: pollers re-ask while

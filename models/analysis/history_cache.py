@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 
 from analysis import EpochRecord
-from api.versioned_cache import VersionedCache
+from models.versioned_cache import VersionedCache
 
 Loader = Callable[[int | None], list[EpochRecord]]  # rows after an epoch (all when None), ascending
 

@@ -1,0 +1,1 @@
+"""Jobs as the domain sees them: create (submit, fork), list, read, cancel."""
