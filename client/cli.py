@@ -47,6 +47,7 @@ from client.sdk import (
     PlateauError,
     field_name,
 )
+from contract.status import JOB_STATUSES
 
 app = typer.Typer(
     name="plateau",
@@ -232,9 +233,7 @@ def submit(
 @handled
 def jobs(
     ctx: typer.Context,
-    status: Annotated[
-        str | None, typer.Option("--status", "-s", help="queued, running, succeeded, failed or cancelled.")
-    ] = None,
+    status: Annotated[str | None, typer.Option("--status", "-s", help=" | ".join(JOB_STATUSES))] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:

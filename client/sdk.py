@@ -29,6 +29,7 @@ from contract.autopilot import AutopilotRead, AutopilotSpec, LineageRead, Lineag
 from contract.epoch import EpochRead
 from contract.jobs import JobDetail, JobRead, MetricsPage
 from contract.spec import JobSpec
+from contract.status import TERMINAL_STATUSES
 
 __all__ = [
     "TERMINAL",
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL = TERMINAL_STATUSES
 JobId = str | uuid.UUID
 
 

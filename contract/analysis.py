@@ -8,11 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.diagnosis import Diagnosis
+from contract.status import JobStatusName
 
 
 class AnalysisRead(Diagnosis):
     job_id: uuid.UUID
-    status: str
+    status: JobStatusName
     pre_training: list[dict] = Field(default_factory=list, description="Findings recorded before any training step.")
 
 

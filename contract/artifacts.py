@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from contract.status import JobStatusName
+
 
 class ArtifactFile(BaseModel):
     path: str = Field(description="Relative to the job's artifacts directory, '/'-separated.")
@@ -23,7 +25,7 @@ class TensorBoardRead(BaseModel):
 
 class ArtifactsRead(BaseModel):
     job_id: uuid.UUID
-    status: str
+    status: JobStatusName
     artifacts_dir: str = Field(description="The job's folder on the artifacts volume.")
     model: ArtifactFile | None = Field(description="The trained model (.keras), once the job has succeeded.")
     checkpoints: list[ArtifactFile] = Field(

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.spec import JobSpec
+from contract.status import JobStatusName
 
 AutopilotMetric = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
 EndReason = Literal["healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled"]
-END_REASONS: tuple[str, ...] = ("healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled")
+END_REASONS: tuple[str, ...] = get_args(EndReason)
+AutopilotState = Literal["active", "ended"]
 
 
 class AutopilotSpec(BaseModel):
@@ -41,19 +43,26 @@ class JobSubmission(JobSpec):
     )
 
 
-class AutopilotRead(BaseModel):
+class AutopilotRecord(BaseModel):
+    """One autopilot lineage as anyone may see it; the table (`models.tables.Autopilot`) generates these columns
+    and adds its owner."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     root_job_id: uuid.UUID
     config: AutopilotSpec
-    state: str = Field(description="active | ended")
-    end_reason: str | None = Field(description="healthy | no_confident_cause | max_rounds | no_gain | cancelled")
-    end_detail: str | None
+    state: AutopilotState = "active"
+    end_reason: EndReason | None = None
+    end_detail: str | None = None
     current_job_id: uuid.UUID
-    rounds_done: int
+    rounds_done: int = 0
     created_at: datetime
-    ended_at: datetime | None
+    ended_at: datetime | None = None
+
+
+class AutopilotRead(AutopilotRecord):
+    """`POST /jobs/{id}/autopilot` and `LineageRead.autopilot`: the record as stored."""
 
 
 class DiagnosisSummary(BaseModel):
@@ -70,7 +79,7 @@ class LineageStep(BaseModel):
     job_id: uuid.UUID
     parent_id: uuid.UUID | None
     name: str | None
-    status: str
+    status: JobStatusName
     epochs: int
     best: float | None = Field(description="This job's best value of the lineage's metric")
     diagnosis: DiagnosisSummary

@@ -3,13 +3,16 @@ and is checked at submit (`models.jobs.service.check_spec_in_context`) and again
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Event = Literal["queued", "running", "succeeded", "failed", "cancelled", "finding"]
-EVENTS: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "finding")
+from contract.status import JobStatusName
+
+Event = Literal[JobStatusName, "finding"]
+"""Every state a job enters, and a finding of the in-training analysis."""
+EVENTS: tuple[str, ...] = get_args(Event)
 
 
 class WebhookSpec(BaseModel):
@@ -21,7 +24,7 @@ class WebhookSpec(BaseModel):
     events: list[Event] | None = Field(
         None,
         min_length=1,
-        description="Which events to send: queued, running, succeeded, failed, cancelled, finding. All when null.",
+        description=f"Which events to send: {', '.join(EVENTS)}. All when null.",
     )
 
     @field_validator("url")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from contract.autopilot import AutopilotRecord
 from contract.epoch import EpochRecord
+from contract.jobs import JobEventRecord, JobRecord
+from contract.status import JOB_STATUSES, TERMINAL_STATUSES
 from models.db import UTCDateTime
 
 
@@ -23,19 +26,83 @@ def _ts(**kw: Any) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kw))
 
 
-class JobStatus(str, Enum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
+class _JobStatusEnum(str, Enum):
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+        return self.value in TERMINAL_STATUSES
 
 
-class Job(SQLModel, table=True):
+JobStatus = _JobStatusEnum("JobStatus", [(name, name) for name in JOB_STATUSES], module=__name__)
+"""`contract.status.JobStatusName` as a `str, Enum`: `JobStatus.queued.value`, `JobStatus(s).terminal`."""
+
+
+def _sql_type(annotation: Any) -> Any:
+    """What SQLModel maps to a column: a Literal of strings is stored as a string."""
+    if get_origin(annotation) is Literal:
+        return str
+    args = get_args(annotation)
+    if any(get_origin(t) is Literal for t in args):
+        return str | None if type(None) in args else str
+    return annotation
+
+
+def record_columns(
+    record: type[BaseModel],
+    base: type[SQLModel] = SQLModel,
+    *,
+    skip: tuple[str, ...] = (),
+    sql: dict[str, Any] | None = None,
+) -> type[SQLModel]:
+    """A SQLModel base with one column per field of the contract's `record`, so the table and the API share one
+    declaration. A field's column is `sql[name]` when given (a `Field`, or an `(annotation, Field)` pair), else:
+    structured values (dicts, lists, matrices) as nullable JSON, the rest as their SQL type with the contract's
+    default and length limit."""
+    sql = sql or {}
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
+    for name, info in record.model_fields.items():
+        if name in skip:
+            continue
+        annotation, column = sql.get(name, (None, None)) if isinstance(sql.get(name), tuple) else (None, sql.get(name))
+        annotations[name] = annotation or _sql_type(info.annotation)
+        if column is None:
+            structured = any(
+                get_origin(t) in (dict, list) or t in (dict, list)
+                for t in (info.annotation, *get_args(info.annotation))
+            )
+            max_length = next((m.max_length for m in info.metadata if getattr(m, "max_length", None)), None)
+            column = (
+                Field(default=None, sa_column=Column(JSON, nullable=True))
+                if structured
+                else Field(default=info.default, max_length=max_length)
+            )
+        namespace[name] = column
+    return type(f"{record.__name__}Columns", (base,), namespace)
+
+
+def signal_columns(record: type[BaseModel], base: type[SQLModel] = SQLModel) -> type[SQLModel]:
+    """A SQLModel base with one nullable column per signal of the contract's `record` (the key is the base's)."""
+    return record_columns(record, base, skip=("epoch",))
+
+
+class Job(
+    record_columns(
+        JobRecord,
+        sql={
+            "id": Field(default_factory=uuid.uuid4, primary_key=True),
+            "status": Field(default=JobStatus.queued.value, max_length=20),
+            "spec": Field(sa_column=Column(JSON, nullable=False)),
+            "parent_id": Field(default=None, foreign_key="jobs.id"),
+            "created_at": Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)),
+            "enqueued_at": _ts(nullable=True),
+            "started_at": _ts(nullable=True),
+            "finished_at": _ts(nullable=True),
+        },
+    ),
+    table=True,
+):
+    """One job: every field of `contract.jobs.JobRecord`, then the columns its API does not show."""
+
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
@@ -43,27 +110,10 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_status", "status"),
     )
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner: str = Field(default="default", max_length=200)
-    name: str | None = Field(default=None, max_length=200)
-    status: str = Field(default=JobStatus.queued.value, max_length=20)
-    spec: dict = Field(sa_column=Column(JSON, nullable=False))
     spec_hash: str = Field(max_length=64)
     idempotency_key: str | None = Field(default=None, max_length=200)
-    parent_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    enqueued_at: datetime | None = _ts(nullable=True)
-    started_at: datetime | None = _ts(nullable=True)
-    finished_at: datetime | None = _ts(nullable=True)
     lease_until: datetime | None = _ts(nullable=True)
-    attempts: int = 0
-    worker_host: str | None = Field(default=None, max_length=255)
-    cancel_requested: bool = False
-    error: str | None = None
-    stop_reason: str | None = None
-    artifacts_dir: str | None = None
-    model_path: str | None = None
-    class_counts: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Bumped with every epoch row written: a metrics page is unchanged while this is (ETag, page cache).
     metrics_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
@@ -72,24 +122,6 @@ class _EpochKey(SQLModel):
     id: int | None = Field(default=None, primary_key=True)
     job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
     epoch: int
-
-
-def signal_columns(record: type[BaseModel], base: type[SQLModel] = SQLModel) -> type[SQLModel]:
-    """A SQLModel base with one nullable column per signal of the contract's `record`: scalars as their SQL
-    type, structured values (per-class dicts, matrices) as JSON."""
-    annotations: dict[str, Any] = {}
-    namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
-    for name, info in record.model_fields.items():
-        if name == "epoch":  # part of the key
-            continue
-        annotations[name] = info.annotation
-        structured = any(get_origin(t) in (dict, list) for t in get_args(info.annotation))
-        namespace[name] = (
-            Field(default=None, sa_column=Column(JSON, nullable=True))
-            if structured
-            else Field(default=None, nullable=True)
-        )
-    return type(f"{record.__name__}Columns", (base,), namespace)
 
 
 class EpochMetric(signal_columns(EpochRecord, _EpochKey), table=True):
@@ -101,17 +133,27 @@ class EpochMetric(signal_columns(EpochRecord, _EpochKey), table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class JobEvent(SQLModel, table=True):
-    __tablename__ = "job_events"
-
+class _EventKey(SQLModel):
     id: int | None = Field(default=None, primary_key=True)
     job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    kind: str = Field(max_length=40, description="state, lr_reduced, early_stopped, finding, enqueued, …")
-    from_status: str | None = Field(default=None, max_length=20)
-    to_status: str | None = Field(default=None, max_length=20)
-    reason: str | None = None
-    data: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class JobEvent(
+    record_columns(
+        JobEventRecord,
+        _EventKey,
+        sql={
+            "at": Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)),
+            "kind": Field(max_length=40),
+            "from_status": Field(default=None, max_length=20),
+            "to_status": Field(default=None, max_length=20),
+        },
+    ),
+    table=True,
+):
+    """One row per event of a job: the key and every field of `contract.jobs.JobEventRecord`."""
+
+    __tablename__ = "job_events"
 
 
 class ApiKey(SQLModel, table=True):
@@ -128,22 +170,27 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = _ts(nullable=True)
 
 
-class Autopilot(SQLModel, table=True):
+class Autopilot(
+    record_columns(
+        AutopilotRecord,
+        sql={
+            "id": Field(default_factory=uuid.uuid4, primary_key=True),
+            "root_job_id": Field(foreign_key="jobs.id", unique=True),
+            "config": (dict, Field(sa_column=Column(JSON, nullable=False))),
+            "state": Field(default="active", max_length=20, index=True),
+            "end_reason": Field(default=None, max_length=40),
+            "current_job_id": Field(foreign_key="jobs.id"),
+            "created_at": Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)),
+            "ended_at": _ts(nullable=True),
+        },
+    ),
+    table=True,
+):
     """One autopilot lineage: its whole state is this row and its fork outcomes, so restarts lose nothing."""
 
     __tablename__ = "autopilots"
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    root_job_id: uuid.UUID = Field(foreign_key="jobs.id", unique=True)
     owner: str = Field(max_length=200, index=True)
-    config: dict = Field(sa_column=Column(JSON, nullable=False))
-    state: str = Field(default="active", max_length=20, index=True, description="active | ended")
-    end_reason: str | None = Field(default=None, max_length=40)
-    end_detail: str | None = None
-    current_job_id: uuid.UUID = Field(foreign_key="jobs.id")
-    rounds_done: int = 0
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    ended_at: datetime | None = _ts(nullable=True)
 
 
 class ForkOutcome(SQLModel, table=True):

@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 from sqlmodel import select
 
 from contract.epoch import EpochRead
+from contract.status import TERMINAL_STATUSES
 from models.db import session_scope
 from models.tables import EpochMetric, Job, JobEvent
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 BATCH = 500
 _CURSOR = re.compile(r"^(\d{1,18})-(\d{1,9})$")
 
@@ -72,7 +72,7 @@ class Batch:
     @property
     def finished(self) -> bool:
         """The job was terminal before the rows were read, and every row was read: nothing more will come."""
-        return self.status in TERMINAL and self.complete
+        return self.status in TERMINAL_STATUSES and self.complete
 
 
 def _utc(ts: datetime) -> datetime:

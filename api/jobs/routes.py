@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import TypeAdapter
@@ -13,14 +13,13 @@ from api.deps import SessionDep, SettingsDep
 from api.jobs import page_cache
 from contract.autopilot import JobSubmission
 from contract.jobs import JobDetail, JobEventRead, JobLinks, JobPage, JobRead, MetricsPage
+from contract.status import JobStatusName
 from models.autopilot import service as autopilot
 from models.jobs import service
 from models.tables import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 _PAGE = TypeAdapter(dict[str, Any])
-
-StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def links(request: Request, job: Job) -> JobLinks:
@@ -63,7 +62,7 @@ def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    status: StatusFilter | None = None,
+    status: JobStatusName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
