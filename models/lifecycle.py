@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -364,18 +364,3 @@ def upsert_epoch(session: Session, job_id: uuid.UUID, row: dict[str, Any]) -> No
     # same transaction: a reader never sees the new row under the old version
     session.execute(update(Job).where(Job.id == job_id).values(metrics_version=Job.metrics_version + 1))
     session.commit()
-
-
-def expired_running(session: Session, now: datetime | None = None) -> list[Job]:
-    now = now or utcnow()
-    return list(session.exec(select(Job).where(Job.status == JobStatus.running.value, Job.lease_until < now)).all())
-
-
-def unenqueued_queued(session: Session) -> list[Job]:
-    return list(session.exec(select(Job).where(Job.status == JobStatus.queued.value, Job.enqueued_at.is_(None))).all())
-
-
-def stale_queued(session: Session, older_than: datetime) -> list[Job]:
-    return list(
-        session.exec(select(Job).where(Job.status == JobStatus.queued.value, Job.enqueued_at < older_than)).all()
-    )

@@ -12,7 +12,8 @@ import structlog
 
 from models.broker import enqueue
 from models.db import session_scope
-from models.lifecycle import expired_running, recover_expired, stale_queued, unenqueued_queued
+from models.lifecycle import recover_expired
+from models.queries import expired_running, stale_queued, unenqueued_queued
 from models.settings import get_settings
 from models.tables import Job, utcnow
 from worker.broker_view import waiting_job_ids
