@@ -1,10 +1,11 @@
 """Job state changes and their consequences, in one place.
 
 Every change of a job's state is a function here, each a single conditional UPDATE (or a row lock), so racing
-processes cannot both win. Each goes through one after-transition hook, `_transitioned`: it adds the state
-event in the same transaction and, once that transaction commits, logs the change and schedules the job's
-webhook (`models.webhooks.delivery`). The jobs-by-state and transitions metrics are read from these rows at
-scrape time. Findings reach the webhook the same way (`record_event`). Nobody else sends a job's webhook.
+processes cannot both win. Each goes through one after-transition hook, `_transitioned`, which publishes the
+change to the subscribers listed in `models.transitions.SUBSCRIBERS`: the state event in the same transaction
+(once that transaction commits, the change is logged and the job's webhook scheduled, `models.webhooks.delivery`)
+and the autopilot's advance when a job ended. The jobs-by-state and transitions metrics are read from the event
+rows at scrape time. Findings reach the webhook the same way (`record_event`). Nobody else sends a job's webhook.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
+from models import transitions
 from models.tables import EpochMetric, Job, JobEvent, JobStatus, utcnow
 
 log = structlog.get_logger()
@@ -76,17 +78,10 @@ def _transitioned(
     webhook_data: dict[str, Any] | None = None,
     job: Job | None = None,
 ) -> None:
-    """The after-transition hook every state change goes through (see the module's docstring)."""
-    record_event(
+    """The after-transition hook every state change goes through: its subscribers are `models.transitions`'."""
+    transitions.publish(
         session,
-        job_id,
-        "state",
-        from_status=from_status,
-        to_status=to_status,
-        reason=reason,
-        data=data,
-        webhook_data=webhook_data,
-        job=job,
+        transitions.Transition(job_id, from_status, to_status, reason, data, webhook_data, job),
     )
 
 

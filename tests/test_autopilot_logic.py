@@ -409,3 +409,25 @@ def test_dashboard_job_page_has_the_lineage_view(client):
     script = client.get("/ui/static/lineage.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert "/lineage" in script.text and "Charts.lineChart" in script.text
+
+
+def test_a_job_ended_through_the_lifecycle_advances_its_autopilot_with_no_call_of_its_own(client):
+    """The autopilot is a subscriber of the after-transition hook: the worker's `finish` is all it takes."""
+    from models import transitions
+    from models.lifecycle import claim, finish
+    from models.tables import JobStatus
+
+    assert transitions.advance_autopilot in transitions.SUBSCRIBERS
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    jid = uuid.UUID(root["id"])
+    with session_scope() as s:
+        assert claim(s, jid, worker_host="w-hook", lease_seconds=60, max_attempts=3).job is not None
+        for i, va in enumerate(FLAT, start=1):
+            upsert_epoch(
+                s,
+                jid,
+                {"epoch": i, "val_accuracy": va, "accuracy": 0.3, "learning_rate": 1e-6, "update_ratio_head": 1.2e-7},
+            )
+        assert finish(s, jid, JobStatus.succeeded, worker_host="w-hook")
+    ap = lineage(client, root["id"])["autopilot"]
+    assert ap["rounds_done"] == 1 and ap["current_job_id"] != root["id"]

@@ -125,10 +125,6 @@ def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
     with session_scope() as s:
         ended = finish(s, job_id, status, worker_host=host, **kw)
     log.info("job ended", job_id=str(job_id), status=status.value, recorded=ended, **kw)
-    if ended:
-        from models.autopilot.hooks import after_job_end  # never raises; lazy, as the worker needs it only here
-
-        after_job_end(job_id)
     return status.value if ended else "ended, but the job was no longer ours"
 
 
