@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
+from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
@@ -182,6 +184,21 @@ def parse_params(raw: list[str] | None) -> dict[str, str]:
     return params
 
 
+# -- output ------------------------------------------------------------------------------------------------------------
+
+
+def report(made: BaseModel, message: str, *, as_json: bool, follow: Callable[[], int] | None = None) -> None:
+    """The tail of every command that starts or changes something: with --json, what it made (unless a follow
+    streams JSON instead), else one line; then, with --watch, follow the work live and exit with its outcome."""
+    if as_json and follow is None:
+        emit(made.model_dump(mode="json"))
+        return
+    if not as_json:
+        out().print(message, markup=False)
+    if follow is not None:
+        raise typer.Exit(follow())
+
+
 # -- commands ----------------------------------------------------------------------------------------------------------
 
 
@@ -215,18 +232,10 @@ def submit(
             spec, idempotency_key=idempotency_key, autopilot={"max_rounds": autopilot} if autopilot else None
         )
         if watch_ and autopilot:
-            if not as_json:
-                out().print(
-                    f"submitted job {job.id} ({job.status}) under autopilot, {autopilot} round(s) at most", markup=False
-                )
-            raise typer.Exit(watch_lineage(client, job, as_json))
-        if as_json and not watch_:
-            emit(job.model_dump(mode="json"))
-            return
-        if not as_json:
-            out().print(f"submitted job {job.id} ({job.status}): {job.links.self}", markup=False)
-        if watch_:
-            raise typer.Exit(watch(client, job, as_json))
+            message = f"submitted job {job.id} ({job.status}) under autopilot, {autopilot} round(s) at most"
+            report(job, message, as_json=as_json, follow=lambda: watch_lineage(client, job, as_json))
+        message = f"submitted job {job.id} ({job.status}): {job.links.self}"
+        report(job, message, as_json=as_json, follow=(lambda: watch(client, job, as_json)) if watch_ else None)
 
 
 @app.command()
@@ -363,12 +372,10 @@ def cancel(ctx: typer.Context, job_id: JobIdArg, as_json: JsonOpt = False) -> No
     """Cancel a queued job, or ask a running one to stop at its next batch."""
     with connect(ctx) as client:
         job = client.cancel(job_id)
-    if as_json:
-        emit(job.model_dump(mode="json"))
-    elif job.status == "cancelled":
-        out().print(f"job {job.id} cancelled", markup=False)
+    if job.status == "cancelled":
+        report(job, f"job {job.id} cancelled", as_json=as_json)
     else:
-        out().print(f"job {job.id} is {job.status}: cancel requested, it stops at its next batch", markup=False)
+        report(job, f"job {job.id} is {job.status}: cancel requested, it stops at its next batch", as_json=as_json)
 
 
 @app.command()
@@ -390,13 +397,8 @@ def fork(
     body = parse_patch(patch)
     with connect(ctx) as client:
         child = client.fork(job_id, apply=apply or [], patch=body)
-        if as_json and not watch_:
-            emit(child.model_dump(mode="json"))
-            return
-        if not as_json:
-            out().print(f"forked job {child.id} ({child.status}) from {job_id}: {child.links.self}", markup=False)
-        if watch_:
-            raise typer.Exit(watch(client, child, as_json))
+        message = f"forked job {child.id} ({child.status}) from {job_id}: {child.links.self}"
+        report(child, message, as_json=as_json, follow=(lambda: watch(client, child, as_json)) if watch_ else None)
 
 
 @app.command()
@@ -430,13 +432,8 @@ def autopilot(
         ap = client.start_autopilot(
             job_id, max_rounds=rounds, metric=metric, min_gain=min_gain, min_confidence=min_confidence
         )
-        if as_json and not watch_:
-            emit(ap.model_dump(mode="json"))
-            return
-        if not as_json:
-            out().print(f"autopilot {ap.id} on job {job_id}: {ap.state}", markup=False)
-        if watch_:
-            raise typer.Exit(watch_lineage(client, client.job(job_id), as_json))
+        follow = (lambda: watch_lineage(client, client.job(job_id), as_json)) if watch_ else None
+        report(ap, f"autopilot {ap.id} on job {job_id}: {ap.state}", as_json=as_json, follow=follow)
 
 
 @app.command()
