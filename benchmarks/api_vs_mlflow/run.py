@@ -3,7 +3,7 @@
     # once: MLflow in its own virtual environment (it is not a Plateau dependency)
     python3 -m venv /tmp/mlflow-venv && /tmp/mlflow-venv/bin/pip install mlflow "psycopg[binary]"
 
-    .venv/bin/python -m benchmarks.api.run [--workers 2] [--seconds 5 --rounds 2] [--concurrency 1,10,50]
+    .venv/bin/python -m benchmarks.api_vs_mlflow.run [--workers 2] [--seconds 5 --rounds 2] [--concurrency 1,10,50]
 
 What is compared (closed loop: each of N clients sends its next request when the last one answered):
 
@@ -53,7 +53,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.api.load import Request, merge, run_cell
+from benchmarks.api_vs_mlflow.load import Request, merge, run_cell
 from devtools.service import Proc, free_port, http_ok, start_api, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,7 +393,7 @@ def main() -> None:
                 )
         out = {
             "benchmark": "api_vs_mlflow",
-            "command": " ".join(["python -m benchmarks.api.run", *sys.argv[1:]]),
+            "command": " ".join(["python -m benchmarks.api_vs_mlflow.run", *sys.argv[1:]]),
             "workers": args.workers,
             "seconds_per_window": args.seconds,
             "rounds": args.rounds,

@@ -1,6 +1,6 @@
 """Bounded load test of the API on loopback: many pollers, steady submissions, and a count of lost jobs.
 
-    .venv/bin/python -m benchmarks.load.run --pollers 200 --duration 60
+    .venv/bin/python -m benchmarks.api_under_load.run --pollers 200 --duration 60
 
 Starts the real API (uvicorn, `--workers` processes) on 127.0.0.1 against a fresh PostgreSQL database
 and a Redis queue nobody consumes, seeds `--jobs` jobs, then for `--duration` seconds runs
