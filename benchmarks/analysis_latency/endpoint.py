@@ -17,18 +17,12 @@ import os
 import time
 import uuid
 
-import psycopg
-
-PG_ADMIN = os.environ.get("PLATEAU_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+from benchmarks.common import create_database, drop_database, service_url, summary, timed
 
 
 def measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
     name = f"plateau_bench_analysis_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["PLATEAU_DATABASE_URL"] = (
-        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
-    )
+    os.environ["PLATEAU_DATABASE_URL"] = service_url(create_database(name))
     os.environ.setdefault("PLATEAU_AUTH_ENABLED", "false")
     try:
         return _measure(raw_rows, spec, runs)
@@ -36,8 +30,7 @@ def measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
         from models.db import get_engine
 
         get_engine().dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 def _measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
@@ -45,7 +38,6 @@ def _measure(raw_rows: list[dict], spec: dict, runs: int) -> dict:
     from sqlalchemy import insert, update
 
     from api.main import app
-    from benchmarks.analysis_latency.run import summary, timed
     from models.analysis import service
     from models.db import session_scope
     from models.lifecycle import upsert_epoch

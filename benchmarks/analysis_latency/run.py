@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import random
-import statistics
 import time
 from pathlib import Path
 
 from analysis import EpochRecord, JobContext, diagnose
+from benchmarks.common import machine, summary, timed
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "analysis_latency.json"
@@ -113,27 +111,6 @@ def context(n: int) -> JobContext:
     )
 
 
-def timed(fn, runs: int) -> list[float]:
-    fn()  # warm-up: imports, rule parameter models, caches
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-def summary(times: list[float]) -> dict:
-    ordered = sorted(times)
-    return {
-        "runs": len(times),
-        "median_ms": round(statistics.median(times), 3),
-        "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 3),
-        "min_ms": round(ordered[0], 3),
-        "max_ms": round(ordered[-1], 3),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10_000)
@@ -187,7 +164,7 @@ def main() -> None:
         "target_median_ms": TARGET_MS,
         "results": results,
         "endpoint": endpoint,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "note": args.note,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -34,8 +33,19 @@ import httpx
 import psycopg
 import redis
 
-from benchmarks.cleanup import drop_queue
-from devtools.service import start_api
+from benchmarks.common import (
+    PG_ADMIN,
+    REDIS_URL,
+    busy_processes,
+    create_database,
+    database_url,
+    drop_database,
+    drop_queue,
+    load_average,
+    machine,
+    service_url,
+    start_api,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -64,12 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds (default 30)")
     p.add_argument(
         "--pg-admin",
-        default=os.environ.get("PLATEAU_LOAD_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"),
+        default=PG_ADMIN,
         help="PostgreSQL on loopback to create the scratch database with",
     )
     p.add_argument(
         "--redis",
-        default=os.environ.get("PLATEAU_LOAD_REDIS", "redis://127.0.0.1:6379/12"),
+        default=REDIS_URL,
         help="Redis on loopback; a queue named after this run is used and deleted",
     )
     p.add_argument("--json", type=Path, help="also write the report here")
@@ -274,7 +284,8 @@ def report(args: argparse.Namespace, stats: Stats, elapsed: float, written: int,
         "config": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("pg_admin", "redis")
         },
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {**machine(), "loadavg_at_end": load_average()},
+        "busy_processes_at_end": busy_processes(),
         "seconds": round(elapsed, 1),
         "requests": total,
         "errors": errors,
@@ -318,9 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     db_name = f"plateau_load_{run_id}"
     queue = f"load-{run_id}"
     work = Path(tempfile.mkdtemp(prefix="plateau-load-"))
-    db_url = args.pg_admin.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{db_name}"
     env = {
-        "PLATEAU_DATABASE_URL": db_url,
+        "PLATEAU_DATABASE_URL": service_url(database_url(db_name, args.pg_admin)),
         "PLATEAU_BROKER_URL": args.redis,
         "PLATEAU_QUEUE": queue,  # no worker consumes it
         "PLATEAU_DATA_ROOT": str(work / "data"),
@@ -331,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     from samples.shapes import generate
 
     generate(work / "data" / "shapes", classes=3, train=4, val=2, size=75, seed=1)
-    with psycopg.connect(args.pg_admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
+    create_database(db_name, args.pg_admin)
     proc = None
     try:
         proc, url = start_api(env, work / "api.log", workers=args.workers, path="/readyz", timeout=120)
@@ -360,15 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         from models.db import get_engine
 
         get_engine().dispose()
-        drop_queue(args.redis, queue)
-        with psycopg.connect(args.pg_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        drop_queue(queue, args.redis)
+        drop_database(db_name, args.pg_admin)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def verify(args: argparse.Namespace, accepted: list[str], db_name: str, queue: str) -> dict:
     """Every job that got a 202 is a row in the database, and has been sent to the broker."""
-    with psycopg.connect(args.pg_admin.rsplit("/", 1)[0] + f"/{db_name}") as conn:
+    with psycopg.connect(database_url(db_name, args.pg_admin)) as conn:
         found = conn.execute(
             "SELECT count(*), count(enqueued_at) FROM jobs WHERE id = ANY(%s)", ([uuid.UUID(j) for j in accepted],)
         ).fetchone()

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -54,12 +53,24 @@ import httpx
 import psycopg
 
 from benchmarks.api_vs_mlflow.load import Request, merge, run_cell
-from devtools.service import Proc, free_port, http_ok, start_api, wait_for
+from benchmarks.common import (
+    REDIS_URL,
+    Proc,
+    busy_processes,
+    create_database,
+    drop_database,
+    drop_queue,
+    free_port,
+    http_ok,
+    load_average,
+    machine,
+    service_url,
+    start_api,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "api_vs_mlflow.json"
-PG_ADMIN = os.environ.get("PLATEAU_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("PLATEAU_BENCH_REDIS", "redis://127.0.0.1:6379/12")
 MLFLOW = os.environ.get("PLATEAU_BENCH_MLFLOW", "/tmp/mlflow-venv/bin/mlflow")
 SPEC = {
     "name": "bench",
@@ -72,17 +83,6 @@ SPEC = {
     "seed": 1,
 }
 TARGET_RATIO = 2.0
-
-
-def create_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def start_plateau(env: dict[str, str], workers: int, log: Path) -> tuple[Proc, str]:
@@ -227,13 +227,6 @@ class CpuMeter:
         self.used[2] += end[2] - self.start[2]
 
 
-def busy_benchmarks() -> str:
-    out = subprocess.run(
-        ["pgrep", "-af", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True, text=True
-    ).stdout.strip()
-    return "\n".join(line for line in out.splitlines() if "pgrep" not in line)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="server processes, the same for both")
@@ -263,7 +256,7 @@ def main() -> None:
         plateau_url_db = create_database(plateau_db)
         mlflow_url_db = create_database(mlflow_db)
         env = {
-            "PLATEAU_DATABASE_URL": plateau_url_db.replace("postgresql://", "postgresql+psycopg://"),
+            "PLATEAU_DATABASE_URL": service_url(plateau_url_db),
             "PLATEAU_BROKER_URL": REDIS_URL,
             "PLATEAU_QUEUE": queue,
             "PLATEAU_DATA_ROOT": str(work / "data"),
@@ -323,8 +316,8 @@ def main() -> None:
         def group(kind: str, server: str) -> tuple[int, str]:
             return (uncached.p.pid, plateau_db) if (kind, server) == ("metrics_uncached", "plateau") else groups[server]
 
-        busy = busy_benchmarks()
-        load_before = os.getloadavg()
+        busy = busy_processes()
+        load_before = load_average()
         results = []
         for c in levels:
             for kind in kinds:
@@ -401,13 +394,8 @@ def main() -> None:
             "epochs": args.epochs,
             "backend": "PostgreSQL (one server, a fresh database each)",
             "mlflow_version": subprocess.run([MLFLOW, "--version"], capture_output=True, text=True).stdout.strip(),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "loadavg_before": [round(x, 2) for x in load_before],
-            },
-            "other_benchmarks_running": busy or None,
+            "machine": {**machine(), "loadavg_before": load_before},
+            "busy_processes_before": busy,
             "target": f"Plateau >= {TARGET_RATIO}x MLflow requests/s at equal or lower p99",
             "results": results,
             "comparisons": comparisons,
@@ -430,9 +418,7 @@ def main() -> None:
         for proc in procs:
             proc.stop()
         try:
-            from benchmarks.cleanup import drop_queue
-
-            drop_queue(REDIS_URL, queue)
+            drop_queue(queue)
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
         drop_database(plateau_db)

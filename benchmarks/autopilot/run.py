@@ -27,30 +27,15 @@ from pathlib import Path
 import httpx
 
 from benchmarks.autopilot.strategies import STRATEGIES, best, submit, wait_done
+from benchmarks.common import ROOT, start_embedded_service, work_dir
 from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
 from benchmarks.diagnosis.families import FAMILIES
 from benchmarks.diagnosis.manifest import judge
 from benchmarks.diagnosis.pretrain import pretrain
-from devtools.service import Proc, start_embedded
 
-ROOT = Path(__file__).resolve().parents[2]
-WORK = ROOT / "var" / "bench-autopilot"
+WORK = work_dir("autopilot")
 TOLERANCE = 0.02
 ROUNDS = 3
-
-
-def start_service(port: int) -> tuple[Proc, str]:
-    env = {
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PLATEAU_DATA_ROOT": str(WORK / "data"),
-        "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db",
-        "PLATEAU_BROKER_URL": "filesystem://",
-        "PLATEAU_BROKER_DIR": str(WORK / "broker"),
-        "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
-        "PLATEAU_RECONCILE_INTERVAL": "5",
-    }
-    WORK.mkdir(parents=True, exist_ok=True)
-    return start_embedded(env, WORK / "service.log", port=port, timeout=120)
 
 
 def rows(api: httpx.Client, job_id: str) -> list[dict]:
@@ -107,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(parents=True, exist_ok=True)
     pretrain(data / "base.weights.h5", WORK / "source")
     strategies = args.strategies.split(",")
-    service, url = start_service(args.port)
+    service, url = start_embedded_service(WORK, args.port, PLATEAU_RECONCILE_INTERVAL="5")
     runs, t0 = [], time.perf_counter()
     try:
         with httpx.Client(base_url=url, timeout=60) as api:

@@ -10,7 +10,9 @@ import time
 
 import httpx
 
-DONE = ("succeeded", "failed", "cancelled")
+from contract.status import TERMINAL_STATUSES
+
+DONE = TERMINAL_STATUSES
 # The seed recipe applied blindly: augmentation + dropout 0.5 + L2 1e-4 + ReduceLROnPlateau.
 SEED_RECIPE = {
     "regularization": {

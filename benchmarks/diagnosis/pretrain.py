@@ -69,6 +69,7 @@ def pretrain(
 
 
 if __name__ == "__main__":
-    from benchmarks.diagnosis.run import WORK
+    from benchmarks.common import work_dir
 
-    pretrain(WORK / "data" / "base.weights.h5", WORK / "source")
+    work = work_dir("diagnosis")
+    pretrain(work / "data" / "base.weights.h5", work / "source")

@@ -17,9 +17,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -28,48 +25,15 @@ from pathlib import Path
 import httpx
 
 from analysis import evaluate
+from benchmarks.common import ROOT, embedded_env, start_embedded_service, work_dir
 from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
 from benchmarks.diagnosis.families import FAMILIES
 from benchmarks.diagnosis.manifest import judge
 from benchmarks.diagnosis.pretrain import pretrain
+from contract.status import TERMINAL_STATUSES
 
-ROOT = Path(__file__).resolve().parents[2]
-WORK = ROOT / "var" / "bench-diagnosis"
-DONE = ("succeeded", "failed", "cancelled")
-
-
-def service_env() -> dict[str, str]:
-    return {
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PLATEAU_DATA_ROOT": str(WORK / "data"),
-        "PLATEAU_DATABASE_URL": f"sqlite:///{WORK}/plateau.db",
-        "PLATEAU_BROKER_URL": "filesystem://",
-        "PLATEAU_BROKER_DIR": str(WORK / "broker"),
-        "PLATEAU_ARTIFACTS_DIR": str(WORK / "artifacts"),
-    }
-
-
-def start_service(port: int) -> subprocess.Popen:
-    log = open(WORK / "service.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.embedded", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **service_env()},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_ready(api: httpx.Client) -> None:
-    for _ in range(240):
-        try:
-            if api.get("/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"service did not start; see {WORK / 'service.log'}")
+WORK = work_dir("diagnosis")
+DONE = TERMINAL_STATUSES
 
 
 def compact(x):
@@ -91,7 +55,7 @@ def recorded(job_id: str) -> tuple[dict, list[dict]]:
     from models.db import make_engine
     from models.tables import Job
 
-    engine = make_engine(service_env()["PLATEAU_DATABASE_URL"])
+    engine = make_engine(embedded_env(WORK)["PLATEAU_DATABASE_URL"])
     try:
         with Session(engine) as session:
             job = session.get(Job, uuid.UUID(job_id))
@@ -199,18 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         todo.append((family, case, seed, spec, path))
     print(f"{len(todo)} run(s) to record", flush=True)
     if todo:
-        service = start_service(args.port)
+        service, url = start_embedded_service(WORK, args.port)
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as api:
-                wait_ready(api)
+            with httpx.Client(base_url=url, timeout=60) as api:
                 for family, case, seed, spec, path in todo:
                     fx = record(api, family, case, seed, spec, base)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(fx, separators=(",", ":")) + "\n")
                     print(f"{family}/{case}/s{seed}: {fx['job']['status']} in {fx['job']['seconds']} s", flush=True)
         finally:
-            os.killpg(service.pid, signal.SIGTERM)
-            service.wait(120)
+            service.stop(timeout=120)
     judge_all(args.corpus, args.families)
     return evaluate.main(["--corpus", str(args.corpus), "--out", str(args.out)])
 

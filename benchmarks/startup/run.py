@@ -32,11 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,14 +42,24 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 
-from devtools.service import Proc, start_api, wait_for
+from benchmarks.common import (
+    REDIS_URL,
+    Proc,
+    busy_processes,
+    create_database,
+    drop_database,
+    drop_queue,
+    load_average,
+    machine,
+    service_url,
+    start_api,
+    wait_for,
+)
+from contract.status import TERMINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "startup.json"
-PG_ADMIN = os.environ.get("PLATEAU_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("PLATEAU_BENCH_REDIS", "redis://127.0.0.1:6379/12")
 SPEC = {
     "name": "startup-bench",
     "dataset": {"train_dir": "shapes/train", "val_dir": "shapes/val", "image_size": 75, "seed": 1},
@@ -146,15 +153,13 @@ def main() -> None:
     marks_file = work / "marks.jsonl"
     queue = f"bench-startup-{run_id}"
     procs: list[Proc] = []
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
+    db_url = create_database(db)
     try:
         from samples.shapes import generate
 
         generate(work / "data" / "shapes", classes=3, train=args.train, val=max(4, args.train // 4), size=80, seed=1)
         env = {
-            "PLATEAU_DATABASE_URL": PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0]
-            + f"/{db}",
+            "PLATEAU_DATABASE_URL": service_url(db_url),
             "PLATEAU_BROKER_URL": REDIS_URL,
             "PLATEAU_QUEUE": queue,
             "PLATEAU_DATA_ROOT": str(work / "data"),
@@ -177,7 +182,7 @@ def main() -> None:
             assert resp.status_code == 202, resp.text
             job_id = resp.json()["id"]
             job = wait_for(
-                lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled") else None)(
+                lambda: (lambda j: j if j["status"] in TERMINAL_STATUSES else None)(
                     httpx.get(f"{url}/jobs/{job_id}", timeout=10).json()
                 ),
                 900,
@@ -226,16 +231,8 @@ def main() -> None:
             "warm_median": medians,
             "warm_jobs": len(warm),
             "jobs": jobs,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
-            },
-            "other_benchmarks_running": subprocess.run(
-                ["pgrep", "-f", "benchmarks.diagnosis.run|benchmarks.training"], capture_output=True, text=True
-            ).stdout.split()
-            or None,
+            "machine": {**machine(), "loadavg_at_end": load_average()},
+            "busy_processes_at_end": busy_processes(),
             "note": args.note,
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -247,13 +244,10 @@ def main() -> None:
         for proc in reversed(procs):
             proc.stop()
         try:
-            from benchmarks.cleanup import drop_queue
-
-            drop_queue(REDIS_URL, queue)
+            drop_queue(queue)
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        drop_database(db)
         shutil.rmtree(work, ignore_errors=True)
 
 

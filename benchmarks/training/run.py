@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import threading
 import time
 from pathlib import Path
+
+from benchmarks import common
+from benchmarks.common import busy_processes, load_average
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-training"
@@ -42,68 +44,21 @@ SOURCE_SIZE = 299  # side of the generated PNG files
 TARGETS = {"ours_vs_classic": 2.0, "ours_vs_in_memory": 0.9, "cached_vs_uncached": 10.0}
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def machine() -> dict:
+    """The shared machine facts, and what TensorFlow sees and can run here."""
     import tensorflow as tf
 
-    flags = cpu_flags()
     try:
         a = tf.ones((64, 64), tf.bfloat16)
         bf16_matmul = bool(tf.reduce_all(tf.matmul(a, a) == 64.0))
     except Exception:  # noqa: BLE001
         bf16_matmul = False
-    mem = next(
-        (
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal")
-        ),
-        0,
-    )
     return {
-        "cpu": next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            platform.processor(),
-        ),
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**20, 1),
+        **common.machine(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-        "avx2": "avx2" in flags,
         "bf16_matmul_runs": bf16_matmul,
         "tensorflow": tf.__version__,
     }
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def busy_processes(min_cpu: float = 10.0) -> list[str]:
-    """Other processes using the CPU right now (ps' lifetime average %CPU), to tell contention in the figures."""
-    import subprocess
-
-    out = subprocess.run(["ps", "-eo", "pid=,pcpu=,args="], capture_output=True, text=True).stdout
-    busy = []
-    for line in out.splitlines():
-        pid, cpu, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (line, "0", "")
-        if int(pid) != os.getpid() and float(cpu) >= min_cpu and not args.startswith("ps "):
-            busy.append(f"{cpu}% {args[:120]}")
-    return busy
 
 
 def build(policy: str = "float32", jit_compile: bool = False):
