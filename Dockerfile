@@ -26,7 +26,7 @@ RUN pip install --no-cache-dir ".[${EXTRAS}]"
 
 # The code; its dependencies are already there.
 COPY . .
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps . ./server \
     && useradd --create-home --uid 10001 plateau \
     && mkdir -p /data /artifacts /app/var \
     && chown plateau:plateau /data /artifacts /app/var

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install Plateau (server, CPU worker) with its test tools. Safe to run again.
+# Create .venv and install Plateau (client, server, CPU worker) with its test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -9,3 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[server,worker,test]"
+# The service's packages, a distribution of their own (server/pyproject.toml); their dependencies came above.
+.venv/bin/python -m pip install --quiet --no-deps -e ./server

@@ -1,5 +1,6 @@
 """`pip install plateau` alone is the client: in an empty virtualenv the CLI runs and submits to a real service, and
-none of the server's or the worker's heavy dependencies come along."""
+none of the server's or the worker's heavy dependencies come along; its wheel holds no server package, which ship
+in the `plateau-server` distribution (server/pyproject.toml) instead."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tomllib
 import uuid
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -105,3 +107,63 @@ def test_the_installed_cli_helps_and_submits(client_venv, api, tmp_path):
     spec_file.write_text(json.dumps(small_spec(batch_size=0)))
     refused = run(client_venv, plateau, "--url", api, "submit", str(spec_file))
     assert refused.returncode == 2 and "batch_size" in refused.stdout + refused.stderr, refused
+
+
+def _wheel(source: Path, out: Path) -> zipfile.ZipFile:
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = out.glob("*.whl")
+    return zipfile.ZipFile(wheel)
+
+
+def _top_level(wheel: zipfile.ZipFile) -> set[str]:
+    return {name.split("/")[0] for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
+
+
+SERVER_PACKAGES = {"api", "worker", "models", "analysis"}
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A clean copy of what the two distributions are built from (no build/ folder left by an earlier build)."""
+    source = tmp_path_factory.mktemp("wheels") / "src"
+    (source / "server").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "server/pyproject.toml"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("client", "contract", *SERVER_PACKAGES):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
+def test_the_base_wheel_ships_the_client_and_the_contract_only(checkout, tmp_path):
+    wheel = _wheel(checkout, tmp_path / "base")
+    assert _top_level(wheel) == {"client", "contract"}
+    entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
+    assert "plateau-embedded" not in wheel.read(entry_points).decode()
+
+
+def test_the_server_wheel_ships_the_server_packages_with_their_data(checkout, tmp_path):
+    wheel = _wheel(checkout / "server", tmp_path / "server")
+    assert _top_level(wheel) == SERVER_PACKAGES
+    names = set(wheel.namelist())
+    assert "models/migrations/script.py.mako" in names
+    assert any(n.startswith("models/migrations/versions/") and n.endswith(".py") for n in names)
+    assert any(n.startswith("api/dashboard/templates/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "plateau-embedded = api.embedded:main" in wheel.read(entry_points).decode()
