@@ -102,6 +102,9 @@ def _drop_outbox(session: OrmSession, transaction) -> None:
         session.info.pop(_OUTBOX, None)
 
 
+transitions.listen()  # after the listeners above: a change's log line and webhook come first
+
+
 def submit(session: Session, job: Job) -> None:
     """None → queued: add a new job; the caller commits (and then sends it to the broker)."""
     job.status = JobStatus.queued.value

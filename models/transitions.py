@@ -43,12 +43,16 @@ class Transition:
 
 def after_commit(session: Session, action: Callable[[], None]) -> None:
     """Run `action` once the caller's transaction commits; never if it rolls back."""
-    # Listened for from the first use on, so these actions run after `models.lifecycle`'s own (the change's log
-    # line and webhook come first, as they did when the worker advanced the autopilot itself).
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def listen() -> None:
+    """Start running the staged actions on commit. `models.lifecycle` calls this once its own commit listeners
+    are in place, so a change's log line and webhook come before the actions (as they did when the worker
+    advanced the autopilot by hand)."""
     if not event.contains(OrmSession, "after_commit", _run_after_commit):
         event.listen(OrmSession, "after_commit", _run_after_commit)
         event.listen(OrmSession, "after_transaction_end", _drop_after_commit)
-    session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 def _run_after_commit(session: OrmSession) -> None:
