@@ -81,6 +81,39 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(WORKDIR, ignore_errors=True)
 
 
+# The inner loop, `pytest -m fast` (README, "Quick start"): the pure analysis, the contract, and the API and the
+# domain in-process against the test databases. No training, no worker or service process, no schema fuzzing.
+FAST = (
+    "tests/analysis/",
+    "tests/test_analysis_api.py",
+    "tests/test_analysis_cache.py",
+    "tests/test_api.py",
+    "tests/test_architecture.py",
+    "tests/test_artifacts.py",
+    "tests/test_autopilot_logic.py",
+    "tests/test_compose.py",
+    "tests/test_epoch_contract.py",
+    "tests/test_epoch_diagnosis.py",
+    "tests/test_events.py",
+    "tests/test_history_cache.py",
+    "tests/test_hostile_input.py",
+    "tests/test_job_contract.py",
+    "tests/test_layers.py",
+    "tests/test_lifecycle.py",
+    "tests/test_metrics_etag.py",
+    "tests/test_spec_validation.py",
+    "tests/test_tenancy_limits.py",
+    "tests/test_webhooks.py",
+)
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(_ROOT).as_posix().startswith(FAST):
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     return DATA_ROOT
