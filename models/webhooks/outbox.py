@@ -1,0 +1,153 @@
+"""The webhook outbox: rows in `webhook_deliveries`, written with the change they report and sent later.
+
+`stage` is what the lifecycle's after-transition hook calls, inside the caller's transaction: the change and
+its delivery commit together or not at all, and a crash after the commit loses nothing, because the row waits
+in the database until a sender (`models.webhooks.sender`) claims it. A claim is a lease (`claimed_until`): a
+sender that dies mid-delivery leaves a row that another sender takes again once the lease lapses, so delivery
+is at least once; receivers drop repeats by `X-Plateau-Delivery`, which stays the same on every try.
+
+No HTTP here: this module loads in every process that changes a job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, or_, update
+from sqlmodel import Session, select
+
+from contract.webhook import WebhookSpec
+from models.tables import Job, WebhookDelivery, utcnow
+from models.webhooks import signing
+
+PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
+
+
+def target_of(url: str) -> str:
+    """The unit of per-target concurrency: scheme, host and port, so one slow receiver holds only its own slots."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"[:300]
+
+
+def stage(
+    session: Session,
+    job: Job | None,
+    event: str,
+    *,
+    status: str | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> WebhookDelivery | None:
+    """Add the delivery of `event` to the caller's transaction, when `job` has a webhook that wants it."""
+    raw = (job.spec or {}).get("webhook") if job is not None else None
+    if not raw:
+        return None
+    hook = WebhookSpec.model_validate(raw)
+    if not hook.wants(event):
+        return None
+    row = WebhookDelivery(
+        job_id=job.id,
+        owner=job.owner,
+        url=hook.url,
+        target=target_of(hook.url),
+        event=event,
+        body=signing.payload(event, job.id, status, at or utcnow(), data),
+        delivery_id=uuid.uuid4().hex,
+    )
+    session.add(row)
+    return row
+
+
+def _due(now: datetime):
+    return or_(
+        and_(WebhookDelivery.state == PENDING, WebhookDelivery.next_attempt_at <= now),
+        and_(WebhookDelivery.state == SENDING, WebhookDelivery.claimed_until < now),  # its sender died
+    )
+
+
+def claim(
+    session: Session,
+    *,
+    limit: int,
+    lease_seconds: float,
+    per_target: int | None = None,
+    in_flight: Mapping[str, int] | None = None,
+) -> list[WebhookDelivery]:
+    """Take up to `limit` due rows, oldest first, at most `per_target` in flight per target counting the
+    caller's `in_flight`; each is leased for `lease_seconds`. Commits.
+
+    PostgreSQL: candidates are locked with FOR UPDATE SKIP LOCKED, so concurrent senders never wait on one
+    another. SQLite: the conditional UPDATE below is the claim (one writer at a time, and a row another
+    sender took meanwhile no longer matches). Rows of a full target are not even read: they wait in the table.
+    """
+    now = utcnow()
+    busy = Counter(in_flight or {})
+    query = select(WebhookDelivery.id, WebhookDelivery.target).where(_due(now))
+    if per_target is not None:
+        full = [t for t, n in busy.items() if n >= per_target]
+        if full:
+            query = query.where(WebhookDelivery.target.not_in(full))
+    query = query.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit * 4)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    chosen: list[int] = []
+    for row_id, target in session.exec(query).all():
+        if len(chosen) >= limit:
+            break
+        if per_target is None or busy[target] < per_target:
+            busy[target] += 1
+            chosen.append(row_id)
+    if not chosen:
+        session.rollback()
+        return []
+    taken = (
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(chosen), _due(now))
+            .values(state=SENDING, claimed_until=now + timedelta(seconds=lease_seconds))
+            .returning(WebhookDelivery.id)
+        )
+        .scalars()
+        .all()
+    )
+    session.commit()
+    if not taken:
+        return []
+    return list(session.exec(select(WebhookDelivery).where(WebhookDelivery.id.in_(taken))).all())
+
+
+def record_try(
+    session: Session,
+    row_id: int,
+    *,
+    ok: bool,
+    retry: bool,
+    status_code: int | None,
+    error: str | None,
+    max_attempts: int,
+    backoff_seconds: float,
+    max_backoff_seconds: float,
+) -> str:
+    """Store how one try went: delivered, retried later (exponential backoff), or dead. Returns the new state."""
+    row = session.get(WebhookDelivery, row_id)
+    now = utcnow()
+    row.attempts += 1
+    row.last_status = status_code
+    row.last_error = error[:2000] if error else None
+    row.claimed_until = None
+    if ok:
+        row.state, row.delivered_at = DELIVERED, now
+    elif retry and row.attempts < max_attempts:
+        wait = min(backoff_seconds * 2 ** (row.attempts - 1), max_backoff_seconds)
+        row.state, row.next_attempt_at = PENDING, now + timedelta(seconds=wait)
+    else:
+        row.state = DEAD
+    session.add(row)
+    session.commit()
+    return row.state
