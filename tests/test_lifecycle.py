@@ -165,7 +165,12 @@ def test_findings_are_sent_and_other_events_are_not(sent):
         lifecycle.record_event(s, job_id, "finding", reason="val_loss plateaued", data={"rule": "plateau"})
         lifecycle.record_event(s, job_id, "lr_reduced", reason="cut")
         s.commit()
-    assert sent[-1] == (str(job_id), "finding", "queued", {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}})
+    assert sent[-1] == (
+        str(job_id),
+        "finding",
+        "queued",
+        {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}},
+    )
     assert [e[1] for e in sent] == ["queued", "finding"]
 
 
