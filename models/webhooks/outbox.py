@@ -18,12 +18,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
+from pydantic import ValidationError
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, select
 
 from contract.webhook import WebhookSpec
 from models.tables import Job, WebhookDelivery, utcnow
 from models.webhooks import signing
+
+log = structlog.get_logger()
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
 
@@ -48,7 +52,11 @@ def stage(
     raw = (job.spec or {}).get("webhook") if job is not None else None
     if not raw:
         return None
-    hook = WebhookSpec.model_validate(raw)
+    try:
+        hook = WebhookSpec.model_validate(raw)
+    except ValidationError as exc:  # checked at submit; if a stored spec is off anyway, the job must not fail for it
+        log.warning("webhook not staged: stored target invalid", job_id=str(job.id), error=str(exc)[:500])
+        return None
     if not hook.wants(event):
         return None
     row = WebhookDelivery(

@@ -76,7 +76,11 @@ class Sender:
             for row in rows:
                 self._in_flight[row.target] += 1
         for row in rows:
-            self._pool.submit(self._send, row)
+            try:
+                self._pool.submit(self._send, row)
+            except RuntimeError:  # the interpreter is exiting: the rows left are taken again when their lease lapses
+                self._stop.set()
+                break
         return len(rows)
 
     def _run(self) -> None:
