@@ -3,8 +3,8 @@
 Every change of a job's state is a function here, each a single conditional UPDATE (or a row lock), so racing
 processes cannot both win. Each goes through one after-transition hook, `_transitioned`: it adds the state
 event and the job's webhook delivery (`models.webhooks.outbox`) in the same transaction, and logs the change
-once it commits; a sender delivers the outbox later. The jobs-by-state and transitions metrics are read from these rows at
-scrape time. Findings reach the webhook the same way (`record_event`). Nobody else sends a job's webhook.
+once it commits; a sender delivers the outbox later. The jobs-by-state and transitions metrics are read from
+these rows at scrape time. Findings reach the webhook the same way (`record_event`). Nobody else sends a job's webhook.
 """
 
 from __future__ import annotations
