@@ -215,3 +215,19 @@ def test_api_and_worker_transitions_are_staged(client):
     last = rows_of(job_id)[-1]
     assert [r.event for r in rows_of(job_id)] == ["queued", "cancelled", "finding"]
     assert last.body["data"] == {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}
+
+
+def test_the_outbox_is_counted_in_metrics(client):
+    """Operators see what waits and what was given up on: `plateau_webhook_deliveries{state}`."""
+
+    def count(state: str) -> float:
+        lines = client.get("/metrics").text.splitlines()
+        return float(
+            next(
+                line.split()[-1] for line in lines if line.startswith(f'plateau_webhook_deliveries{{state="{state}"}}')
+            )
+        )
+
+    before = count("pending")
+    submit("https://hooks.example.com/plateau")
+    assert count("pending") == before + 1 and count("dead") >= 0
