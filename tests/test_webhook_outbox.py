@@ -141,6 +141,24 @@ def test_a_receiver_that_never_answers_does_not_delay_another_tenant():
     assert len(alive.requests) == 1
 
 
+def test_a_tenant_with_many_dead_receivers_holds_only_its_share():
+    """Per-target slots alone would let one tenant fill the pool with several dead receivers of its own."""
+    hold = threading.Event()
+    with Receiver(hold=hold) as dead_a, Receiver(hold=hold) as dead_b, Receiver() as alive:
+        stuck = [submit(url, owner="tenant-greedy") for url in (dead_a.url, dead_b.url) for _ in range(3)]
+        other = submit(alive.url, owner="tenant-other")
+        sender = Sender(
+            settings=settings(webhook_timeout_seconds=30), workers=4, per_target=2, per_owner=2, poll_seconds=0.1
+        )
+        sender.start()
+        try:
+            assert wait_until(lambda: delivered(other), 10, lambda: rows_of(other)) < 3
+            assert sum(r.state == outbox.SENDING for j in stuck for r in rows_of(j)) == 2
+        finally:
+            hold.set()
+            sender.stop()
+
+
 def test_failed_tries_back_off_and_end_dead():
     with Receiver([500, 200]) as flaky, Receiver([503] * 10) as broken:
         ok, bad = submit(flaky.url), submit(broken.url)
@@ -167,7 +185,8 @@ def test_a_burst_of_1100_events_is_delivered_whole_and_once(senders):
                 lifecycle.record_event(s, job_id, "finding", reason=f"finding {i}", data={"i": i})
             s.commit()
         running = [
-            Sender(settings=settings(), workers=4, per_target=4, poll_seconds=0.05).start() for _ in range(senders)
+            Sender(settings=settings(), workers=4, per_target=4, per_owner=4, poll_seconds=0.05).start()
+            for _ in range(senders)
         ]
         try:
             wait_until(lambda: len(rx.requests) >= 1100, 240, lambda: f"{len(rx.requests)} of 1100 delivered")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,37 +79,58 @@ def _due(now: datetime):
     )
 
 
-def claim(
-    session: Session,
-    *,
-    limit: int,
-    lease_seconds: float,
-    per_target: int | None = None,
-    in_flight: Mapping[str, int] | None = None,
-) -> list[WebhookDelivery]:
-    """Take up to `limit` due rows, oldest first, at most `per_target` in flight per target counting the
-    caller's `in_flight`; each is leased for `lease_seconds`. Commits.
+@dataclass
+class Slots:
+    """Tries in flight in one sender, by target and by tenant, and the most it allows of each: a receiver that
+    never answers holds its target's slots, a tenant with many such receivers holds its own share, no more."""
+
+    per_target: int
+    per_owner: int
+    targets: Counter[str] = field(default_factory=Counter)
+    owners: Counter[str] = field(default_factory=Counter)
+
+    def take(self, target: str, owner: str) -> bool:
+        if self.targets[target] >= self.per_target or self.owners[owner] >= self.per_owner:
+            return False
+        self.targets[target] += 1
+        self.owners[owner] += 1
+        return True
+
+    def give_back(self, target: str, owner: str) -> None:
+        self.targets[target] -= 1
+        self.owners[owner] -= 1
+        self.targets, self.owners = +self.targets, +self.owners  # drop the zeros
+
+    def copy(self) -> Slots:
+        return Slots(self.per_target, self.per_owner, Counter(self.targets), Counter(self.owners))
+
+
+def claim(session: Session, *, limit: int, lease_seconds: float, slots: Slots | None = None) -> list[WebhookDelivery]:
+    """Take up to `limit` due rows, oldest first, that fit in `slots` (not changed: the caller takes the slots of
+    what it got); each is leased for `lease_seconds`. Commits.
 
     PostgreSQL: candidates are locked with FOR UPDATE SKIP LOCKED, so concurrent senders never wait on one
     another. SQLite: the conditional UPDATE below is the claim (one writer at a time, and a row another
-    sender took meanwhile no longer matches). Rows of a full target are not even read: they wait in the table.
+    sender took meanwhile no longer matches). Rows of a full target or tenant are not even read: they wait.
     """
     now = utcnow()
-    busy = Counter(in_flight or {})
-    query = select(WebhookDelivery.id, WebhookDelivery.target).where(_due(now))
-    if per_target is not None:
-        full = [t for t, n in busy.items() if n >= per_target]
-        if full:
-            query = query.where(WebhookDelivery.target.not_in(full))
+    room = slots.copy() if slots is not None else None
+    query = select(WebhookDelivery.id, WebhookDelivery.target, WebhookDelivery.owner).where(_due(now))
+    if room is not None:
+        full_targets = [t for t, n in room.targets.items() if n >= room.per_target]
+        full_owners = [o for o, n in room.owners.items() if n >= room.per_owner]
+        if full_targets:
+            query = query.where(WebhookDelivery.target.not_in(full_targets))
+        if full_owners:
+            query = query.where(WebhookDelivery.owner.not_in(full_owners))
     query = query.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit * 4)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     chosen: list[int] = []
-    for row_id, target in session.exec(query).all():
+    for row_id, target, owner in session.exec(query).all():
         if len(chosen) >= limit:
             break
-        if per_target is None or busy[target] < per_target:
-            busy[target] += 1
+        if room is None or room.take(target, owner):
             chosen.append(row_id)
     if not chosen:
         session.rollback()

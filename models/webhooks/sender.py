@@ -1,8 +1,9 @@
 """The outbox sender: a thread that claims due deliveries and posts them from a small pool of threads.
 
-Each target (scheme, host and port) has at most `per_target` tries in flight in this process, and a full
-target's rows are left in the outbox rather than claimed, so a receiver that is slow or never answers holds
-its own slots only: every other target keeps the rest of the pool. A failed try is stored with its next time
+Each target (scheme, host and port) has at most `per_target` tries in flight in this process, each tenant at
+most `per_owner` (half the pool by default), and the rows of a full target or tenant are left in the outbox
+rather than claimed, so a receiver that is slow or never answers holds its own slots only, and a tenant with
+many such receivers its own share: every other tenant keeps the rest of the pool. A failed try is stored with its next time
 (exponential backoff) and the row is claimed again then; after `PLATEAU_WEBHOOK_MAX_ATTEMPTS` tries it is
 `dead`. Nothing is queued in memory: what is not yet sent waits in the database, whatever its number.
 Several senders (processes) may run at once: claims never overlap (see `outbox.claim`).
@@ -11,7 +12,6 @@ Several senders (processes) may run at once: claims never overlap (see `outbox.c
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -31,6 +31,7 @@ class Sender:
         settings: Settings | None = None,
         workers: int = 8,
         per_target: int = 2,
+        per_owner: int | None = None,
         poll_seconds: float = 0.5,
         lease_seconds: float | None = None,
     ):
@@ -40,7 +41,7 @@ class Sender:
         self.poll_seconds = poll_seconds
         # Longer than any try can take: a row is only taken again from a sender that died holding it.
         self.lease_seconds = lease_seconds or self.settings.webhook_timeout_seconds * 3 + 30
-        self._in_flight: Counter[str] = Counter()
+        self._slots = outbox.Slots(per_target, per_owner or max(1, workers // 2))
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -64,17 +65,16 @@ class Sender:
     def pump(self) -> int:
         """Claim what the free slots allow and hand it to the pool; returns how many rows were claimed."""
         with self._lock:
-            free = self.workers - sum(self._in_flight.values())
-            busy = dict(self._in_flight)
+            free = self.workers - sum(self._slots.targets.values())
+            slots = self._slots.copy()
         if free <= 0:
             return 0
         with session_scope() as s:
-            rows = outbox.claim(
-                s, limit=free, lease_seconds=self.lease_seconds, per_target=self.per_target, in_flight=busy
-            )
+            rows = outbox.claim(s, limit=free, lease_seconds=self.lease_seconds, slots=slots)
         with self._lock:
             for row in rows:
-                self._in_flight[row.target] += 1
+                self._slots.targets[row.target] += 1
+                self._slots.owners[row.owner] += 1
         for row in rows:
             try:
                 self._pool.submit(self._send, row)
@@ -133,9 +133,7 @@ class Sender:
             log.warning("webhook send crashed", delivery_id=row.delivery_id, error=f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
-                self._in_flight[row.target] -= 1
-                if self._in_flight[row.target] <= 0:
-                    del self._in_flight[row.target]
+                self._slots.give_back(row.target, row.owner)
             self._wake.set()
 
 
