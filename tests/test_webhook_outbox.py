@@ -185,7 +185,7 @@ def test_a_burst_of_1100_events_is_delivered_whole_and_once(senders):
                 lifecycle.record_event(s, job_id, "finding", reason=f"finding {i}", data={"i": i})
             s.commit()
         running = [
-            Sender(settings=settings(), workers=4, per_target=4, per_owner=4, poll_seconds=0.05).start()
+            Sender(settings=settings(), workers=8, per_target=8, per_owner=8, poll_seconds=0.05).start()
             for _ in range(senders)
         ]
         try:
