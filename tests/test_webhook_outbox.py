@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,13 @@ def test_the_outbox_is_counted_in_metrics(client):
     before = count("pending")
     submit("https://hooks.example.com/plateau")
     assert count("pending") == before + 1 and count("dead") >= 0
+
+
+def test_data_json_cannot_hold_is_stored_as_sent_not_a_failed_transition():
+    job_id = submit("https://hooks.example.com/plateau")
+    odd = {"parent": uuid.uuid4(), "when": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    with session_scope() as s:
+        outbox.stage(s, s.get(Job, job_id), "finding", status="queued", data=odd)
+        s.commit()
+    row = rows_of(job_id)[-1]
+    assert row.body["data"] == {"parent": str(odd["parent"]), "when": "2026-01-02 00:00:00+00:00"}

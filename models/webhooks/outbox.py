@@ -11,6 +11,7 @@ No HTTP here: this module loads in every process that changes a job.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ def stage(
         url=hook.url,
         target=target_of(hook.url),
         event=event,
-        body=signing.payload(event, job.id, status, at or utcnow(), data),
+        # stored as it will be sent: anything JSON cannot hold is already text here, never a failed transition
+        body=json.loads(signing.encode(signing.payload(event, job.id, status, at or utcnow(), data))),
         delivery_id=uuid.uuid4().hex,
     )
     session.add(row)
