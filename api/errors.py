@@ -15,7 +15,8 @@ __all__ = ["Conflict", "InvalidField", "LimitExceeded", "NotFound", "field_error
 
 
 ECHO_DEPTH = 8  # how deep a 422 echoes the offending input
-ECHO_CHARS = 200  # how much of a long input string it echoes
+ECHO_CHARS = 200  # how much of a long input string (or key, or `loc` entry) it echoes
+MESSAGE_CHARS = 2000  # a message is ours, but may quote input: bounded too
 
 
 def renderable(value: Any, depth: int = 0, cut: int | None = ECHO_CHARS) -> Any:
@@ -42,9 +43,15 @@ def renderable(value: Any, depth: int = 0, cut: int | None = ECHO_CHARS) -> Any:
 
 def _error_items(errors: list[dict]) -> list[dict]:
     """Each error with its echoes made short and renderable, and everything else made renderable."""
-    return [
-        {k: renderable(v) if k in ("input", "ctx") else renderable(v, cut=None) for k, v in e.items()} for e in errors
-    ]
+    return [{k: _rendered(k, v) for k, v in e.items()} for e in errors]
+
+
+def _rendered(field: str, value: Any) -> Any:
+    if field in ("input", "ctx"):
+        return renderable(value)
+    if field == "loc":  # a key of the client's input is input too: a 100 KB key is not echoed whole
+        return [renderable(part) for part in value]
+    return renderable(value, cut=MESSAGE_CHARS)
 
 
 def install(app: FastAPI) -> None:

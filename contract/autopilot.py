@@ -21,7 +21,8 @@ AutopilotState = Literal["active", "ended"]
 class AutopilotSpec(BaseModel):
     """Diagnose each job of the lineage when it ends, and fork it with the best untried remedy while that helps."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict like the job spec: "3" is not 3 and `true` is not 1; NaN and Infinity are refused
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_rounds: int = Field(3, ge=1, le=10, description="Forks the autopilot may start, at most.")
     metric: AutopilotMetric = Field(

@@ -2,10 +2,11 @@
 
 Every change of a job's state is a function here, each a single conditional UPDATE (or a row lock), so racing
 processes cannot both win. Each goes through one after-transition hook, `_transitioned`, which publishes the
-change to the subscribers listed in `models.transitions.SUBSCRIBERS`: the state event in the same transaction
-(once that transaction commits, the change is logged and the job's webhook scheduled, `models.webhooks.delivery`)
-and the autopilot's advance when a job ended. The jobs-by-state and transitions metrics are read from the event
-rows at scrape time. Findings reach the webhook the same way (`record_event`). Nobody else sends a job's webhook.
+change to the subscribers listed in `models.transitions.SUBSCRIBERS`: the state event and the job's webhook
+delivery (`models.webhooks.outbox`) in the same transaction, and the autopilot's advance once a job ended. The
+change is logged once it commits; a sender delivers the outbox later. The jobs-by-state and transitions metrics
+are read from the event rows at scrape time. Findings reach the webhook the same way (`record_event`). Nobody
+else sends a job's webhook.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from sqlmodel import Session, select
 
 from models import transitions
 from models.tables import EpochMetric, Job, JobEvent, JobStatus, utcnow
+from models.webhooks import outbox
 
 log = structlog.get_logger()
 
 # Events other than state changes that a job's webhook may ask for (`contract.webhook`).
 WEBHOOK_KINDS = frozenset({"finding"})
-# Callers commit; only then is an event queued for delivery (after_commit), and a rollback drops it.
-_OUTBOX = "plateau.webhook_outbox"
+# State changes logged once their transaction commits; a rollback drops them.
+_COMMITTED_LOG = "plateau.state_changes"
 
 
 class IllegalTransition(Exception):
@@ -48,23 +50,21 @@ def record_event(
     webhook_data: dict[str, Any] | None = None,
     job: Job | None = None,
 ) -> None:
-    """Add one event row. A state change or a finding also goes to the job's webhook once the caller commits
-    (with `webhook_data`, or the reason and data); a rollback drops it with the row. `job`, when the caller
-    holds it, spares a lookup of whether the job has a webhook at all."""
+    """Add one event row. A state change or a finding also stages the job's webhook delivery in the same
+    transaction (with `webhook_data`, or the reason and data): both commit together, and a rollback drops both.
+    `job`, when the caller holds it, spares a lookup of the job's webhook."""
     session.add(
         JobEvent(job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, reason=reason, data=data)
     )
     event_name = to_status if kind == "state" else kind if kind in WEBHOOK_KINDS else None
     if event_name is None:
         return
-    send = _has_webhook(job or session.get(Job, job_id))
+    if kind == "state":
+        session.info.setdefault(_COMMITTED_LOG, []).append((job_id, from_status, to_status))
+    job = job or session.get(Job, job_id)
     if webhook_data is None:
         webhook_data = {"reason": reason, "finding": data} if kind == "finding" else {"reason": reason, **(data or {})}
-    session.info.setdefault(_OUTBOX, []).append((job_id, kind, event_name, from_status, to_status, webhook_data, send))
-
-
-def _has_webhook(job: Job | None) -> bool:
-    return job is not None and bool((job.spec or {}).get("webhook"))
+    outbox.stage(session, job, event_name, status=to_status or (job.status if job else None), data=webhook_data)
 
 
 def _transitioned(
@@ -86,20 +86,15 @@ def _transitioned(
 
 
 @event.listens_for(OrmSession, "after_commit")
-def _send_outbox(session: OrmSession) -> None:
-    from models.webhooks import delivery  # lazy: httpx and tenacity load only once a job event is sent
-
-    for job_id, kind, name, from_status, to_status, data, send in session.info.pop(_OUTBOX, []):
-        if kind == "state":
-            log.info("job state changed", job_id=str(job_id), from_status=from_status, to_status=to_status)
-        if send:
-            delivery.notify(job_id, name, status=to_status, data=data)  # queued; sent by a background thread
+def _log_committed(session: OrmSession) -> None:
+    for job_id, from_status, to_status in session.info.pop(_COMMITTED_LOG, []):
+        log.info("job state changed", job_id=str(job_id), from_status=from_status, to_status=to_status)
 
 
 @event.listens_for(OrmSession, "after_transaction_end")
-def _drop_outbox(session: OrmSession, transaction) -> None:
-    if transaction.parent is None:  # rolled back or closed without a commit: the rows are gone, so are the sends
-        session.info.pop(_OUTBOX, None)
+def _drop_uncommitted(session: OrmSession, transaction) -> None:
+    if transaction.parent is None:  # rolled back or closed without a commit: the changes did not happen
+        session.info.pop(_COMMITTED_LOG, None)
 
 
 transitions.listen()  # after the listeners above: a change's log line and webhook come first

@@ -220,3 +220,28 @@ class ForkOutcome(SQLModel, table=True):
     round: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     measured_at: datetime | None = _ts(nullable=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The webhook outbox: one row per event to send, written in the transaction of the change it reports, so a
+    committed change is never without its delivery and a rolled-back one never has one (`models.webhooks.outbox`)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    owner: str = Field(max_length=200)
+    url: str = Field(max_length=2048)
+    target: str = Field(max_length=300, description="scheme://host:port of `url`: the unit of per-target concurrency")
+    event: str = Field(max_length=20)
+    body: dict = Field(sa_column=Column(JSON, nullable=False))
+    delivery_id: str = Field(max_length=32, description="X-Plateau-Delivery: the same on every try")
+    state: str = Field(default="pending", max_length=12, description="pending | sending | delivered | dead")
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    claimed_until: datetime | None = _ts(nullable=True)
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    delivered_at: datetime | None = _ts(nullable=True)

@@ -66,7 +66,7 @@ def _drop_after_commit(session: OrmSession, transaction) -> None:
 
 
 def record_state_event(session: Session, change: Transition) -> None:
-    """The state event row, and the job's webhook staged for after the commit. The jobs-by-state and transitions
+    """The state event row and the job's webhook delivery (the outbox row), in the same transaction. The jobs-by-state and transitions
     metrics are read from these rows at scrape time, so they need no subscriber of their own."""
     from models.lifecycle import record_event  # lifecycle publishes the transitions; this is its one call back
 

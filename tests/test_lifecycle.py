@@ -1,6 +1,6 @@
 """Every job state change goes through `models.lifecycle`, and each one, through its after-transition hook,
-leaves a state event and, once committed, a webhook send for a job that has a webhook (real PostgreSQL; the
-send is recorded at `delivery.notify`, the one call every process makes)."""
+leaves a state event and, in the same transaction, a webhook outbox row for a job that has a webhook (real
+PostgreSQL; the rows are read from `webhook_deliveries`, which every process writes)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,48 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import select
 
 from models import lifecycle
 from models.db import session_scope
-from models.tables import Job, JobEvent, JobStatus, utcnow
-from models.webhooks import delivery
+from models.tables import Job, JobEvent, JobStatus, WebhookDelivery, utcnow
 from tests.specs import small_spec
 
 HOOK = {"url": "https://hooks.example.com/plateau"}
 HOST = "test-host:1"
 
 
+class Staged:
+    """The outbox rows staged since the test began, oldest first, as (job id, event, status, data)."""
+
+    def __init__(self):
+        with session_scope() as s:
+            self.after = s.exec(select(func.max(WebhookDelivery.id))).one() or 0
+
+    def rows(self) -> list[tuple[str, str, str | None, dict]]:
+        with session_scope() as s:
+            found = s.exec(
+                select(WebhookDelivery).where(WebhookDelivery.id > self.after).order_by(WebhookDelivery.id)
+            ).all()
+            return [(str(r.job_id), r.event, r.body["status"], r.body["data"]) for r in found]
+
+    def __getitem__(self, i):
+        return self.rows()[i]
+
+    def __len__(self) -> int:
+        return len(self.rows())
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def __eq__(self, other) -> bool:
+        return self.rows() == other
+
+
 @pytest.fixture
-def sent(client, monkeypatch):  # `client`: the app's startup migrates the database
-    calls: list[tuple[str, str, str | None, dict]] = []
-    monkeypatch.setattr(
-        delivery,
-        "notify",
-        lambda job_id, event, *, status=None, data=None: calls.append((str(job_id), event, status, data)),
-    )
-    return calls
+def sent(client):  # `client`: the app's startup migrates the database
+    return Staged()
 
 
 def new_job(webhook: dict | None = HOOK) -> uuid.UUID:
@@ -145,7 +165,12 @@ def test_findings_are_sent_and_other_events_are_not(sent):
         lifecycle.record_event(s, job_id, "finding", reason="val_loss plateaued", data={"rule": "plateau"})
         lifecycle.record_event(s, job_id, "lr_reduced", reason="cut")
         s.commit()
-    assert sent[-1] == (str(job_id), "finding", None, {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}})
+    assert sent[-1] == (
+        str(job_id),
+        "finding",
+        "queued",
+        {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}},
+    )
     assert [e[1] for e in sent] == ["queued", "finding"]
 
 

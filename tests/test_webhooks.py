@@ -1,4 +1,4 @@
-"""Webhooks: the spec rule on targets, signed delivery with retries, the notifier (no Celery, no training)."""
+"""Webhooks: the spec rule on targets, signed delivery with retries (no Celery, no training; the outbox and its\nsender: test_webhook_outbox.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ import pytest
 from api.errors import InvalidField
 from contract.spec import JobSpec
 from models import webhooks as hooks
-from models.db import session_scope
 from models.jobs.service import check_spec_in_context
 from models.settings import Settings
-from models.tables import Job, utcnow
+from models.tables import utcnow
 from models.webhooks import delivery as webhooks
 from models.webhooks import targets
-from models.webhooks.delivery import Notifier, deliver, send_event
+from models.webhooks.delivery import deliver
 from tests.procs import free_port
 from tests.specs import small_spec
 
@@ -32,13 +31,18 @@ SECRET = "test-webhook-secret"
 class Receiver:
     """An HTTP server on 127.0.0.1 that records each POST and answers with the next scripted status."""
 
-    def __init__(self, statuses: list[int] | None = None):
+    def __init__(self, statuses: list[int] | None = None, *, hold: threading.Event | None = None):
         self.statuses = list(statuses or [])
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.hold = hold  # while not set, every POST waits before it is read: a receiver that does not answer
+        self.arrived = 0  # POSTs begun, held ones included
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
+                receiver.arrived += 1
+                if receiver.hold is not None:
+                    receiver.hold.wait(60)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
@@ -59,6 +63,8 @@ class Receiver:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.hold is not None:
+            self.hold.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -81,15 +87,6 @@ def body_of(event: str = "succeeded") -> dict:
 
 def spec_with(webhook: dict) -> dict:
     return small_spec(webhook=webhook)
-
-
-def add_job(webhook: dict | None) -> uuid.UUID:
-    spec = small_spec(webhook=webhook) if webhook is not None else small_spec()
-    with session_scope() as s:
-        job = Job(owner="default", spec=spec, spec_hash="0" * 64, status="running")
-        s.add(job)
-        s.commit()
-        return job.id
 
 
 # --- the spec ----------------------------------------------------------------------------------------
@@ -267,70 +264,6 @@ def test_unsigned_without_a_secret():
     assert "x-plateau-signature" not in headers and "x-plateau-timestamp" in headers
 
 
-# --- events of a job ---------------------------------------------------------------------------------
-
-
-def test_send_event_uses_the_jobs_webhook_and_its_event_filter():
-    with Receiver() as rx:
-        job_id = add_job({"url": rx.url, "events": ["succeeded", "finding"]})
-        result = send_event(job_id, "succeeded", status="succeeded", data={"stop_reason": "done"}, settings=settings())
-        assert result is not None and result.ok
-        assert send_event(job_id, "running", settings=settings()) is None  # not subscribed
-        assert send_event(add_job(None), "succeeded", settings=settings()) is None  # no webhook
-        assert send_event(uuid.uuid4(), "succeeded", settings=settings()) is None  # no such job
-    ((headers, raw),) = rx.requests
-    sent = json.loads(raw)
-    assert sent["event"] == "succeeded" and sent["job_id"] == str(job_id) and sent["status"] == "succeeded"
-    assert sent["data"] == {"stop_reason": "done"} and sent["at"]
-    assert hooks.verify(SECRET, raw, headers["x-plateau-signature"])
-
-
-def test_notifier_returns_at_once_and_sends_in_order(monkeypatch):
-    monkeypatch.setattr(webhooks, "get_settings", lambda: settings())
-    with Receiver([500, 200]) as rx:
-        job_id = add_job({"url": rx.url})
-        notifier = Notifier()
-        started = time.monotonic()
-        notifier.notify(job_id, "running", status="running", data={"attempt": 1})
-        notifier.notify(job_id, "finding", status="running", data={"reason": "plateau"})
-        notifier.notify(job_id, "succeeded", status="succeeded")
-        assert time.monotonic() - started < 0.5
-        assert notifier.flush(timeout=20)
-    events = [json.loads(raw)["event"] for _, raw in rx.requests]
-    assert events == ["running", "running", "finding", "succeeded"]  # the first was retried after a 500
-
-
-def test_notifier_survives_a_failing_sender():
-    calls = []
-
-    def sender(job_id, event, **kw):
-        calls.append(event)
-        if event == "bad":
-            raise RuntimeError("database away")
-
-    notifier = Notifier(send=sender)
-    notifier.notify(uuid.uuid4(), "bad")
-    notifier.notify(uuid.uuid4(), "good")
-    assert notifier.flush(timeout=5) and calls == ["bad", "good"]
-
-
-def test_worker_sink_notifies_findings(monkeypatch):
-    from worker import db_sink
-
-    sent = []
-    monkeypatch.setattr(webhooks, "notify", lambda *a, **kw: sent.append((a, kw)))
-    job_id = add_job({"url": "https://hooks.example.com/plateau"})
-    db_sink.DbSink(job_id).event("finding", "val_loss plateaued", {"rule": "plateau"})
-    db_sink.DbSink(job_id).event("lr_reduced", "learning rate 1e-3 → 1e-4")
-    db_sink.DbSink(add_job(None)).event("finding", "no webhook, nothing sent", {"rule": "plateau"})
-    assert sent == [
-        (
-            (job_id, "finding"),
-            {"status": None, "data": {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}},
-        )
-    ]
-
-
 def test_connection_is_pinned_to_the_checked_address(monkeypatch):
     public = ipaddress.ip_address("93.184.216.34")
     monkeypatch.setattr(targets, "resolve_target", lambda host, port: [public])
@@ -349,13 +282,3 @@ def test_a_name_with_any_private_address_is_refused(monkeypatch):
     )
     result = deliver("https://rebind.example.com/hook", body_of(), settings=settings(webhook_allow_private=False))
     assert not result.ok and result.attempts == 1 and "10.0.0.7" in result.error
-
-
-def test_api_side_transitions_are_sent(client, monkeypatch):
-    sent = []
-    monkeypatch.setattr(webhooks, "notify", lambda job_id, event, **kw: sent.append((str(job_id), event)))
-    job = client.post("/jobs", json={**small_spec(), "webhook": {"url": "https://hooks.example.com/plateau"}}).json()
-    client.post(f"/jobs/{job['id']}/cancel")
-    plain = client.post("/jobs", json=small_spec()).json()
-    client.post(f"/jobs/{plain['id']}/cancel")
-    assert sent == [(job["id"], "queued"), (job["id"], "cancelled")]

@@ -23,6 +23,9 @@ def _start_reconciler(**_: object) -> None:
 
     prepare_database()
     Reconciler(get_settings().reconcile_interval).start()
+    from models.webhooks.sender import start_sender
+
+    start_sender()  # delivers the webhook outbox, whichever process staged the rows
 
 
 @worker_shutting_down.connect

@@ -18,7 +18,7 @@ from sqlalchemy import and_, func
 from sqlmodel import select
 
 from models.settings import Settings, get_settings
-from models.tables import EpochMetric, Job, JobEvent, JobStatus
+from models.tables import EpochMetric, Job, JobEvent, JobStatus, WebhookDelivery
 
 log = structlog.get_logger()
 
@@ -91,6 +91,9 @@ class JobsCollector(Collector):
                     .group_by(EpochMetric.job_id)
                     .subquery()
                 )
+                deliveries = dict(
+                    s.exec(select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)).all()
+                )
                 speeds = s.exec(
                     select(EpochMetric.job_id, EpochMetric.images_per_second).join(
                         latest, and_(EpochMetric.job_id == latest.c.job_id, EpochMetric.epoch == latest.c.epoch)
@@ -111,6 +114,10 @@ class JobsCollector(Collector):
             for state in JobStatus:
                 moved.add_metric([state.value], transitions.get(state.value, 0))
             yield moved
+            outbox = GaugeMetricFamily("plateau_webhook_deliveries", "Webhook outbox rows, by state.", labels=["state"])
+            for state in ("pending", "sending", "delivered", "dead"):
+                outbox.add_metric([state], deliveries.get(state, 0))
+            yield outbox
             yield GaugeMetricFamily(
                 "plateau_epochs_recorded", "Epoch rows written by workers (one per job and epoch).", value=epochs
             )

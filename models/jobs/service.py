@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 
 from pydantic_core import from_json
-from sqlalchemy import JSON, Text, and_, cast, func, or_
+from sqlalchemy import JSON, Text, and_, cast, func, or_, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -109,12 +109,14 @@ def create_job(
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
+    _lock_tenant(session, owner)  # count and insert as one step: concurrent submits cannot both see room for one
     active = session.exec(
         select(func.count())
         .select_from(Job)
         .where(Job.owner == owner, Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))
     ).one()
     if active >= settings.max_active_jobs_per_tenant:
+        session.rollback()  # let the tenant's next submit in now
         raise LimitExceeded(
             f"tenant {owner!r} has {active} queued or running jobs; the limit "
             f"(max_active_jobs_per_tenant) is {settings.max_active_jobs_per_tenant}"
@@ -139,6 +141,17 @@ def create_job(
     enqueue(session, job.id)
     session.refresh(job)
     return job, True
+
+
+def _lock_tenant(session: Session, owner: str) -> None:
+    """Hold the tenant's submit lock until this transaction ends. PostgreSQL: a transaction advisory lock on a
+    hash of the tenant (other tenants go on). SQLite: the database write lock, taken by a write that changes
+    nothing, before the count (SQLite has one writer at a time anyway; its reads do not wait for it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"plateau.submit:{owner}".encode(), digest_size=8).digest()
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest, "big", signed=True)})
+    else:
+        session.execute(text("UPDATE jobs SET owner = owner WHERE 0 = 1"))
 
 
 def _by_key(session: Session, owner: str, key: str) -> Job | None:

@@ -1,8 +1,10 @@
 """Webhooks, one package for both processes: which targets are allowed (`targets`), the signed body
-(`signing`), and delivery from a background thread (`delivery`, imported on its own: it needs httpx).
+(`signing`), the durable outbox (`outbox`), one signed POST (`delivery`) and the sender that delivers the
+outbox (`sender`; these two are imported on their own: they need httpx).
 
-The API checks targets at submit; every job event reaches `delivery.notify` through the lifecycle's
-after-transition hook (`models.lifecycle`), whichever process made the change."""
+The API checks targets at submit; every job event is staged in the outbox by the lifecycle's after-transition
+hook (`models.lifecycle`), in the transaction of the change, whichever process made it; the worker's sender
+delivers it."""
 
 from models.webhooks.signing import (
     DELIVERY_HEADER,

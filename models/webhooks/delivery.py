@@ -1,39 +1,26 @@
-"""Webhook delivery: signed POSTs with bounded exponential-backoff retries, sent from a background thread.
+"""Webhook delivery: one signed POST (`post_once`), and `deliver`, which retries it with exponential backoff.
 
-`notify()` is what the lifecycle's after-transition hook calls, in the API and in the worker, once a
-state change or a finding is committed. It only puts the event on an
-in-process queue and returns, so neither a request nor training waits on a slow or dead receiver. One daemon thread
-per process sends the queue in order: it reads the job's webhook from its stored spec, checks the
-target again after DNS resolution, and POSTs.
+Job events are not sent from here directly: the lifecycle stages them in the outbox (`models.webhooks.outbox`)
+and a sender (`models.webhooks.sender`) claims and posts them with `post_once`, keeping the tries and the
+backoff in the database. Imported on its own: it needs httpx.
 """
 
 from __future__ import annotations
 
-import atexit
-import queue
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
-import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from contract.webhook import WebhookSpec
-from models.settings import Settings, get_settings
-from models.tables import Job, utcnow
+from models.settings import Settings
 from models.webhooks import signing, targets
-
-log = structlog.get_logger()
 
 USER_AGENT = "Plateau-Webhooks/1"
 MAX_BACKOFF_SECONDS = 60.0
-QUEUE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -44,10 +31,26 @@ class Delivery:
     error: str | None = None
 
 
-class _RetryableStatus(Exception):
-    def __init__(self, status_code: int):
-        super().__init__(f"answered {status_code}")
-        self.status_code = status_code
+@dataclass(frozen=True)
+class Try:
+    """How one POST went: `retry` when another try may succeed (5xx, 429, network and DNS errors)."""
+
+    ok: bool
+    retry: bool
+    status_code: int | None
+    error: str | None = None
+
+
+def backoff_seconds(attempts: int, settings: Settings) -> float:
+    """The wait after the `attempts`-th failed try: the first wait, doubled each time, capped."""
+    return min(settings.webhook_backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+
+
+def new_client(settings: Settings, *, connections: int = 10) -> httpx.Client:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(
+        timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False, limits=limits
+    )
 
 
 def _pinned(url: str, allow_private: bool) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
@@ -68,6 +71,35 @@ def _pinned(url: str, allow_private: bool) -> tuple[httpx.URL, dict[str, str], d
     return target.copy_with(host=str(addresses[0])), headers, extensions
 
 
+def post_once(url: str, raw: bytes, *, event: str, delivery_id: str, settings: Settings, client: httpx.Client) -> Try:
+    """POST the encoded body `raw` once, signed; never raises for a delivery problem. A refused target and any
+    answer other than 2xx, 5xx or 429 are final."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        signing.EVENT_HEADER: event,
+        signing.DELIVERY_HEADER: delivery_id,  # the same on every try: receivers can drop duplicates
+        signing.TIMESTAMP_HEADER: str(int(time.time())),
+    }
+    if settings.webhook_secret is not None:
+        headers[signing.SIGNATURE_HEADER] = signing.sign(settings.webhook_secret.get_secret_value(), raw)
+    try:
+        target, extra, extensions = _pinned(url, settings.webhook_allow_private)
+        with client.stream("POST", target, content=raw, headers={**headers, **extra}, extensions=extensions) as r:
+            status = r.status_code
+    except targets.TargetRefused as exc:
+        return Try(False, False, None, f"target refused: {exc}")
+    except (httpx.TransportError, socket.gaierror) as exc:
+        return Try(False, True, None, f"{type(exc).__name__}: {exc}")
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+        return Try(False, False, None, f"{type(exc).__name__}: {exc}")
+    if 200 <= status < 300:
+        return Try(True, False, status)
+    if status >= 500 or status == 429:
+        return Try(False, True, status, f"answered {status}")
+    return Try(False, False, status, f"answered {status}; not retried")
+
+
 def deliver(
     url: str,
     body: dict[str, Any],
@@ -75,166 +107,29 @@ def deliver(
     settings: Settings,
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    delivery_id: str | None = None,
 ) -> Delivery:
-    """POST `body` to `url`, signed; retried on 5xx, 429 and network errors with exponential backoff.
+    """POST `body` to `url` now, retried in this thread on 5xx, 429 and network errors with exponential backoff.
 
     Returns how it went; never raises for a delivery problem. A refused target is not retried.
     """
     raw = signing.encode(body)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        signing.EVENT_HEADER: str(body.get("event")),
-        signing.DELIVERY_HEADER: uuid.uuid4().hex,  # the same on every retry: receivers can drop duplicates
-    }
-    if settings.webhook_secret is not None:
-        headers[signing.SIGNATURE_HEADER] = signing.sign(settings.webhook_secret.get_secret_value(), raw)
-    attempts = 0
+    delivery_id = delivery_id or uuid.uuid4().hex
     own_client = client is None
-    client = client or httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False)
-
-    def attempt() -> int:
-        nonlocal attempts
-        attempts += 1
-        target, extra, extensions = _pinned(url, settings.webhook_allow_private)
-        sent = {**headers, **extra, signing.TIMESTAMP_HEADER: str(int(time.time()))}
-        with client.stream("POST", target, content=raw, headers=sent, extensions=extensions) as response:
-            if response.status_code >= 500 or response.status_code == 429:
-                raise _RetryableStatus(response.status_code)
-            return response.status_code
-
-    retrying = Retrying(
-        retry=retry_if_exception_type((_RetryableStatus, httpx.TransportError, socket.gaierror)),
-        stop=stop_after_attempt(settings.webhook_max_attempts),
-        wait=wait_exponential(multiplier=settings.webhook_backoff_seconds, max=MAX_BACKOFF_SECONDS),
-        sleep=sleep,
-        reraise=True,
-    )
+    client = client or new_client(settings, connections=1)
+    attempts = 0
     try:
-        status = retrying(attempt)
-    except targets.TargetRefused as exc:
-        return Delivery(False, attempts, None, f"target refused: {exc}")
-    except _RetryableStatus as exc:
-        return Delivery(False, attempts, exc.status_code, f"{exc} on the last of {attempts} attempts")
-    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-        return Delivery(False, attempts, None, f"{type(exc).__name__}: {exc} (after {attempts} attempts)")
+        while True:
+            attempts += 1
+            result = post_once(
+                url, raw, event=str(body.get("event")), delivery_id=delivery_id, settings=settings, client=client
+            )
+            if result.ok:
+                return Delivery(True, attempts, result.status_code)
+            if not result.retry or attempts >= settings.webhook_max_attempts:
+                suffix = f" on the last of {attempts} attempts" if result.retry else ""
+                return Delivery(False, attempts, result.status_code, f"{result.error}{suffix}")
+            sleep(backoff_seconds(attempts, settings))
     finally:
         if own_client:
             client.close()
-    if 200 <= status < 300:
-        return Delivery(True, attempts, status)
-    return Delivery(False, attempts, status, f"answered {status}; not retried")
-
-
-def _job_webhook(job_id: uuid.UUID) -> tuple[WebhookSpec | None, str | None]:
-    from models.db import session_scope
-
-    with session_scope() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            return None, None
-        raw = (job.spec or {}).get("webhook")
-        status = job.status
-    if not raw:
-        return None, status
-    return WebhookSpec.model_validate(raw), status
-
-
-def send_event(
-    job_id: uuid.UUID | str,
-    event: str,
-    *,
-    status: str | None = None,
-    data: dict[str, Any] | None = None,
-    at: datetime | None = None,
-    settings: Settings | None = None,
-) -> Delivery | None:
-    """Deliver one event of a job to the webhook in its spec, now; None when the job has none or does not want it."""
-    settings = settings or get_settings()
-    job_id = uuid.UUID(str(job_id))
-    hook, current = _job_webhook(job_id)
-    if hook is None or not hook.wants(event):
-        return None
-    body = signing.payload(event, job_id, status or current, at or utcnow(), data)
-    result = deliver(hook.url, body, settings=settings)
-    if result.ok:
-        log.info(
-            "webhook delivered",
-            job_id=str(job_id),
-            webhook_event=event,
-            attempts=result.attempts,
-            status_code=result.status_code,
-        )
-    else:
-        log.warning(
-            "webhook not delivered",
-            job_id=str(job_id),
-            webhook_event=event,
-            attempts=result.attempts,
-            status_code=result.status_code,
-            error=result.error,
-        )
-    return result
-
-
-class Notifier:
-    """An in-process queue and one daemon thread that sends it, in order."""
-
-    def __init__(self, send: Callable[..., Any] = send_event, limit: int = QUEUE_LIMIT):
-        self._send = send
-        self._queue: queue.Queue[tuple[tuple, dict]] = queue.Queue(maxsize=limit)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def notify(
-        self, job_id: uuid.UUID | str, event: str, *, status: str | None = None, data: dict[str, Any] | None = None
-    ) -> None:
-        """Queue an event and return at once. Never raises: a webhook problem must not touch the job."""
-        try:
-            self._ensure_thread()
-            self._queue.put_nowait(((job_id, event), {"status": status, "data": data, "at": utcnow()}))
-        except queue.Full:
-            log.warning("webhook queue full; event dropped", job_id=str(job_id), webhook_event=event)
-        except Exception:  # noqa: BLE001
-            log.exception("webhook event not queued", job_id=str(job_id), webhook_event=event)
-
-    def flush(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the queue to be sent; True when it was."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not self._queue.unfinished_tasks
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="plateau-webhooks", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            args, kwargs = self._queue.get()
-            try:
-                self._send(*args, **kwargs)
-            except Exception:  # noqa: BLE001 - e.g. the database is away; the worker goes on
-                log.exception("webhook delivery crashed", job_id=str(args[0]), webhook_event=args[1])
-            finally:
-                self._queue.task_done()
-
-
-_notifier = Notifier()
-
-
-def notify(
-    job_id: uuid.UUID | str, event: str, *, status: str | None = None, data: dict[str, Any] | None = None
-) -> None:
-    """Send `event` of `job_id` to its webhook, if it has one, without waiting (see `Notifier.notify`)."""
-    _notifier.notify(job_id, event, status=status, data=data)
-
-
-@atexit.register
-def _drain_at_exit() -> None:
-    # A worker stopping right after a job ends still sends the final state, within a short bound.
-    _notifier.flush(timeout=10.0)

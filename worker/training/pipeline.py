@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from contract.spec import AugmentationSpec
+from worker.training.decode import decode_image
 from worker.training.scan import ImageSet
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -37,7 +38,7 @@ def augmenter(aug: AugmentationSpec | None, seed: int | None) -> keras.Sequentia
 
 def _decoder(image_size: int):
     def decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = decode_image(tf.io.read_file(path))
         image = tf.image.resize(image, (image_size, image_size))
         # uint8 keeps the in-memory cache four times smaller than float32
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +51,13 @@ def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, roo
     images = ImageSet(classes=classes)
     for label, name in enumerate(classes):
         _inside(folder / name, root, boundary, f"{field_name} class folder {name!r}")
-        files = sorted(p for p in (folder / name).iterdir() if p.is_file() and not p.name.startswith("."))
+        # Everything but folders: a FIFO, socket, device or broken link named like an image is reported, not skipped.
+        files = sorted(p for p in (folder / name).iterdir() if not p.name.startswith(".") and not p.is_dir())
         if not files:
             raise DataError(f"{field_name} class folder {name!r} has no images")
         for path in files:
             _inside(path, root, boundary, f"{field_name} file {path.relative_to(folder).as_posix()}")
+            _regular(path, f"{field_name} file {path.relative_to(folder).as_posix()}")
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 shown = path.relative_to(folder).as_posix()
                 raise DataError(f"file {shown} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -71,11 +74,34 @@ def _inside(path: Path, root: Path, boundary: str, what: str) -> None:
         raise DataError(f"{what} is a symlink leading outside {boundary}")
 
 
-def _check_images(paths: list[Path], root: Path) -> None:
-    """Decode every image fully, a few at a time (Pillow decodes without the GIL), and name the first bad one.
+def _regular(path: Path, what: str) -> None:
+    """Refuse anything but a regular file: reading a FIFO blocks, a device never ends."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise DataError(
+            f"{what} cannot be read ({'a broken symlink' if path.is_symlink() else exc.strerror})"
+        ) from None
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+        raise DataError(f"{what} is not a regular file ({kind})")
 
-    A header check alone passes a PNG whose pixel data is garbage; tf.data would then fail mid-epoch
-    with an error that names no file.
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _check_images(paths: list[Path], root: Path) -> None:
+    """Check every image, a few at a time (the decoders run without the GIL), and name the first bad one.
+
+    Pillow reads the header and checks the structure: it refuses a decompression bomb before any pixels are
+    allocated. Then TensorFlow decodes the pixels with the decode training uses, so a file it cannot read
+    (a TIFF named x.jpg, a PNG whose pixel data is garbage, a truncated JPEG) fails here naming the file instead
+    of failing mid-epoch naming none.
     """
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for path, problem in zip(paths, pool.map(_image_problem, paths)):
@@ -85,15 +111,26 @@ def _check_images(paths: list[Path], root: Path) -> None:
 
 def _image_problem(path: Path) -> str | None:
     try:
-        with Image.open(path) as img:
-            img.verify()  # structure and checksums
-        with Image.open(path) as img:  # verify() leaves the image unusable: open again to decode the pixels
-            img.load()
+        with Image.open(path) as img:  # the header: a decompression bomb is refused here, before any pixels
+            img.verify()  # structure and checksums; the pixels are decoded once, below, by TensorFlow
     except UnidentifiedImageError:  # its message holds the absolute path: say it in words
         return "UnidentifiedImageError: not a format Pillow can read"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         text = str(exc).replace(str(path), path.name)
         return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+    return _tensorflow_problem(path)
+
+
+def _tensorflow_problem(path: Path) -> str | None:
+    import tensorflow as tf
+
+    from worker.training.decode import decode_image
+
+    try:
+        decode_image(tf.constant(path.read_bytes()))
+    except tf.errors.InvalidArgumentError as exc:
+        first = exc.message.split("\n", 1)[0].split(" [Op:", 1)[0].strip()
+        return f"TensorFlow cannot decode it, as training would: {first}"
     return None
 
 
