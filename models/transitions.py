@@ -66,8 +66,8 @@ def _drop_after_commit(session: OrmSession, transaction) -> None:
 
 
 def record_state_event(session: Session, change: Transition) -> None:
-    """The state event row and the job's webhook delivery (the outbox row), in the same transaction. The jobs-by-state and transitions
-    metrics are read from these rows at scrape time, so they need no subscriber of their own."""
+    """The state event row and the job's webhook delivery (the outbox row), in the same transaction. The
+    jobs-by-state and transitions metrics are read from these rows at scrape time, so they need no subscriber."""
     from models.lifecycle import record_event  # lifecycle publishes the transitions; this is its one call back
 
     record_event(
