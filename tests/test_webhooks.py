@@ -319,10 +319,18 @@ def test_worker_sink_notifies_findings(monkeypatch):
 
     sent = []
     monkeypatch.setattr(webhooks, "notify", lambda *a, **kw: sent.append((a, kw)))
+    from models.lifecycle import Fence
+
+    def sink(job_id):  # a worker's sink writes only while its attempt holds the job
+        with session_scope() as s:
+            s.get(Job, job_id).sqlmodel_update({"worker_host": "w:1", "attempts": 1})
+            s.commit()
+        return db_sink.DbSink(Fence(job_id, 1, "w:1"))
+
     job_id = add_job({"url": "https://hooks.example.com/plateau"})
-    db_sink.DbSink(job_id).event("finding", "val_loss plateaued", {"rule": "plateau"})
-    db_sink.DbSink(job_id).event("lr_reduced", "learning rate 1e-3 → 1e-4")
-    db_sink.DbSink(add_job(None)).event("finding", "no webhook, nothing sent", {"rule": "plateau"})
+    sink(job_id).event("finding", "val_loss plateaued", {"rule": "plateau"})
+    sink(job_id).event("lr_reduced", "learning rate 1e-3 → 1e-4")
+    sink(add_job(None)).event("finding", "no webhook, nothing sent", {"rule": "plateau"})
     assert sent == [
         (
             (job_id, "finding"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -9,13 +10,15 @@ import traceback
 import uuid
 
 import structlog
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import func, select
 
 from contract.spec import JobSpec
+from models import artifacts
 from models.db import session_scope
-from models.lifecycle import claim, finish, record_event, release
+from models.lifecycle import Fence, LostJob, claim, finish, hold, record_event, release
 from models.settings import get_settings
-from models.tables import EpochMetric, Job, JobStatus
+from models.tables import EpochMetric, Job, JobEvent, JobStatus
 from worker.db_sink import DbSink, db_retry
 from worker.heartbeat import Heartbeat
 from worker.training.errors import DataError, ModelError
@@ -56,25 +59,21 @@ def _run_job(job_id: str | uuid.UUID) -> str:
     if taken.job is None:
         log.info("job skipped", job_id=str(job_id), reason=taken.reason)
         if taken.reason != "no such job":
-            DbSink(job_id).event("delivery_skipped", f"a worker received the job but skipped it: {taken.reason}")
+            _note_skipped(job_id, f"a worker received the job but skipped it: {taken.reason}")
         return f"skipped: {taken.reason}"
     job = taken.job
+    fence = Fence(job_id, job.attempts, host)  # every write below carries it; a refused one ends this run
     log.info("job claimed", job_id=str(job_id), attempt=job.attempts, reason=taken.reason)
     workdir = settings.artifacts_dir.resolve() / str(job_id)
-    _set_artifacts_dir(job_id, str(workdir))
     stop = threading.Event()
     _current_stop = stop
     if shutting_down.is_set():
         stop.set()
-    beat = Heartbeat(
-        job_id,
-        worker_host=host,
-        lease_seconds=settings.lease_seconds,
-        poll_seconds=settings.cancel_poll_seconds,
-        stop=stop,
-    )
+    beat = Heartbeat(fence, lease_seconds=settings.lease_seconds, poll_seconds=settings.cancel_poll_seconds, stop=stop)
     beat.start()
     try:
+        _set_artifacts_dir(fence, str(workdir))
+        _check_space(workdir)
         from worker.training.fit import train
 
         spec = JobSpec.model_validate(job.spec)  # its paths and webhook target were checked on submit
@@ -82,25 +81,43 @@ def _run_job(job_id: str | uuid.UUID) -> str:
             spec,
             data_root=settings.data_root,
             workdir=workdir,
-            sink=DbSink(job_id),
+            sink=DbSink(fence),
             stop=stop,
             release=shutting_down,
             history=_history(job_id),
         )
+    except LostJob as exc:
+        return _abandon(fence, exc)
     except (DataError, ModelError) as exc:
-        return _end(job_id, host, JobStatus.failed, error=str(exc))
+        return _end(fence, JobStatus.failed, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - any crash is recorded on the job, and the worker keeps serving
+        full = artifacts.disk_full(exc)
+        if full is not None:
+            return _disk_full(fence, workdir, full)
         log.error("training crashed", job_id=str(job_id), error=traceback.format_exc())
-        return _end(job_id, host, JobStatus.failed, error=f"internal error: {type(exc).__name__}: {exc}")
+        return _end(fence, JobStatus.failed, error=f"internal error: {type(exc).__name__}: {exc}")
     finally:
         beat.close()
         _current_stop = None
     if beat.lost.is_set():
-        return "lease lost: another worker owns the job"
+        return _abandon(fence, LostJob("the lease was taken from this attempt"))
     if result.status == "released":
-        return _hand_back(job_id, host)
+        return _hand_back(fence)
     status = JobStatus.cancelled if result.status == "cancelled" else JobStatus.succeeded
-    return _end(job_id, host, status, stop_reason=result.stop_reason, model_path=result.model_path)
+    return _end(fence, status, stop_reason=result.stop_reason, model_path=result.model_path)
+
+
+def _abandon(fence: Fence, exc: LostJob) -> str:
+    """Another claim, a cancel or a requeue took the job from this attempt: write nothing more about it."""
+    log.warning("job abandoned: it is no longer this attempt's", attempt=fence.attempt, reason=str(exc))
+    return "abandoned: the job is no longer this attempt's"
+
+
+def _check_space(workdir) -> None:
+    """A resumed job whose volume cannot hold its next checkpoint goes back at once, before any training."""
+    need, free = artifacts.checkpoint_bytes(workdir), artifacts.free_bytes(workdir)
+    if need and free < need:
+        raise OSError(errno.ENOSPC, f"{artifacts.human_bytes(need)} needed for the next checkpoint", str(workdir))
 
 
 @db_retry
@@ -112,18 +129,26 @@ def _history(job_id: uuid.UUID) -> list[dict]:
 
 
 @db_retry
-def _set_artifacts_dir(job_id: uuid.UUID, path: str) -> None:
+def _note_skipped(job_id: uuid.UUID, reason: str) -> None:
+    """About a message, not a job this worker holds: so written without a fence."""
     with session_scope() as s:
-        job = s.get(Job, job_id)
-        job.artifacts_dir = path
-        s.add(job)
+        record_event(s, job_id, "delivery_skipped", reason=reason)
         s.commit()
 
 
 @db_retry
-def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
+def _set_artifacts_dir(fence: Fence, path: str) -> None:
     with session_scope() as s:
-        ended = finish(s, job_id, status, worker_host=host, **kw)
+        hold(s, fence)
+        s.execute(update(Job).where(Job.id == fence.job_id).values(artifacts_dir=path))
+        s.commit()
+
+
+@db_retry
+def _end(fence: Fence, status: JobStatus, **kw) -> str:
+    job_id = fence.job_id
+    with session_scope() as s:
+        ended = finish(s, job_id, status, worker_host=fence.worker_host, attempt=fence.attempt, **kw)
     log.info("job ended", job_id=str(job_id), status=status.value, recorded=ended, **kw)
     if ended:
         from api.autopilot.hooks import after_job_end  # never raises; lazy, as the worker needs it only here
@@ -133,13 +158,49 @@ def _end(job_id: uuid.UUID, host: str, status: JobStatus, **kw) -> str:
 
 
 @db_retry
-def _hand_back(job_id: uuid.UUID, host: str) -> str:
+def _hand_back(fence: Fence) -> str:
     from models.broker import enqueue
 
     with session_scope() as s:
-        if release(s, job_id, worker_host=host, reason="worker shut down; resumes from its last checkpoint"):
-            enqueue(s, job_id, reason="released by a stopping worker")
+        reason = "worker shut down; resumes from its last checkpoint"
+        if release(s, fence.job_id, worker_host=fence.worker_host, attempt=fence.attempt, reason=reason):
+            enqueue(s, fence.job_id, reason="released by a stopping worker")
             return "released"
-        record_event(s, job_id, "warning", reason="release found the job no longer ours")
-        s.commit()
+    log.warning("release found the job no longer ours; nothing written")
     return "released (job was no longer ours)"
+
+
+@db_retry
+def _disk_full(fence: Fence, workdir, exc: BaseException) -> str:
+    """The artifacts volume is full: an infrastructure fault, not the job's. The job goes back to queued (the
+    attempt not counted) and the reconciler sends it again on its next pass; it resumes from its last
+    checkpoint once there is room. After `max_infra_retries` such returns it fails, naming the path."""
+    removed = artifacts.remove_partials(workdir)
+    path = getattr(exc, "filename", None) or str(workdir)
+    free = artifacts.free_bytes(workdir)
+    limit = get_settings().max_infra_retries
+    data = {"path": str(path), "free_bytes": free, "error": str(exc)}
+    where = f"artifacts disk full writing {path} ({artifacts.human_bytes(free)} free)"
+    with session_scope() as s:
+        tries = s.exec(
+            select(func.count()).where(JobEvent.job_id == fence.job_id, JobEvent.kind == "artifacts_disk_full")
+        ).one()
+        if tries >= limit:
+            error = f"{where}; gave up after {tries} returns to the queue"
+            ended = finish(
+                s, fence.job_id, JobStatus.failed, worker_host=fence.worker_host, attempt=fence.attempt, error=error
+            )
+            log.error("job failed: artifacts disk full", path=str(path), free_bytes=free, recorded=ended)
+            return "failed: artifacts disk full" if ended else "ended, but the job was no longer ours"
+        try:
+            record_event(s, fence.job_id, "artifacts_disk_full", reason=where, data=data, fence=fence)
+        except LostJob as lost:
+            return _abandon(fence, lost)
+        reason = f"{where}; back to the queue, resumes from its last checkpoint (return {tries + 1} of {limit})"
+        released = release(
+            s, fence.job_id, worker_host=fence.worker_host, attempt=fence.attempt, reason=reason, data=data
+        )
+    log.warning(
+        "artifacts disk full; job handed back", path=str(path), free_bytes=free, removed=[str(p) for p in removed]
+    )
+    return "released: artifacts disk full" if released else "released (job was no longer ours)"
