@@ -317,6 +317,29 @@ def release(
     return result.rowcount == 1
 
 
+def infra_release(session: Session, fence: Fence, *, kind: str, what: str, data: dict[str, Any], limit: int) -> str:
+    """An infrastructure fault (a full artifacts disk) stopped the attempt: not the job's fault, so the job goes
+    back to queued without counting the attempt, with a `kind` event saying `what`; the reconciler sends it
+    again on its next pass and it resumes from its last checkpoint. After `limit` such returns it fails, naming
+    `what`. Returns "requeued", "failed", or "lost" when the attempt no longer held the job (nothing written)."""
+    returns = session.exec(select(func.count()).where(JobEvent.job_id == fence.job_id, JobEvent.kind == kind)).one()
+    if returns >= limit:
+        error = f"{what}; gave up after {returns} returns to the queue"
+        ended = finish(
+            session, fence.job_id, JobStatus.failed, worker_host=fence.worker_host, attempt=fence.attempt, error=error
+        )
+        return "failed" if ended else "lost"
+    try:
+        record_event(session, fence.job_id, kind, reason=what, data=data, fence=fence)
+    except LostJob:
+        return "lost"
+    reason = f"{what}; back to the queue, resumes from its last checkpoint (return {returns + 1} of {limit})"
+    released = release(
+        session, fence.job_id, worker_host=fence.worker_host, attempt=fence.attempt, reason=reason, data=data
+    )
+    return "requeued" if released else "lost"
+
+
 def _lease_lapsed(job_id: uuid.UUID):
     return (Job.id == job_id, Job.status == JobStatus.running.value, Job.lease_until < utcnow())
 

@@ -11,14 +11,14 @@ import uuid
 
 import structlog
 from sqlalchemy import update
-from sqlmodel import func, select
+from sqlmodel import select
 
 from contract.spec import JobSpec
 from models import artifacts
 from models.db import session_scope
-from models.lifecycle import Fence, LostJob, claim, finish, hold, record_event, release
+from models.lifecycle import Fence, LostJob, claim, finish, hold, infra_release, record_event, release
 from models.settings import get_settings
-from models.tables import EpochMetric, Job, JobEvent, JobStatus
+from models.tables import EpochMetric, Job, JobStatus
 from worker.db_sink import DbSink, db_retry
 from worker.heartbeat import Heartbeat
 from worker.training.errors import DataError, ModelError
@@ -172,35 +172,20 @@ def _hand_back(fence: Fence) -> str:
 
 @db_retry
 def _disk_full(fence: Fence, workdir, exc: BaseException) -> str:
-    """The artifacts volume is full: an infrastructure fault, not the job's. The job goes back to queued (the
-    attempt not counted) and the reconciler sends it again on its next pass; it resumes from its last
-    checkpoint once there is room. After `max_infra_retries` such returns it fails, naming the path."""
+    """The artifacts volume is full: an infrastructure fault, not the job's (see `infra_release`)."""
     removed = artifacts.remove_partials(workdir)
     path = getattr(exc, "filename", None) or str(workdir)
     free = artifacts.free_bytes(workdir)
-    limit = get_settings().max_infra_retries
-    data = {"path": str(path), "free_bytes": free, "error": str(exc)}
-    where = f"artifacts disk full writing {path} ({artifacts.human_bytes(free)} free)"
     with session_scope() as s:
-        tries = s.exec(
-            select(func.count()).where(JobEvent.job_id == fence.job_id, JobEvent.kind == "artifacts_disk_full")
-        ).one()
-        if tries >= limit:
-            error = f"{where}; gave up after {tries} returns to the queue"
-            ended = finish(
-                s, fence.job_id, JobStatus.failed, worker_host=fence.worker_host, attempt=fence.attempt, error=error
-            )
-            log.error("job failed: artifacts disk full", path=str(path), free_bytes=free, recorded=ended)
-            return "failed: artifacts disk full" if ended else "ended, but the job was no longer ours"
-        try:
-            record_event(s, fence.job_id, "artifacts_disk_full", reason=where, data=data, fence=fence)
-        except LostJob as lost:
-            return _abandon(fence, lost)
-        reason = f"{where}; back to the queue, resumes from its last checkpoint (return {tries + 1} of {limit})"
-        released = release(
-            s, fence.job_id, worker_host=fence.worker_host, attempt=fence.attempt, reason=reason, data=data
+        outcome = infra_release(
+            s,
+            fence,
+            kind="artifacts_disk_full",
+            what=f"artifacts disk full writing {path} ({artifacts.human_bytes(free)} free)",
+            data={"path": str(path), "free_bytes": free, "error": str(exc)[:500]},
+            limit=get_settings().max_infra_retries,
         )
     log.warning(
-        "artifacts disk full; job handed back", path=str(path), free_bytes=free, removed=[str(p) for p in removed]
+        "artifacts disk full", path=str(path), free_bytes=free, outcome=outcome, removed=[str(p) for p in removed]
     )
-    return "released: artifacts disk full" if released else "released (job was no longer ours)"
+    return f"artifacts disk full: {outcome}"
