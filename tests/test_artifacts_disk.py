@@ -165,7 +165,7 @@ def test_a_full_artifacts_disk_requeues_the_job_and_it_resumes_when_space_return
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
-            jid = api.post("/jobs", json=running_spec(epochs=6)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=4)).json()["id"]
             job_dir = folder / jid
             # the first checkpoint is whole: now leave less room than the next one needs
             wait_for(lambda: (job_dir / "backup" / "training_metadata.json").exists(), 300, worker.tail, 0.05)
@@ -179,7 +179,9 @@ def test_a_full_artifacts_disk_requeues_the_job_and_it_resumes_when_space_return
 
             event = wait_for(disk_full_event, 300, worker.tail, 0.2)
             assert str(folder) in event["reason"] and "free" in event["reason"], event
-            assert event["data"]["path"].startswith(str(folder)) and event["data"]["free_bytes"] < 24 * MiB
+            assert event["data"]["path"].startswith(str(job_dir / "backup")), event  # the checkpoint it was saving
+            # its partial file is gone and its space free again: the disk is not kept full
+            assert MiB < event["data"]["free_bytes"] <= 24 * MiB, event
             assert partials(folder) == [] and not (job_dir / "model.keras").exists()
             listing = api.get(f"/jobs/{jid}/artifacts").json()
             assert listing["model"] is None and listing["checkpoints"]
@@ -190,9 +192,10 @@ def test_a_full_artifacts_disk_requeues_the_job_and_it_resumes_when_space_return
             assert done["status"] == "succeeded" and done["attempts"] == 1, done
             states = [(e["from_status"], e["to_status"]) for e in done["events"] if e["kind"] == "state"]
             assert ("running", "queued") in states, states
-            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 6)
+            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 4)
             assert zipfile.is_zipfile(job_dir / "model.keras") and partials(folder) == []
-            assert worker.tail(1_000_000).count("epoch recorded") < 6 + 2  # resumed, not restarted
+            # resumed from the last checkpoint: at most the epoch whose checkpoint failed ran twice
+            assert worker.tail(1_000_000).count("epoch recorded") <= 4 + 1
     finally:
         worker.stop()
         api_proc.stop()

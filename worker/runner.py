@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import socket
 import threading
 import traceback
 import uuid
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import update
@@ -92,13 +94,19 @@ def _run_job(job_id: str | uuid.UUID) -> str:
         return _end(fence, JobStatus.failed, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - any crash is recorded on the job, and the worker keeps serving
         full = artifacts.disk_full(exc)
-        if full is not None:
-            return _disk_full(fence, workdir, full)
-        log.error("training crashed", job_id=str(job_id), error=traceback.format_exc())
-        return _end(fence, JobStatus.failed, error=f"internal error: {type(exc).__name__}: {exc}")
+        if full is None:
+            log.error("training crashed", job_id=str(job_id), error=traceback.format_exc())
+            return _end(fence, JobStatus.failed, error=f"internal error: {type(exc).__name__}: {exc}")
+        # Only words leave this block: the error's frames hold the failed writer's open file (h5py), and with
+        # it the deleted partial file's blocks, until they are collected below.
+        result = DiskFull(getattr(full, "filename", None) or str(workdir), str(full)[:500])
+        del full
     finally:
         beat.close()
         _current_stop = None
+    if isinstance(result, DiskFull):
+        gc.collect()
+        return _disk_full(fence, workdir, result)
     if beat.lost.is_set():
         return _abandon(fence, LostJob("the lease was taken from this attempt"))
     if result.status == "released":
@@ -170,22 +178,27 @@ def _hand_back(fence: Fence) -> str:
     return "released (job was no longer ours)"
 
 
+@dataclass(frozen=True)
+class DiskFull:
+    path: str
+    error: str
+
+
 @db_retry
-def _disk_full(fence: Fence, workdir, exc: BaseException) -> str:
+def _disk_full(fence: Fence, workdir, full: DiskFull) -> str:
     """The artifacts volume is full: an infrastructure fault, not the job's (see `infra_release`)."""
     removed = artifacts.remove_partials(workdir)
-    path = getattr(exc, "filename", None) or str(workdir)
     free = artifacts.free_bytes(workdir)
     with session_scope() as s:
         outcome = infra_release(
             s,
             fence,
             kind="artifacts_disk_full",
-            what=f"artifacts disk full writing {path} ({artifacts.human_bytes(free)} free)",
-            data={"path": str(path), "free_bytes": free, "error": str(exc)[:500]},
+            what=f"artifacts disk full writing {full.path} ({artifacts.human_bytes(free)} free)",
+            data={"path": full.path, "free_bytes": free, "error": full.error},
             limit=get_settings().max_infra_retries,
         )
     log.warning(
-        "artifacts disk full", path=str(path), free_bytes=free, outcome=outcome, removed=[str(p) for p in removed]
+        "artifacts disk full", path=full.path, free_bytes=free, outcome=outcome, removed=[str(p) for p in removed]
     )
     return f"artifacts disk full: {outcome}"
