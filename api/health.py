@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from api import embedded_worker
 from api.deps import SettingsDep
+from models.artifacts import space_problem
 from models.db import get_engine
 from models.settings import Settings
 
@@ -54,6 +55,7 @@ def livez() -> dict:
 def readyz(settings: SettingsDep) -> JSONResponse:
     """The database and the broker answer, and the embedded launcher's worker is alive; 503 naming whichever is not."""
     checks = (("database", database_ok()), ("broker", broker_ok(settings)), ("worker", embedded_worker.problem()))
+    checks += (("artifacts", space_problem(settings.artifacts_dir, settings.min_free_artifacts_bytes)),)
     problems = {name: p for name, p in checks if p}
     if problems:
         return JSONResponse(status_code=503, content={"status": "unavailable", "failing": problems})

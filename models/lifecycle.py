@@ -38,6 +38,40 @@ class IllegalTransition(Exception):
     """The job's current state does not allow the requested change (HTTP 409)."""
 
 
+@dataclass(frozen=True)
+class Fence:
+    """What a worker holds while it trains a job: the attempt it claimed, on its host. Every write the worker
+    makes about the job carries it, and the database refuses the write once another claim, a cancel or a
+    requeue has taken the job from that attempt (a paused worker that wakes up writes nothing)."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker_host: str
+
+
+class LostJob(Exception):
+    """The fenced write was refused: this attempt no longer owns the job, so the worker abandons it."""
+
+
+def _held(job_id: uuid.UUID, worker_host: str, attempt: int | None = None) -> tuple:
+    """The job is running on `worker_host` (under `attempt`, when given): the condition of every owner's write."""
+    held = (Job.id == job_id, Job.status == JobStatus.running.value, Job.worker_host == worker_host)
+    return held if attempt is None else (*held, Job.attempts == attempt)
+
+
+def hold(session: Session, fence: Fence) -> None:
+    """Takes the job's row for the caller's transaction if `fence` still owns the job, else rolls back and raises
+    LostJob. A conditional UPDATE, so the check and the writes after it commit together: PostgreSQL locks the
+    row until then (a racing cancel or requeue waits, or wins first and this matches nothing) and SQLite holds
+    its single write lock."""
+    result = session.execute(
+        update(Job).where(*_held(fence.job_id, fence.worker_host, fence.attempt)).values(attempts=Job.attempts)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise LostJob(f"job {fence.job_id} is no longer held by attempt {fence.attempt} on {fence.worker_host}")
+
+
 def record_event(
     session: Session,
     job_id: uuid.UUID,
@@ -49,10 +83,13 @@ def record_event(
     data: dict[str, Any] | None = None,
     webhook_data: dict[str, Any] | None = None,
     job: Job | None = None,
+    fence: Fence | None = None,
 ) -> None:
     """Add one event row. A state change or a finding also stages the job's webhook delivery in the same
     transaction (with `webhook_data`, or the reason and data): both commit together, and a rollback drops both.
-    `job`, when the caller holds it, spares a lookup of the job's webhook."""
+    `job`, when the caller holds it, spares a lookup of the job's webhook. A worker passes its `fence` (LostJob)."""
+    if fence is not None:
+        hold(session, fence)
     session.add(
         JobEvent(job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, reason=reason, data=data)
     )
@@ -175,11 +212,13 @@ def claim(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_second
     return Claim(job, reason)
 
 
-def renew_lease(session: Session, job_id: uuid.UUID, *, worker_host: str, lease_seconds: float) -> bool | None:
+def renew_lease(
+    session: Session, job_id: uuid.UUID, *, worker_host: str, lease_seconds: float, attempt: int | None = None
+) -> bool | None:
     """Extend the lease; returns whether a cancel was requested, or None when the job is no longer ours."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running.value, Job.worker_host == worker_host)
+        .where(*_held(job_id, worker_host, attempt))
         .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
     )
     session.commit()
@@ -215,33 +254,83 @@ def finish(
     status: JobStatus,
     *,
     worker_host: str,
+    attempt: int | None = None,
     error: str | None = None,
     stop_reason: str | None = None,
     model_path: str | None = None,
 ) -> bool:
-    """End a running job that this worker holds. False when it is no longer ours."""
-    job = session.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
-    if job is None or job.status != JobStatus.running.value or job.worker_host != worker_host:
+    """End a running job that this worker (under `attempt`, when given) holds. False when it is no longer ours."""
+    # One conditional UPDATE, so no cancel or requeue can land between the ownership check and the write.
+    result = session.execute(
+        update(Job)
+        .where(*_held(job_id, worker_host, attempt))
+        .values(
+            status=status.value,
+            finished_at=utcnow(),
+            lease_until=None,
+            error=error,
+            stop_reason=stop_reason,
+            model_path=model_path or Job.model_path,
+        )
+    )
+    if result.rowcount != 1:
         session.rollback()
         return False
-    if model_path:
-        job.model_path = model_path
-    _set_terminal(session, job, status, error=error, stop_reason=stop_reason)
+    _transitioned(
+        session,
+        job_id,
+        JobStatus.running.value,
+        status.value,
+        reason=error or stop_reason,
+        webhook_data={k: v for k, v in (("error", error), ("stop_reason", stop_reason)) if v},
+    )
     session.commit()
     return True
 
 
-def release(session: Session, job_id: uuid.UUID, *, worker_host: str, reason: str) -> bool:
-    """Hand a running job back to the queue (worker shutting down); the attempt is not counted."""
+def release(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    worker_host: str,
+    reason: str,
+    attempt: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Hand a running job back to the queue (worker shutting down, artifacts disk full); the attempt is not
+    counted."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running.value, Job.worker_host == worker_host)
+        .where(*_held(job_id, worker_host, attempt))
         .values(status=JobStatus.queued.value, lease_until=None, attempts=Job.attempts - 1, enqueued_at=None)
     )
     if result.rowcount == 1:
-        _transitioned(session, job_id, JobStatus.running.value, JobStatus.queued.value, reason=reason)
+        _transitioned(session, job_id, JobStatus.running.value, JobStatus.queued.value, reason=reason, data=data)
     session.commit()
     return result.rowcount == 1
+
+
+def infra_release(session: Session, fence: Fence, *, kind: str, what: str, data: dict[str, Any], limit: int) -> str:
+    """An infrastructure fault (a full artifacts disk) stopped the attempt: not the job's fault, so the job goes
+    back to queued without counting the attempt, with a `kind` event saying `what`; the reconciler sends it
+    again on its next pass and it resumes from its last checkpoint. After `limit` such returns it fails, naming
+    `what`. Returns "requeued", "failed", or "lost" when the attempt no longer held the job (nothing written)."""
+    returns = session.exec(select(func.count()).where(JobEvent.job_id == fence.job_id, JobEvent.kind == kind)).one()
+    if returns >= limit:
+        error = f"{what}; gave up after {returns} returns to the queue"
+        ended = finish(
+            session, fence.job_id, JobStatus.failed, worker_host=fence.worker_host, attempt=fence.attempt, error=error
+        )
+        return "failed" if ended else "lost"
+    try:
+        record_event(session, fence.job_id, kind, reason=what, data=data, fence=fence)
+    except LostJob:
+        return "lost"
+    reason = f"{what}; back to the queue, resumes from its last checkpoint (return {returns + 1} of {limit})"
+    released = release(
+        session, fence.job_id, worker_host=fence.worker_host, attempt=fence.attempt, reason=reason, data=data
+    )
+    return "requeued" if released else "lost"
 
 
 def _lease_lapsed(job_id: uuid.UUID):
@@ -344,8 +433,11 @@ def recover_expired(session: Session, job: Job) -> str | None:
     return "requeued"
 
 
-def upsert_epoch(session: Session, job_id: uuid.UUID, row: dict[str, Any]) -> None:
-    """One row per (job, epoch): a re-run epoch replaces the earlier row instead of adding one."""
+def upsert_epoch(session: Session, job_id: uuid.UUID, row: dict[str, Any], *, fence: Fence | None = None) -> None:
+    """One row per (job, epoch): a re-run epoch replaces the earlier row instead of adding one. A worker passes
+    its `fence`: the row is written only while that attempt holds the job (LostJob otherwise)."""
+    if fence is not None:
+        hold(session, fence)
     values = {k: v for k, v in row.items() if k in EpochMetric.model_fields and k not in ("id", "job_id")}
     values["recorded_at"] = utcnow()
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite

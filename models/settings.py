@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         Path("var/data"), description="Every dataset and weights path in a spec is relative to this folder."
     )
     artifacts_dir: Path = Field(Path("var/artifacts"), description="Per-job checkpoints and final models.")
+    min_free_artifacts_bytes: int = Field(
+        256 << 20, ge=0, description="/readyz fails while the artifacts volume has less free space (one checkpoint)."
+    )
+    max_infra_retries: int = Field(
+        5, ge=0, description="Times a job goes back to the queue on a full artifacts disk before it fails."
+    )
     broker_transport_options: dict = Field(
         default_factory=dict, description="Extra kombu transport options (JSON), e.g. unacked_restore_interval."
     )

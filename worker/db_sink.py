@@ -1,8 +1,10 @@
-"""The worker's sink: every report goes to SQL at once, retried with backoff while the database is away."""
+"""The worker's sink: every report goes to SQL at once, retried with backoff while the database is away.
+
+Each write carries the worker's fence (the attempt it claimed) and is refused once the attempt no longer owns
+the job; the sink then raises LostJob for this and every later report, which ends training for good."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import structlog
@@ -11,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from models.db import session_scope
-from models.lifecycle import record_event, upsert_epoch
+from models.lifecycle import Fence, LostJob, hold, record_event, upsert_epoch
 from models.tables import Job
 
 log = structlog.get_logger()
@@ -34,19 +36,39 @@ db_retry = retry(
 
 
 class DbSink:
-    def __init__(self, job_id: uuid.UUID):
-        self.job_id = job_id
+    def __init__(self, fence: Fence):
+        self.fence = fence
+        self.job_id = fence.job_id
+        self.lost: LostJob | None = None
+
+    def _refused(self, exc: LostJob) -> LostJob:
+        self.lost = exc
+        log.warning("write refused: the job is no longer this attempt's", job_id=str(self.job_id), error=str(exc))
+        return exc
+
+    def _check(self) -> None:
+        if self.lost is not None:
+            raise self.lost
 
     @db_retry
     def class_counts(self, counts: dict[str, dict[str, int]]) -> None:
+        self._check()
         with session_scope() as s:
+            try:
+                hold(s, self.fence)
+            except LostJob as exc:
+                raise self._refused(exc) from None
             s.execute(update(Job).where(Job.id == self.job_id).values(class_counts=counts))
             s.commit()
 
     @db_retry
     def epoch(self, row: dict[str, Any]) -> None:
+        self._check()
         with session_scope() as s:
-            upsert_epoch(s, self.job_id, row)
+            try:
+                upsert_epoch(s, self.job_id, row, fence=self.fence)
+            except LostJob as exc:
+                raise self._refused(exc) from None
         log.info(
             "epoch recorded",
             job_id=str(self.job_id),
@@ -57,6 +79,11 @@ class DbSink:
 
     @db_retry
     def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None:
+        self._check()
         with session_scope() as s:
-            record_event(s, self.job_id, kind, reason=reason, data=data)  # a finding also goes to the webhook
+            try:
+                # a finding also goes to the webhook
+                record_event(s, self.job_id, kind, reason=reason, data=data, fence=self.fence)
+            except LostJob as exc:
+                raise self._refused(exc) from None
             s.commit()

@@ -2,7 +2,7 @@
 
 Files are served only from `<PLATEAU_ARTIFACTS_DIR>/<job id>/` (the folder the worker writes): the
 job id is a UUID, a requested path must stay inside that folder after every symlink is resolved, and
-symlinks met while listing are skipped.
+symlinks met while listing are skipped, and so are unfinished writes (`models.artifacts`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models.artifacts import is_partial
 from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
 from models.tables import Job, JobStatus
@@ -64,6 +65,8 @@ def files_under(base: Path, sub: str) -> list[FileInfo]:
     for folder, dirs, names in os.walk(top, followlinks=False):
         dirs.sort()
         for name in sorted(names):
+            if is_partial(name):  # a checkpoint still being written, or left by a failed write: not one yet
+                continue
             info = _info(base, Path(folder) / name)
             if info is not None:
                 found.append(info)

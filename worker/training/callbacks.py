@@ -7,15 +7,19 @@ own callbacks (TensorBoard, ReduceLROnPlateau, EarlyStopping), which see only Ke
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from models.artifacts import keep_copy, written_atomically
 from worker.training.sink import Sink
 
 
@@ -242,7 +246,9 @@ def epoch_row(epoch: int, logs: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore with two checkpoints kept, so a kill during a save falls back to the one before.
+    """Keras' BackupAndRestore with two checkpoints kept, so a kill during a save falls back to the one before,
+    and every file written whole: under a temporary name, then renamed (`models.artifacts`), so a full disk or
+    a kill mid-save leaves the last good checkpoint in place and no truncated one.
 
     If even that cannot be read (a kill during the very first save), training starts over instead of failing.
     """
@@ -261,3 +267,20 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             self.model._initial_epoch = 0
             if self.on_discard is not None:
                 self.on_discard(f"checkpoint unreadable ({exc}); training restarts from epoch 1")
+
+    def _save_model(self) -> None:
+        # Keras' own save copies the latest files to the previous ones, then overwrites the latest in place.
+        # Same steps and file names (its restore reads them), each one atomic.
+        os.makedirs(self.backup_dir, exist_ok=True)
+        latest_to_previous = (
+            (self._weights_path, self._prev_weights_path),
+            (self._training_metadata_path, self._prev_training_metadata_path),
+        )
+        if self.double_checkpoint:
+            for latest, previous in latest_to_previous:
+                if os.path.exists(latest):
+                    keep_copy(Path(latest), Path(previous))
+        with written_atomically(Path(self._weights_path)) as tmp:
+            self.model.save_weights(filepath=str(tmp), overwrite=True)
+        with written_atomically(Path(self._training_metadata_path)) as tmp:
+            tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.artifacts import written_atomically
 from worker.training.model import HEAD_LAYERS, POOL_LAYER
 
 # Features are float32; above this the job trains on images instead (and says so).
@@ -83,7 +84,6 @@ def pin_base(base: keras.Model, path: Path) -> str | None:
     else:
         warning = None
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.weights.h5")
-    base.save_weights(str(partial))
-    partial.replace(path)
+    with written_atomically(path) as tmp:
+        base.save_weights(str(tmp))
     return warning

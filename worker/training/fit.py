@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.spec import JobSpec
+from models.artifacts import remove_partials, written_atomically
 from models.paths import resolve_under
 from worker.training.errors import DataError
 from worker.training.sink import Sink
@@ -261,7 +262,8 @@ def finish(built: Built, *, workdir: Path, reason: str | None, epochs_done: int)
     if built.trained is not built.model:  # the head trained the model's own layers: save the whole classifier
         with built.strategy.scope():
             built.model.compile(optimizer=built.trained.optimizer, loss=built.loss_fn, metrics=["accuracy"])
-    built.model.save(model_path)
+    with written_atomically(model_path) as tmp:  # a full disk leaves no truncated model.keras
+        built.model.save(str(tmp))
     shutil.rmtree(workdir / "backup", ignore_errors=True)
     return TrainResult("succeeded", reason, str(model_path), epochs_done, str(workdir / "tensorboard"))
 
@@ -283,6 +285,7 @@ def train(
     seed = spec.seed if spec.seed is not None else spec.dataset.seed
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    remove_partials(workdir)  # what a killed or failed attempt was writing; its last whole checkpoint is kept
     data = prepare_data(spec, data_root=data_root, sink=sink)
     built = build_and_compile(spec, data, gpus=len(gpus), seed=seed)
     ds = make_datasets(spec, data, built, workdir=workdir, sink=sink, seed=seed, stop=stop)
