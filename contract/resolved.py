@@ -1,12 +1,14 @@
-"""Read the job spec dict with the contract's defaults filled in where a key is missing or null.
+"""The job spec as the trainer resolves it, written once for the worker and the analysis.
 
-The analysis reads stored specs and the partial specs of tests and benchmarks, so it does not validate them;
-every default comes from `contract.spec`, the same declaration the trainer uses.
+`resolve_batchnorm` ("auto" → "frozen" or "train"), `INCEPTION_BLOCKS` (the base's block order) and
+`train_eval_indices` (the fixed training subset measured in inference mode each epoch) are what the worker
+trains with; `ResolvedSpec` reads a stored spec dict with the contract's defaults filled in where a key is
+missing or null (the analysis reads stored specs and the partial specs of tests and benchmarks, so it does not
+validate them).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,8 +22,29 @@ from contract.spec import (
     RegularizationSpec,
 )
 
-_BLOCK = re.compile(r"^mixed(\d+)$")
-LAST_BLOCK = 10  # Inception-V3 ends at mixed10
+INCEPTION_BLOCKS: tuple[str, ...] = tuple(f"mixed{k}" for k in range(11))  # Inception-V3's blocks, input to output
+LAST_BLOCK = len(INCEPTION_BLOCKS) - 1
+TRAIN_EVAL_IMAGES = 256  # at most this many training images are measured in inference mode each epoch
+
+
+def train_eval_indices(n_train: int) -> list[int]:
+    """Indices of the fixed training subset measured in inference mode (`train_eval_*`): min(n, 256) images spread
+    evenly over the training set, so the subset's size is known exactly from the training set's."""
+    m = min(n_train, TRAIN_EVAL_IMAGES)
+    return [i * n_train // m for i in range(m)] if m else []
+
+
+def train_eval_size(n_train: int) -> int:
+    """How many images `train_eval_*` are measured on for a training set of `n_train` images."""
+    return len(train_eval_indices(n_train))
+
+
+def resolve_batchnorm(mode: str, weights: str | None) -> str:
+    """ "frozen" or "train": what the base's BatchNorm layers do when the base trains. "auto" keeps pre-trained
+    statistics (ImageNet or a weights file) and lets a random-init base learn its own."""
+    if mode == "auto":
+        return "train" if weights is None else "frozen"
+    return str(mode)
 
 
 def _section(spec: dict, key: str) -> dict:
@@ -42,8 +65,8 @@ def _with_defaults(value: Any, schema: type[BaseModel]) -> dict | None:
     return {**schema().model_dump(), **{k: v for k, v in value.items() if v is not None}}
 
 
-class SpecView:
-    """Typed, defaulted access to the parts of a job spec the rules and remedies use."""
+class ResolvedSpec:
+    """Typed, defaulted access to the parts of a stored job spec the rules and remedies use."""
 
     def __init__(self, spec: dict | None):
         self.raw = spec or {}
@@ -65,10 +88,7 @@ class SpecView:
     def batchnorm(self) -> str:
         """ "frozen" or "train", resolved as the trainer does: "auto" keeps pre-trained statistics and trains a
         random-init base's."""
-        mode = _get(self.model, ModelSpec, "batchnorm")
-        if mode == "auto":
-            return "train" if self.weights is None else "frozen"
-        return str(mode)
+        return resolve_batchnorm(_get(self.model, ModelSpec, "batchnorm"), self.weights)
 
     @property
     def base_frozen(self) -> bool:
@@ -132,22 +152,3 @@ class SpecView:
     @property
     def min_lr(self) -> float:
         return float(self.reduce_lr["min_lr"]) if self.reduce_lr else 0.0
-
-
-def fewer_trainable(trainable: str | int) -> str | int | None:
-    """One step towards a frozen base: all → top blocks → fewer blocks → head. None when already frozen."""
-    if trainable == "head":
-        return None
-    if trainable == "all":
-        return "mixed8"
-    if isinstance(trainable, int):
-        return trainable // 2 if trainable // 2 >= 1 else "head"
-    match = _BLOCK.match(str(trainable))
-    if match and int(match.group(1)) < LAST_BLOCK:
-        return f"mixed{int(match.group(1)) + 1}"
-    return "head"
-
-
-def round_sig(x: float, digits: int = 3) -> float:
-    """Keep suggested values readable: 0.00010000000000000002 → 0.0001."""
-    return float(f"{x:.{digits}g}")

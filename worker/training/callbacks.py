@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract.lr_cuts import is_cut
 from worker.training.sink import Sink
 
 
@@ -217,7 +218,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         lr = current_lr(self.model)
-        if self._last_lr is not None and lr < self._last_lr:
+        if is_cut(self._last_lr, lr):
             self.sink.event(
                 "lr_reduced",
                 f"learning rate {self._last_lr:.3g} → {lr:.3g}",
