@@ -6,11 +6,13 @@ from math import isfinite, log, sqrt
 from operator import attrgetter, itemgetter
 
 from analysis.compare import gt, le
+from analysis.probes import parse as parse_probes
 from analysis.records import JobContext
 from analysis.series import Series, median
 from contract.lr_cuts import cut_epochs
 from contract.resolved import ResolvedSpec, train_eval_size
 from contract.epoch import EpochRecord
+
 
 class View:
     def __init__(self, history: list[EpochRecord], context: JobContext):
@@ -27,6 +29,7 @@ class View:
         self._cache: dict[tuple[str, bool], Series] = {}
         self._cuts: list[int] | None = None
         self._dicts: list[dict] | None = None
+        self.probes = parse_probes(context.probes)
 
     def series(self, name: str, finite: bool = True) -> Series:
         """Recorded values of `name`; with finite=True NaN/inf are dropped as well. Cached; do not mutate."""
@@ -153,6 +156,11 @@ class View:
             train_acc * (1 - train_acc) / n_train if n_train else 0.0
         )
         return sqrt(max(var, 0.0))
+
+    def low_accuracy_bar(self, fraction: float, fallback: float) -> float:
+        """Accuracy below which a model has learned little of what it could, for K classes: 1/K + fraction × (1 −
+        1/K) (0.66 for 4 classes and 0.6 for 10 at fraction 0.55); `fallback` when K is unknown."""
+        return self.chance_bar(fraction) or fallback
 
     def chance_bar(self, near: float) -> float | None:
         """Accuracy at or below which a model is near chance: 1/K + near × (1 − 1/K); None without K."""

@@ -42,6 +42,12 @@ class LrTooHighParams(Params):
         3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…"
     )
     spike_min_abs: float = Field(1.0, ge=0, description="…and at least this much above it.")
+    nonfinite_memory: int = Field(
+        3,
+        ge=1,
+        description="A non-finite batch or epoch is an event that ages: it counts while it lies within the latest "
+        "this many epochs, or while the loss has not come back below where it was before it.",
+    )
 
 
 class LrTooHigh(Rule):
@@ -69,7 +75,7 @@ class LrTooHigh(Rule):
         signals: dict[str, float] = {}  # signal → confidence it alone gives
         observed: dict = {}
         epochs: set[int] = set()
-        diverged = self._nonfinite(view, signals, observed, epochs)
+        diverged = self._nonfinite(view, p, signals, observed, epochs)
         diverged |= self._explosion(view, p, signals, observed, epochs)
         self._oscillation(view, p, signals, observed, epochs)
         self._val_spike(view, p, signals, observed, epochs)
@@ -84,7 +90,14 @@ class LrTooHigh(Rule):
         observed["signals"] = sorted(signals)
         what = ", ".join(s.replace("_", " ") for s in sorted(signals))
         ratios = [max(view.series(n).values) for n in ("update_ratio_head", "update_ratio_base") if view.has(n)]
-        lower = R.lower_learning_rate(spec, R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1))
+        probe = view.probes.get("lr_range")
+        if probe is not None and probe.suggested_lr >= spec.lr / 3:
+            return []  # the range test measured this rate as usable: the symptoms have another cause
+        factor = probe.suggested_lr / spec.lr if probe else R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1)
+        lower = R.lower_learning_rate(spec, factor)
+        if probe is not None:
+            observed["lr_range"] = probe.model_dump()
+            what += f"; the range test finds the loss falls fastest near {probe.suggested_lr:.2g}"
         if not spec.base_frozen and spec.weights is not None:
             # Keras transfer-learning guide: a pre-trained base unfrozen at a head's learning rate loses its features
             cause, summary = (
@@ -134,13 +147,38 @@ class LrTooHigh(Rule):
         if len(s) < 2 or s.values[0] <= 0:
             return
         peak = max(s.values[1:])
+        if self._overconfident(view):
+            return  # val_loss rising while training keeps fitting and accuracy holds: overfitting's signature
         if ge(peak, p.spike_factor * s.values[0]) and ge(peak - s.values[0], p.spike_min_abs):
             signals["val_loss_spike"] = 0.7
             at = s.epochs[1 + s.values[1:].index(peak)]
             observed.update(val_loss_first=s.values[0], val_loss_peak=peak, val_loss_peak_epoch=at)
             epochs.add(at)
 
-    def _nonfinite(self, view: View, signals: dict, observed: dict, epochs: set) -> bool:
+    @staticmethod
+    def _recovered(view: View, last_bad: int, memory: int) -> bool:
+        """The latest non-finite epoch is older than `nonfinite_memory` epochs and the finite training loss is now
+        below its value before the event (or its first value): a one-off that training left behind."""
+        later = [e for e in view.epochs if e > last_bad]
+        if len(later) < memory:
+            return False
+        loss = view.pick("loss", "train_eval_loss")
+        if not loss:
+            return True
+        before = [v for e, v in zip(loss.epochs, loss.values) if e < last_bad] or loss.values[:1]
+        return loss.last_epoch > last_bad and loss.last < before[-1]
+
+    @staticmethod
+    def _overconfident(view: View) -> bool:
+        """The training loss ended below where it started and validation accuracy ended within binomial noise of its
+        best: the model grows confident on what it fits, it was not thrown out of its basin."""
+        train, val_acc = view.pick("train_eval_loss", "loss"), view.series("val_accuracy")
+        if not train or len(train) < 2 or not val_acc:
+            return False
+        best = max(val_acc.values)
+        return train.last < train.values[0] and val_acc.last >= best - view.noise("val_accuracy", best, 0.02)
+
+    def _nonfinite(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> bool:
         bad = []
         for name in LOSSES:
             raw = view.series(name, finite=False)
@@ -150,6 +188,9 @@ class LrTooHigh(Rule):
         if sum(nb.values):
             bad += [e for e, v in zip(nb.epochs, nb.values) if v > 0]
         if not bad:
+            return False
+        if self._recovered(view, max(bad), p.nonfinite_memory):
+            observed["recovered_from_non_finite_epoch"] = max(bad)
             return False
         signals["non_finite_loss"] = 0.9
         observed["first_non_finite_epoch"] = min(bad)

@@ -18,7 +18,6 @@ from worker.training.errors import DataError
 from worker.training.sink import Sink
 
 
-
 @dataclass
 class TrainResult:
     status: str  # succeeded | cancelled | released
