@@ -9,9 +9,9 @@ from analysis.compare import gt, le
 from analysis.probes import parse as parse_probes
 from analysis.records import JobContext
 from analysis.series import Series, median
+from contract.epoch import EpochRecord
 from contract.lr_cuts import cut_epochs
 from contract.resolved import ResolvedSpec, train_eval_size
-from contract.epoch import EpochRecord
 
 
 class View:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from contract.resolved import ResolvedSpec
 from analysis.spec import fewer_trainable, round_sig
+from contract.resolved import ResolvedSpec
 
 TOP_BLOCKS = "mixed8"
 FINE_TUNE_LR = 1e-5  # Keras transfer-learning guide: fine-tune an unfrozen base at a low rate

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from contract.resolved import ResolvedSpec
 from analysis.spec import round_sig
+from contract.resolved import ResolvedSpec
 
 SPEC_MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from contract.resolved import ResolvedSpec
 from analysis.spec import round_sig
+from contract.resolved import ResolvedSpec
 
 # A mild, label-preserving set for natural images (ImageDataGenerator option names).
 BASE_AUGMENTATION = {"horizontal_flip": True, "rotation_range": 15.0, "zoom_range": 0.1}

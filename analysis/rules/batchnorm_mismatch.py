@@ -9,8 +9,8 @@ from analysis.compare import ge, le
 from analysis.findings import Abstention, Finding, Remedy, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series
-from contract.resolved import ResolvedSpec
 from analysis.view import View
+from contract.resolved import ResolvedSpec
 
 
 class BatchnormMismatchParams(Params):
