@@ -87,7 +87,7 @@ def test_an_overconfident_fine_tune_is_overfitting_not_a_high_learning_rate():
     """Gap 0.10 and val_loss rising from 0.30 to 1.3 while training fits on: overconfidence (it was primary
     learning_rate_too_high from the val_loss spike)."""
     n = 12
-    val_loss = [0.5, 0.35, 0.3, 0.32, 0.4, 0.5, 0.62, 0.75, 0.9, 1.05, 1.18, 1.3]
+    val_loss = [0.3, 0.29, 0.3, 0.32, 0.4, 0.5, 0.62, 0.75, 0.9, 1.05, 1.18, 1.3]
     h = history(
         loss=concave(0.8, 0.05, n, 0.4),
         train_eval_loss=concave(0.7, 0.04, n, 0.4),
