@@ -130,9 +130,11 @@ class LrTooHigh(Rule):
 
     @staticmethod
     def _poor(view: View) -> bool:
-        """Validation accuracy below 0.7 (AutoTrainer's not_converge bar): a large step that also learns well is fine."""
+        """Validation accuracy below AutoTrainer's not_converge bar, 0.7, taken relative to chance for K classes
+        (1/K + 0.55 × (1 − 1/K)): a large step that also learns well is fine."""
         val = view.series("val_accuracy")
-        return not val or max(val.values) < 0.7  # unknown counts as poor: weak signals then stand on their own
+        # unknown counts as poor: weak signals then stand on their own
+        return not val or max(val.values) < view.low_accuracy_bar(0.55, 0.7)
 
     def _wild_start(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
         found = view.wild_start(p.start_factor, p.start_epochs)

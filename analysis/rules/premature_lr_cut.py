@@ -86,10 +86,11 @@ class PrematureLrCut(Rule):
         train = view.pick("train_eval_accuracy", "accuracy")
         if rate_before <= 0 or not lt(rate_after, p.slowdown * rate_before) or (train and ge(train.last, p.converged)):
             return []
-        rising_before = len(before) < 3 or trend(before).rising
+        n = view.sample_size(acc.name)
+        # rising before the cut beyond noise: a Theil–Sen interval above zero, or with two epochs a binomial gain
+        rising_before = trend(before).rising if len(before) >= 3 else significantly_above(before[-1], before[0], n)
         at_cut = after[1:]  # the epochs trained at the cut rate
         after_trend = trend(at_cut)
-        n = view.sample_size(acc.name)
         gained_after = significantly_above(max(at_cut[1:]), at_cut[0], n, floor=p.min_gain)
         stalled_after = not ((after_trend is not None and after_trend.rising) or gained_after)
         gains = [b - a for a, b in zip(before, before[1:])]
