@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analysis import calibration
 from analysis.findings import Abstention, Diagnosis, Finding, Remedy
 from analysis.records import JobContext
 from analysis.rules import RULES
@@ -45,6 +46,7 @@ def diagnose(
         else:
             findings.extend(result)
             judged += rule.judges_progress
+    findings = [calibration.apply(f) for f in findings]  # evidence scores → probabilities of being right
     findings.sort(key=lambda f: _rank(f, view))  # stable: ties keep registry order
     verdict = _verdict(view.n, findings, abstentions, len(selected), judged)
     primary = findings[0].cause if findings else None

@@ -15,8 +15,9 @@ and synthetic_heldout/ (never used to fit the calibration), each marked `"synthe
   imbalanced counts, SGD with momentum, unfrozen fine-tunes at fine-tuning rates, 2–10 classes, validation sets
   of 5–100 images per class, 3–30 epochs.
 
-A few planted premature learning-rate cuts (a linear rise, a cut by a short patience, then a stall) are drawn the
-same way so the rule that names them is scored too.
+A few planted premature learning-rate cuts (a linear rise, a cut by a short patience, then a stall) and BatchNorm
+collapses after unfreezing (training mode fits, inference mode at chance) are drawn the same way, so the rules that
+name them are scored too.
 
     .venv/bin/python -m benchmarks.diagnosis.synthetic      # rewrite the synthetic corpus (deterministic)
 """
@@ -33,7 +34,7 @@ from contract.resolved import train_eval_size
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "analysis" / "corpus"
 SEED = 20
-HEALTHY_DEV, HEALTHY_HELD_OUT, PREMATURE = 48, 16, 6
+HEALTHY_DEV, HEALTHY_HELD_OUT, PREMATURE, BATCHNORM = 48, 16, 6, 4
 
 
 def _binomial(rng: random.Random, n: int, p: float) -> float:
@@ -189,6 +190,36 @@ def premature_run(rng: random.Random, i: int) -> dict:
     return _fixture(cfg, rows, [cut], "premature_lr_cut", "premature_lr_cut", i)
 
 
+def batchnorm_run(rng: random.Random, i: int) -> dict:
+    """Every layer unfrozen with BatchNorm training on batches of 8: training mode fits, inference mode collapses
+    to chance with an exploding val_loss (the collapse seen on this kind of machine)."""
+    cfg = _config(rng, 7)
+    k, spec = rng.choice([3, 4]), cfg["spec"]
+    cfg.update(k=k, train={f"c{j}": 40 for j in range(k)}, val={f"c{j}": 12 for j in range(k)})
+    spec["model"].update(trainable="all", batchnorm="train")
+    spec.update(batch_size=8, epochs=12)
+    spec["optimizer"]["learning_rate"] = 1e-4
+    rows = []
+    for e in range(1, 13):
+        acc = min(0.98, 0.45 + 0.07 * e + rng.gauss(0, 0.02))
+        rows.append(
+            {
+                "epoch": e,
+                "loss": round(max(0.05, 1.0 - 0.08 * e), 5),
+                "accuracy": round(acc, 5),
+                "val_loss": round(math.log(k) * (1 + e * rng.uniform(2, 40)), 5),
+                "val_accuracy": round(_binomial(rng, 12 * k, 1 / k), 5),
+                "learning_rate": 1e-4,
+                "train_eval_loss": round(math.log(k) * (1 + e * rng.uniform(2, 30)), 5),
+                "train_eval_accuracy": round(_binomial(rng, 40 * k, 1 / k), 5),
+                "nonfinite_batches": 0,
+                "update_ratio_head": 2e-3,
+                "update_ratio_base": 5e-4,
+            }
+        )
+    return _fixture(cfg, rows, [], "batchnorm_mismatch", "batchnorm_mismatch", i)
+
+
 def _fixture(cfg: dict, rows: list[dict], cuts: list[int], case: str, planted: str | None, i: int) -> dict:
     return {
         "format": 1,
@@ -218,6 +249,7 @@ def generate() -> list[dict]:
     rng = random.Random(SEED)
     runs = [healthy_run(rng, i) for i in range(HEALTHY_DEV + HEALTHY_HELD_OUT)]
     runs += [premature_run(rng, HEALTHY_DEV + HEALTHY_HELD_OUT + j) for j in range(PREMATURE)]
+    runs += [batchnorm_run(rng, HEALTHY_DEV + HEALTHY_HELD_OUT + PREMATURE + j) for j in range(BATCHNORM)]
     for j, fx in enumerate(runs):
         # every fourth run is held out: never used to fit the calibration
         if j % 4 == 3:
