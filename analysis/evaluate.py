@@ -219,6 +219,16 @@ def score_family(runs: list[dict]) -> dict:
             "median_epoch": statistics.median(firsts) if firsts else None,
             "median_fraction": round(statistics.median(fractions), 4) if fractions else None,
             "by_half_of_planned": _ratio(len(by_half), len(plants)),
+            "by_30_percent_of_planned": _ratio(
+                sum(
+                    1
+                    for r in plants
+                    if r["first_correct_epoch"] is not None
+                    and r["planned_epochs"]
+                    and r["first_correct_epoch"] <= 0.3 * r["planned_epochs"]
+                ),
+                len(plants),
+            ),
         },
         "calibration": reliability(pairs),
     }

@@ -66,6 +66,7 @@ def test_scoring_math_on_a_hand_made_corpus():
         "median_epoch": 4.5,
         "median_fraction": 0.375,
         "by_half_of_planned": 0.6667,
+        "by_30_percent_of_planned": 0.3333,
     }
     cal = s["calibration"]
     assert cal["findings"] == 4  # the plateau symptom is not scored
