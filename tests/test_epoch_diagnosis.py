@@ -72,7 +72,9 @@ def test_on_stagnation_stops_only_at_its_confidence():
     cb, sink = callback(spec)
     for epoch in range(4):
         cb.on_epoch_end(epoch, at_chance(epoch))
-    assert cb.model.stop_training is False and cb.stop_reason() is None  # calibrated base_too_frozen is about 0.98 < 0.99
+    assert (
+        cb.model.stop_training is False and cb.stop_reason() is None
+    )  # calibrated base_too_frozen is about 0.98 < 0.99
     spec["on_stagnation"]["min_confidence"] = 0.7
     cb, sink = callback(spec)
     for epoch in range(3):
