@@ -60,3 +60,15 @@ def test_a_rule_claiming_runs_it_did_not_own_fails_the_gate(rule_id, monkeypatch
 
     monkeypatch.setattr(rule, "check", claims)
     assert failures()
+
+
+def test_rules_silent_until_epoch_12_fail_the_gate(monkeypatch):
+    """Every rule waiting for 12 epochs: the first correct findings come too late."""
+    for rule in RULES.values():
+        check = rule.check
+
+        def late(view, p, check=check):
+            return [] if view.n < 12 else check(view, p)
+
+        monkeypatch.setattr(rule, "check", late)
+    assert any("first correct finding" in f for f in failures())
