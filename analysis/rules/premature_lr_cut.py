@@ -91,7 +91,7 @@ class PrematureLrCut(Rule):
         rising_before = trend(before).rising if len(before) >= 3 else significantly_above(before[-1], before[0], n)
         at_cut = after[1:]  # the epochs trained at the cut rate
         after_trend = trend(at_cut)
-        gained_after = significantly_above(max(at_cut[1:]), at_cut[0], n, floor=p.min_gain)
+        gained_after = len(at_cut) > 1 and significantly_above(max(at_cut[1:]), at_cut[0], n, floor=p.min_gain)
         stalled_after = not ((after_trend is not None and after_trend.rising) or gained_after)
         gains = [b - a for a, b in zip(before, before[1:])]
         decelerating = len(gains) >= 2 and gains[-1] < p.decelerating * gains[0]

@@ -90,3 +90,8 @@ def test_a_gain_within_the_noise_of_a_small_validation_set_is_no_learning():
     counts = {"a": 10, "b": 10}
     f = run(cut_at(4, val), SPEC, planned_epochs=20, class_counts_val=counts)
     assert f is not None and f.observed["val_images"] == 20
+
+
+def test_one_epoch_after_the_cut_is_enough_when_asked():
+    stall = [0.3, 0.4, 0.5, 0.6, 0.6]
+    assert run(cut_at(4, stall, n=5), SPEC, planned_epochs=20, params={"after": 1}) is not None
