@@ -168,7 +168,7 @@ def premature_run(rng: random.Random, i: int) -> dict:
     cut = rng.choice([5, 6])
     lr = spec["optimizer"]["learning_rate"]
     rows = []
-    level = 0.3
+    level, step = 0.3, rng.uniform(4e-3, 1e-2)
     for e in range(1, 14):
         level = level + 0.08 if e < cut else level + rng.uniform(-0.005, 0.006)
         rate = lr if e < cut else lr * 0.1
@@ -184,7 +184,7 @@ def premature_run(rng: random.Random, i: int) -> dict:
                 "train_eval_loss": round(1.08 - level, 5),
                 "train_eval_accuracy": round(min(0.99, level + 0.02), 5),
                 "nonfinite_batches": 0,
-                "update_ratio_head": 3e-3 if e < cut else 3e-4,
+                "update_ratio_head": round(step if e < cut else step * 0.1, 7),  # Adam's step scales with the rate
             }
         )
     return _fixture(cfg, rows, [cut], "premature_lr_cut", "premature_lr_cut", i)
