@@ -164,12 +164,12 @@ def premature_run(rng: random.Random, i: int) -> dict:
     k, spec = 3, cfg["spec"]
     cfg.update(k=k, train={f"c{j}": 120 for j in range(k)}, val={f"c{j}": 50 for j in range(k)})
     spec["callbacks"]["reduce_lr_on_plateau"] = {"monitor": "val_loss", "factor": 0.1, "patience": 1, "min_lr": 0.0}
-    spec["epochs"] = 20
-    cut = rng.choice([5, 6])
+    spec["epochs"] = 30  # warm-up lasts 0.3 × 30 = 9 epochs: the cut at 5–7 is well inside it
+    cut = rng.choice([5, 6, 7])
     lr = spec["optimizer"]["learning_rate"]
     rows = []
     level, step = 0.3, rng.uniform(4e-3, 1e-2)
-    for e in range(1, 14):
+    for e in range(1, 17):
         level = level + 0.08 if e < cut else level + rng.uniform(-0.005, 0.006)
         rate = lr if e < cut else lr * 0.1
         val = _binomial(rng, 150, level)
