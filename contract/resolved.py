@@ -36,7 +36,7 @@ def train_eval_indices(n_train: int) -> list[int]:
 
 def train_eval_size(n_train: int) -> int:
     """How many images `train_eval_*` are measured on for a training set of `n_train` images."""
-    return len(train_eval_indices(n_train))
+    return min(max(n_train, 0), TRAIN_EVAL_IMAGES)
 
 
 def resolve_batchnorm(mode: str, weights: str | None) -> str:
