@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy.stats import theilslopes
-
 Z95 = 1.959964
 
 
@@ -53,6 +51,8 @@ def trend(values: list[float], epochs: list[int] | None = None, confidence: floa
     """Theil–Sen slope per epoch with its confidence interval; None with fewer than three values."""
     if len(values) < 3:
         return None
+    from scipy.stats import theilslopes  # imported on first use: scipy.stats costs ~0.3 s to import
+
     x = epochs if epochs is not None else list(range(len(values)))
     slope, _, low, high = theilslopes(values, x, alpha=confidence)
     return Trend(float(slope), float(low), float(high))
