@@ -41,6 +41,9 @@ class PrematureLrCutParams(Params):
         description="Gains before the cut already shrinking (the last below this fraction of the first) make a "
         "concave curve: its cut is premature only if learning then stopped.",
     )
+    judge_epochs: int = Field(
+        30, ge=3, description="The trends before and after the cut are judged on at most this many epochs each."
+    )
     min_gain: float = Field(
         0.02,
         ge=0,
@@ -88,8 +91,9 @@ class PrematureLrCut(Rule):
             return []
         n = view.sample_size(acc.name)
         # rising before the cut beyond noise: a Theil–Sen interval above zero, or with two epochs a binomial gain
-        rising_before = trend(before).rising if len(before) >= 3 else significantly_above(before[-1], before[0], n)
-        at_cut = after[1:]  # the epochs trained at the cut rate
+        recent = before[-p.judge_epochs :]  # Theil–Sen is O(n²): judge the epochs around the cut, not all of them
+        rising_before = trend(recent).rising if len(recent) >= 3 else significantly_above(recent[-1], recent[0], n)
+        at_cut = after[1 : 1 + p.judge_epochs]  # the epochs trained at the cut rate
         after_trend = trend(at_cut)
         gained_after = len(at_cut) > 1 and significantly_above(max(at_cut[1:]), at_cut[0], n, floor=p.min_gain)
         stalled_after = not ((after_trend is not None and after_trend.rising) or gained_after)

@@ -95,3 +95,13 @@ def test_a_gain_within_the_noise_of_a_small_validation_set_is_no_learning():
 def test_one_epoch_after_the_cut_is_enough_when_asked():
     stall = [0.3, 0.4, 0.5, 0.6, 0.6]
     assert run(cut_at(4, stall, n=5), SPEC, planned_epochs=20, params={"after": 1}) is not None
+
+
+def test_an_early_cut_in_a_ten_thousand_epoch_history_is_judged_quickly():
+    import time
+
+    n = 10_000
+    val = [min(0.3 + 0.1 * i, 0.6) for i in range(4)] + [0.6 + 0.01 * ((i % 3) - 1) for i in range(n - 4)]
+    t0 = time.perf_counter()
+    f = run(cut_at(4, val, n=n), SPEC, planned_epochs=n)
+    assert f is not None and time.perf_counter() - t0 < 2.0
