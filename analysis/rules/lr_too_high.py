@@ -42,6 +42,12 @@ class LrTooHighParams(Params):
         3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…"
     )
     spike_min_abs: float = Field(1.0, ge=0, description="…and at least this much above it.")
+    range_factor: float = Field(
+        3.0,
+        gt=1,
+        description="With a learning-rate range test: a rate at least this multiple of its suggestion (or above its "
+        "usable range) is too high; below it the rate is cleared.",
+    )
     nonfinite_memory: int = Field(
         3,
         ge=1,
@@ -81,18 +87,20 @@ class LrTooHigh(Rule):
         self._val_spike(view, p, signals, observed, epochs)
         self._wild_start(view, p, signals, observed, epochs)
         self._update_ratio(view, p, signals, observed, epochs)
+        spec = view.spec
+        probe = view.probes.get("lr_range")
+        if probe is not None:
+            if not self._above_range(spec.lr, probe, p):
+                return []  # the range test measured this rate as usable: the symptoms have another cause
+            signals["above_range_test"] = 0.8  # measured: curves alone cannot tell "fine" from "could be better"
         weak = {k for k in signals if k.startswith("oscillation") or k == "large_update_ratio"}
         if not signals or (set(signals) == weak and not self._poor(view)):
             return []  # swings and large steps on a run that learns well are noise, not a diagnosis
         confidence = max(signals.values()) + 0.05 * (len(signals) - 1)
-        spec = view.spec
         oscillating = any(k.startswith("oscillation") for k in signals)
         observed["signals"] = sorted(signals)
         what = ", ".join(s.replace("_", " ") for s in sorted(signals))
         ratios = [max(view.series(n).values) for n in ("update_ratio_head", "update_ratio_base") if view.has(n)]
-        probe = view.probes.get("lr_range")
-        if probe is not None and probe.suggested_lr >= spec.lr / 3:
-            return []  # the range test measured this rate as usable: the symptoms have another cause
         factor = probe.suggested_lr / spec.lr if probe else R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1)
         lower = R.lower_learning_rate(spec, factor)
         if probe is not None:
@@ -127,6 +135,11 @@ class LrTooHigh(Rule):
                 remedies=remedies,
             )
         ]
+
+    @staticmethod
+    def _above_range(lr: float, probe, p: LrTooHighParams) -> bool:
+        """The job's rate lies above the range test's usable range, or `range_factor` × its suggestion or more."""
+        return (probe.max_lr is not None and gt(lr, probe.max_lr)) or ge(lr, p.range_factor * probe.suggested_lr)
 
     @staticmethod
     def _poor(view: View) -> bool:

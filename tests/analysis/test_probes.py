@@ -74,3 +74,25 @@ def test_a_linear_probe_at_chance_names_the_base_unsuitable():
     assert "linear probe" in f.summary and f.observed["linear_probe"]["accuracy"] == 0.35
     informative = diagnose(h, ctx(class_counts_train=THREE, probes={"linear_probe": {"accuracy": 0.8, "images": 300}}))
     assert "base_too_frozen" not in causes(informative)
+
+
+def test_a_range_test_tells_fine_from_could_be_better():
+    """An all-layer fine-tune whose first loss is twice ln K, then a slow climb to 0.68: healthy by its curves, but
+    the range test puts its rate three times above where the loss falls fastest."""
+    n = 10
+    acc = [0.35, 0.42, 0.48, 0.53, 0.57, 0.6, 0.63, 0.65, 0.67, 0.68]
+    h = history(
+        loss=[2 * 1.0986] + [round(1.1 - 0.05 * i, 4) for i in range(1, n)],
+        val_loss=[2 * 1.0986] + [round(1.05 - 0.045 * i, 4) for i in range(1, n)],
+        train_eval_accuracy=[a + 0.02 for a in acc],
+        val_accuracy=acc,
+    )
+    spec = {"model": {"trainable": "all"}, "optimizer": {"learning_rate": 3e-4}}
+    plain = diagnose(h, ctx(spec, class_counts_train=THREE, class_counts_val=counts(3, 40)))
+    assert not causes(plain) & {"learning_rate_too_high", "learning_rate_too_high_after_unfreezing"}
+    probed = ctx(
+        spec, class_counts_train=THREE, class_counts_val=counts(3, 40), probes={"lr_range": {"suggested_lr": 1e-4}}
+    )
+    f = diagnose(h, probed).findings[0]
+    assert f.cause == "learning_rate_too_high_after_unfreezing" and "0.0001" in f.summary
+    assert f.observed["signals"] == ["above_range_test"]
