@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analysis import calibration
 from analysis.findings import Abstention, Diagnosis, Finding, Remedy
 from analysis.records import JobContext
 from analysis.rules import RULES
@@ -45,7 +46,8 @@ def diagnose(
         else:
             findings.extend(result)
             judged += rule.judges_progress
-    findings.sort(key=lambda f: -f.confidence)  # stable: ties keep registry order
+    findings = [calibration.apply(f) for f in findings]  # evidence scores → probabilities of being right
+    findings.sort(key=lambda f: _rank(f, view))  # stable: ties keep registry order
     verdict = _verdict(view.n, findings, abstentions, len(selected), judged)
     primary = findings[0].cause if findings else None
     return Diagnosis(
@@ -56,6 +58,18 @@ def diagnose(
         epochs_analysed=view.n,
         summary=_summary(verdict, view.n, findings, abstentions),
     )
+
+
+SYMPTOMS = frozenset({"plateau", "not_learning"})  # what is wrong, not why: ranked after any cause
+GENERALISATION = frozenset({"overfitting", "label_noise_suspected", "label_noise", "class_imbalance"})
+
+
+def _rank(f: Finding, view: View) -> tuple:
+    """Causes before symptoms; when the memorization probe could not fit a small subset, optimisation causes before
+    generalisation ones (a model that cannot fit has an optimisation fault first); then by confidence."""
+    memo = view.probes.get("memorization")
+    demoted = memo is not None and not memo.fitted and f.cause in GENERALISATION
+    return (f.cause in SYMPTOMS, demoted, -f.confidence)
 
 
 def _verdict(n: int, findings: list[Finding], abstentions: list[Abstention], ran: int, judged: int) -> str:

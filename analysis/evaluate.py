@@ -25,6 +25,7 @@ from analysis.findings import Diagnosis
 from analysis.records import JobContext
 from contract.epoch import EpochRecord
 
+EPS = 1e-9
 SYMPTOMS = frozenset({"plateau", "not_learning"})  # symptoms, not causes: never a false alarm, never scored
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "analysis" / "corpus"
@@ -105,10 +106,10 @@ def reliability(pairs: list[tuple[float, bool]], bins: int = 5) -> dict:
     return {"bins": table, "findings": len(pairs), "ece": round(ece, 4) if pairs else None}
 
 
-def run_summary(fx: dict) -> dict:
+def run_summary(fx: dict, first: bool = True) -> dict:
     d = diagnose_fixture(fx)
     last = fx["history"][-1] if fx["history"] else {}
-    planted_first = first_correct(fx) if fx["planted"] and fx.get("manifested") else None
+    planted_first = first_correct(fx) if first and fx["planted"] and fx.get("manifested") else None
     return {
         "family": fx["family"],
         "case": fx["case"],
@@ -121,7 +122,7 @@ def run_summary(fx: dict) -> dict:
         "primary_cause": d.primary_cause,
         "causes": sorted({f.cause for f in d.findings}),
         "found": sorted(found(fx, d)),
-        "findings": [(f.cause, f.confidence) for f in d.findings],
+        "findings": [(f.cause, f.confidence, f.rule) for f in d.findings],
         "first_correct_epoch": planted_first,
         "planned_epochs": fx["context"].get("planned_epochs"),
         "train_eval_accuracy": last.get("train_eval_accuracy"),
@@ -173,14 +174,37 @@ def score_family(runs: list[dict]) -> dict:
     ]
     # a finding is right when it names the planted cause or an accepted alternative
     pairs = [
-        (conf, cause == r["planted"] or cause in r["accepted"])
+        (f[1], f[0] == r["planted"] or f[0] in r["accepted"])
         for r in counted
-        for cause, conf in r["findings"]
-        if cause not in SYMPTOMS
+        for f in r["findings"]
+        if f[0] not in SYMPTOMS
     ]
+    by_rule: dict[str, list[tuple[float, bool]]] = {}
+    for r in counted:
+        for f in r["findings"]:
+            if f[0] not in SYMPTOMS and len(f) > 2:
+                by_rule.setdefault(f[2], []).append((f[1], f[0] == r["planted"] or f[0] in r["accepted"]))
+    firsts_by_cause: dict[str, list[float]] = {}
+    for r in plants:
+        if r["planned_epochs"]:
+            frac = r["first_correct_epoch"] / r["planned_epochs"] if r["first_correct_epoch"] is not None else 1.0
+            firsts_by_cause.setdefault(r["planted"], []).append(frac)
     return {
         "runs": len(runs),
         "counted": len(counted),
+        "max_symptom_confidence": max((f[1] for r in counted for f in r["findings"] if f[0] in SYMPTOMS), default=None),
+        "stalls_judged": _ratio(sum(r.get("verdict") in ("stagnating", "diverging") for r in plants), len(plants)),
+        "rule_calibration": {
+            rule: {
+                "findings": len(v),
+                "mean_confidence": round(sum(c for c, _ in v) / len(v), 4),
+                "fraction_correct": round(sum(ok for _, ok in v) / len(v), 4),
+            }
+            for rule, v in sorted(by_rule.items())
+        },
+        "first_correct_fraction_by_cause": {
+            c: round(statistics.mean(v), 4) for c, v in sorted(firsts_by_cause.items())
+        },
         "not_manifested": [f"{r['case']}-s{r['seed']}" for r in runs if r["manifested"] is not True],
         "per_cause": per_cause,
         "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
@@ -195,6 +219,16 @@ def score_family(runs: list[dict]) -> dict:
             "median_epoch": statistics.median(firsts) if firsts else None,
             "median_fraction": round(statistics.median(fractions), 4) if fractions else None,
             "by_half_of_planned": _ratio(len(by_half), len(plants)),
+            "by_30_percent_of_planned": _ratio(
+                sum(
+                    1
+                    for r in plants
+                    if r["first_correct_epoch"] is not None
+                    and r["planned_epochs"]
+                    and r["first_correct_epoch"] <= 0.3 * r["planned_epochs"]
+                ),
+                len(plants),
+            ),
         },
         "calibration": reliability(pairs),
     }
@@ -206,8 +240,59 @@ def score(fixtures: list[dict]) -> dict:
     held = {fx["family"]: bool(fx.get("held_out")) for fx in fixtures}
     return {
         "families": {f: {"held_out": held[f], **score_family([r for r in runs if r["family"] == f])} for f in families},
+        "development": score_family([r for r in runs if not held[r["family"]]]),
+        "held_out": score_family([r for r in runs if held[r["family"]]]),
+        "all": score_family(runs),
         "runs": runs,
     }
+
+
+# The corpus gate: what the analysis must keep on the recorded and synthetic runs.
+MAX_FALSE_ALARM_RATE = 0.02  # on healthy runs, all families together
+MAX_ECE = 0.05  # expected calibration error on the development corpus
+MAX_RULE_MISCALIBRATION = 0.15  # |mean confidence − fraction right| of one rule's findings (≥ MIN_RULE_FINDINGS)
+MIN_RULE_FINDINGS = 3
+MAX_SYMPTOM_CONFIDENCE = 0.5  # plateau / not_learning describe a stall; they never pass for its cause
+FIRST_CORRECT_SLACK = 0.05  # a cause's mean first-correct fraction may grow by this much over the baseline
+
+
+def gate_numbers(result: dict) -> dict:
+    """The figures the gate holds, for the baseline file: per-cause F1 and first-correct fraction (all runs)."""
+    a = result["all"]
+    return {
+        "per_cause_f1": {c: v["f1"] for c, v in a["per_cause"].items() if v["f1"] is not None},
+        "first_correct_fraction_by_cause": a["first_correct_fraction_by_cause"],
+        "stalls_judged": a["stalls_judged"],
+    }
+
+
+def gate(result: dict, baseline: dict) -> list[str]:
+    """Why the corpus check fails; empty when it passes. `baseline` is gate_numbers of the recorded baseline."""
+    a, dev = result["all"], result["development"]
+    failures = []
+    for cause, was in baseline["per_cause_f1"].items():
+        got = a["per_cause"].get(cause, {}).get("f1") or 0.0
+        if got < was - EPS:
+            failures.append(f"{cause}: F1 {got} < baseline {was}")
+    if a["false_alarm_rate"] is not None and a["false_alarm_rate"] > MAX_FALSE_ALARM_RATE + EPS:
+        failures.append(f"false alarms on healthy runs {a['false_alarm_rate']} > {MAX_FALSE_ALARM_RATE}")
+    ece = dev["calibration"]["ece"]
+    if ece is not None and ece > MAX_ECE + EPS:
+        failures.append(f"development ECE {ece} > {MAX_ECE}")
+    for rule, c in dev["rule_calibration"].items():
+        off = abs(c["mean_confidence"] - c["fraction_correct"])
+        if c["findings"] >= MIN_RULE_FINDINGS and off > MAX_RULE_MISCALIBRATION + EPS:
+            failures.append(f"{rule}: mean confidence {c['mean_confidence']} vs {c['fraction_correct']} right")
+    for cause, was in baseline["first_correct_fraction_by_cause"].items():
+        got = a["first_correct_fraction_by_cause"].get(cause, 1.0)
+        if got > was + FIRST_CORRECT_SLACK + EPS:
+            failures.append(f"{cause}: first correct finding at {got:.2f} of planned epochs > {was:.2f}")
+    top = a["max_symptom_confidence"]
+    if top is not None and top > MAX_SYMPTOM_CONFIDENCE + EPS:
+        failures.append(f"a symptom reported at {top} > {MAX_SYMPTOM_CONFIDENCE}: it would pass for a cause")
+    if a["stalls_judged"] is not None and a["stalls_judged"] < baseline["stalls_judged"] - EPS:
+        failures.append(f"planted runs judged stalled {a['stalls_judged']} < {baseline['stalls_judged']}")
+    return failures
 
 
 def headline(result: dict) -> dict:
@@ -228,8 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(headline(result), indent=2))
+    for name in ("development", "held_out"):
+        part = result[name]
+        print(
+            f"{name}: macro-F1 {part['macro_f1']}, false alarms {part['false_alarm_rate']}, "
+            f"ECE {part['calibration']['ece']}, first correct (median fraction) {part['first_correct']['median_fraction']}"
+        )
     if args.record_baseline:
-        (args.corpus / BASELINE.name).write_text(json.dumps({"families": headline(result)}, indent=2) + "\n")
+        baseline = {"families": headline(result), "gate": gate_numbers(result)}
+        (args.corpus / BASELINE.name).write_text(json.dumps(baseline, indent=2) + "\n")
     return 0
 
 

@@ -16,3 +16,8 @@ class JobContext(BaseModel):
     planned_epochs: int | None = None
     lr_reductions: list[int] = Field(default_factory=list, description="Epochs at which ReduceLROnPlateau cut the LR.")
     status: str | None = None
+    probes: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Recorded probe results by probe name (analysis.probes: lr_range, memorization, linear_probe, "
+        "label_check); each rule uses the ones it understands.",
+    )

@@ -6,12 +6,12 @@ from math import isfinite, log, sqrt
 from operator import attrgetter, itemgetter
 
 from analysis.compare import gt, le
+from analysis.probes import parse as parse_probes
 from analysis.records import JobContext
 from analysis.series import Series, median
-from analysis.spec import SpecView
 from contract.epoch import EpochRecord
-
-TRAIN_EVAL_IMAGES = 256  # the worker measures train_eval_* on at most this many training images
+from contract.lr_cuts import cut_epochs
+from contract.resolved import ResolvedSpec, train_eval_size
 
 
 class View:
@@ -24,11 +24,12 @@ class View:
         self.records = records
         self.epochs = epochs
         self.context = context
-        self.spec = SpecView(context.spec)
+        self.spec = ResolvedSpec(context.spec)
         self.n = len(records)
         self._cache: dict[tuple[str, bool], Series] = {}
         self._cuts: list[int] | None = None
         self._dicts: list[dict] | None = None
+        self.probes = parse_probes(context.probes)
 
     def series(self, name: str, finite: bool = True) -> Series:
         """Recorded values of `name`; with finite=True NaN/inf are dropped as well. Cached; do not mutate."""
@@ -73,8 +74,7 @@ class View:
         """Epochs at which the LR was cut: the context's list plus drops seen in `learning_rate`."""
         if self._cuts is None:
             lr = self.series("learning_rate")
-            drops = [e for e, prev, cur in zip(lr.epochs[1:], lr.values, lr.values[1:]) if cur < prev * (1 - 1e-6)]
-            self._cuts = sorted(set(self.context.lr_reductions).union(drops))
+            self._cuts = sorted(set(self.context.lr_reductions).union(cut_epochs(lr.epochs, lr.values)))
         return list(self._cuts)
 
     def last_with(self, name: str):
@@ -112,7 +112,7 @@ class View:
                 n = sum(support[1].values()) if support else 0
             return n or None
         n = sum((c.class_counts_train or {}).values())
-        return (min(n, TRAIN_EVAL_IMAGES) if name.startswith("train_eval") else n) or None
+        return (train_eval_size(n) if name.startswith("train_eval") else n) or None
 
     def resolution(self, name: str, floor: float) -> float:
         """The smallest change of an accuracy that is more than one or two images flipping: max(floor, 1.5 / n)."""
@@ -150,12 +150,17 @@ class View:
 
     def accuracy_gap_se(self, train_acc: float, val_acc: float) -> float:
         """Standard error of train_eval_accuracy − val_accuracy from binomial sampling: the validation set's size and
-        the training subset's (at most TRAIN_EVAL_IMAGES); 0 when the sizes are unknown."""
+        the training subset's (`contract.resolved.train_eval_size`); 0 when the sizes are unknown."""
         n_val, n_train = self.sample_size("val_accuracy"), self.sample_size("train_eval_accuracy")
         var = (val_acc * (1 - val_acc) / n_val if n_val else 0.0) + (
             train_acc * (1 - train_acc) / n_train if n_train else 0.0
         )
         return sqrt(max(var, 0.0))
+
+    def low_accuracy_bar(self, fraction: float, fallback: float) -> float:
+        """Accuracy below which a model has learned little of what it could, for K classes: 1/K + fraction × (1 −
+        1/K) (0.66 for 4 classes and 0.6 for 10 at fraction 0.55); `fallback` when K is unknown."""
+        return self.chance_bar(fraction) or fallback
 
     def chance_bar(self, near: float) -> float | None:
         """Accuracy at or below which a model is near chance: 1/K + near × (1 − 1/K); None without K."""

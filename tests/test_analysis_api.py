@@ -99,11 +99,15 @@ def test_rule_parameters_are_overridable_by_query(client):
 
 def test_imbalance_from_class_counts(client):
     counts = {"train": {"a": 200, "b": 10, "c": 12}, "val": {"a": 20, "b": 5, "c": 5}}
-    jid = job_with_history(client, healthy_rows(3), counts=counts)
+    jid = job_with_history(client, [], counts=counts, spec=small_spec(epochs=3))  # before the first epoch
     body = client.get(f"/jobs/{jid}/analysis").json()
     imb = next(f for f in body["findings"] if f["cause"] == "class_imbalance")
     assert imb["observed"]["count_ratio"] == 20
     assert any(rem["patch"] == {"class_weight": "balanced"} for rem in imb["remedies"])
+    # counts alone are a pre-training warning: a run with epochs and no recall evidence is not judged on them
+    jid = job_with_history(client, healthy_rows(3), counts=counts)
+    body = client.get(f"/jobs/{jid}/analysis").json()
+    assert "class_imbalance" not in {f["cause"] for f in body["findings"]} and body["verdict"] != "stagnating"
 
 
 def test_fork_applies_remedy_and_patch_and_links_lineage(client):

@@ -110,14 +110,14 @@ def assert_statistics_kept(base, start: dict) -> None:
     ],
 )
 def test_batchnorm_mode_resolves_alike_in_trainer_and_analysis(weights, setting, mode):
-    from analysis.spec import SpecView
+    from contract.resolved import ResolvedSpec
     from worker.training.model import batchnorm_mode
 
     job = JobSpec.model_validate(spec(1, batchnorm=setting) | {"model": {"weights": weights, "batchnorm": setting}})
     assert batchnorm_mode(job) == mode
-    assert SpecView(job.model_dump(mode="json")).batchnorm == mode
+    assert ResolvedSpec(job.model_dump(mode="json")).batchnorm == mode
     if setting == "auto":  # a stored spec without the key reads as "auto"
-        assert SpecView({"model": {"weights": weights}}).batchnorm == mode
+        assert ResolvedSpec({"model": {"weights": weights}}).batchnorm == mode
 
 
 # --- in subprocesses: trained BatchNorm, and MirroredStrategy over two logical CPUs ---------------------------------------

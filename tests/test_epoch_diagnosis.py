@@ -68,11 +68,13 @@ def test_a_finding_event_when_a_cause_appears_then_clears():
 
 
 def test_on_stagnation_stops_only_at_its_confidence():
-    spec = small_spec(epochs=10, on_stagnation={"action": "stop", "after_epochs": 3, "min_confidence": 0.95})
+    spec = small_spec(epochs=10, on_stagnation={"action": "stop", "after_epochs": 3, "min_confidence": 0.99})
     cb, sink = callback(spec)
     for epoch in range(4):
         cb.on_epoch_end(epoch, at_chance(epoch))
-    assert cb.model.stop_training is False and cb.stop_reason() is None  # base_too_frozen is 0.9 < 0.95
+    assert (
+        cb.model.stop_training is False and cb.stop_reason() is None
+    )  # calibrated base_too_frozen is about 0.98 < 0.99
     spec["on_stagnation"]["min_confidence"] = 0.7
     cb, sink = callback(spec)
     for epoch in range(3):
@@ -88,3 +90,17 @@ def test_on_stagnation_rules_limit_what_may_stop():
     for epoch in range(5):
         cb.on_epoch_end(epoch, at_chance(epoch))
     assert cb.model.stop_training is False  # not_learning fired, but only overfitting may stop this job
+
+
+def test_count_only_imbalance_never_stops_an_improving_job():
+    """440:40 counts with class_weight balanced and on_stagnation stop: improving from 0.70 to 0.86 with even
+    per-class recall, the job runs on (a count-only class_imbalance at 0.8 once stopped it at epoch 3)."""
+    spec = small_spec(epochs=10, class_weight="balanced", on_stagnation={"action": "stop", "after_epochs": 1})
+    sink = MemorySink()
+    cb = EpochDiagnosis(JobSpec.model_validate(spec), {"train": {"a": 440, "b": 40}, "val": {"a": 40, "b": 40}}, sink)
+    cb.set_model(SimpleNamespace(stop_training=False))
+    for epoch, acc in enumerate([0.70, 0.79, 0.86]):
+        logs = {**learning(epoch), "val_accuracy": acc, "train_eval_accuracy": acc + 0.02, "accuracy": acc}
+        cb.on_epoch_end(epoch, {**logs, "val_recall": {"a": acc + 0.01, "b": acc - 0.01}})
+    assert cb.model.stop_training is False and cb.stop_reason() is None
+    assert "class_imbalance" not in {f.get("cause") for f in findings(sink)}

@@ -24,6 +24,15 @@ def test_severe_imbalance_is_recorded_before_training():
     assert kind == "finding" and reason.startswith("before training") and data["observed"]["count_ratio"] == 15
 
 
+def test_balanced_class_weights_silence_the_count_warning():
+    from worker.training.stagnation import check_before_training
+
+    sink = MemorySink()
+    counts = {"train": {"a": 300, "b": 20, "c": 25}, "val": {"a": 30, "b": 10, "c": 10}}
+    spec = JobSpec.model_validate(small_spec(class_weight="balanced"))
+    assert check_before_training(spec, counts, sink) == [] and sink.events == []
+
+
 def test_mild_imbalance_is_not_a_finding():
     from worker.training.stagnation import check_before_training
 

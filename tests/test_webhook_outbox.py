@@ -227,14 +227,23 @@ def test_api_and_worker_transitions_are_staged(client):
     assert [r.event for r in rows_of(uuid.UUID(job["id"]))] == ["queued", "cancelled"]
     assert rows_of(uuid.UUID(plain["id"])) == []
 
+    from models.lifecycle import Fence, LostJob, claim
     from worker import db_sink
 
-    job_id = uuid.UUID(job["id"])
-    db_sink.DbSink(job_id).event("finding", "val_loss plateaued", {"rule": "plateau"})
-    db_sink.DbSink(job_id).event("lr_reduced", "learning rate 1e-3 → 1e-4")  # not a webhook event
-    last = rows_of(job_id)[-1]
-    assert [r.event for r in rows_of(job_id)] == ["queued", "cancelled", "finding"]
-    assert last.body["data"] == {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}
+    # A worker's findings, written under the attempt it claimed, are staged like the API's transitions.
+    running = client.post("/jobs", json={**small_spec(), "webhook": {"url": "https://hooks.example.com/plateau"}})
+    job_id = uuid.UUID(running.json()["id"])
+    with session_scope() as s:
+        taken = claim(s, job_id, worker_host="w:1", lease_seconds=60, max_attempts=3)
+    fence = Fence(job_id, taken.job.attempts, "w:1")
+    db_sink.DbSink(fence).event("finding", "val_loss plateaued", {"rule": "plateau"})
+    db_sink.DbSink(fence).event("lr_reduced", "learning rate 1e-3 → 1e-4")  # not a webhook event
+    assert [r.event for r in rows_of(job_id)] == ["queued", "running", "finding"]
+    assert rows_of(job_id)[-1].body["data"] == {"reason": "val_loss plateaued", "finding": {"rule": "plateau"}}
+    # The cancelled job's stale attempt stages nothing.
+    with pytest.raises(LostJob):
+        db_sink.DbSink(Fence(uuid.UUID(job["id"]), 1, "w:1")).event("finding", "late", {"rule": "plateau"})
+    assert [r.event for r in rows_of(uuid.UUID(job["id"]))] == ["queued", "cancelled"]
 
 
 def test_the_outbox_is_counted_in_metrics(client):

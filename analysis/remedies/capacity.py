@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from analysis.spec import SpecView, fewer_trainable, round_sig
+from analysis.spec import fewer_trainable, round_sig
+from contract.resolved import ResolvedSpec
 
 TOP_BLOCKS = "mixed8"
 FINE_TUNE_LR = 1e-5  # Keras transfer-learning guide: fine-tune an unfrozen base at a low rate
 
 
-def fine_tune_lr(spec: SpecView) -> float:
+def fine_tune_lr(spec: ResolvedSpec) -> float:
     return round_sig(min(spec.lr * 0.1, FINE_TUNE_LR))
 
 
-def unfreeze_top_blocks(spec: SpecView) -> Remedy | None:
+def unfreeze_top_blocks(spec: ResolvedSpec) -> Remedy | None:
     if not spec.base_frozen:
         return None
     lr = fine_tune_lr(spec)
@@ -24,7 +25,7 @@ def unfreeze_top_blocks(spec: SpecView) -> Remedy | None:
     )
 
 
-def use_imagenet_weights(spec: SpecView) -> Remedy | None:
+def use_imagenet_weights(spec: ResolvedSpec) -> Remedy | None:
     if spec.weights == "imagenet":
         return None
     return Remedy(
@@ -34,7 +35,7 @@ def use_imagenet_weights(spec: SpecView) -> Remedy | None:
     )
 
 
-def freeze_more_layers(spec: SpecView) -> Remedy | None:
+def freeze_more_layers(spec: ResolvedSpec) -> Remedy | None:
     fewer = fewer_trainable(spec.trainable)
     if fewer is None:
         return None
@@ -45,7 +46,7 @@ def freeze_more_layers(spec: SpecView) -> Remedy | None:
     )
 
 
-def unfreeze_fewer_at_low_lr(spec: SpecView) -> Remedy | None:
+def unfreeze_fewer_at_low_lr(spec: ResolvedSpec) -> Remedy | None:
     fewer = fewer_trainable(spec.trainable)
     if fewer is None:
         return None

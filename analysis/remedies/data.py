@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from analysis.spec import SpecView
+from contract.resolved import ResolvedSpec
 
 
-def balance_class_weights(spec: SpecView) -> Remedy | None:
+def balance_class_weights(spec: ResolvedSpec) -> Remedy | None:
     if spec.class_weight == "balanced":
         return None
     return Remedy(

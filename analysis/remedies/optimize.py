@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from analysis.spec import SpecView, round_sig
+from analysis.spec import round_sig
+from contract.resolved import ResolvedSpec
 
 SPEC_MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -20,7 +21,7 @@ def step_factor(ratio: float | None, lo: float, hi: float, default: float) -> fl
     return min(hi, max(lo, HEALTHY_UPDATE_RATIO / ratio))
 
 
-def lower_learning_rate(spec: SpecView, factor: float = 0.1) -> Remedy:
+def lower_learning_rate(spec: ResolvedSpec, factor: float = 0.1) -> Remedy:
     new = round_sig(spec.lr * factor)
     return Remedy(
         id="lower_learning_rate",
@@ -29,7 +30,7 @@ def lower_learning_rate(spec: SpecView, factor: float = 0.1) -> Remedy:
     )
 
 
-def increase_learning_rate(spec: SpecView, factor: float = 10.0) -> Remedy | None:
+def increase_learning_rate(spec: ResolvedSpec, factor: float = 10.0) -> Remedy | None:
     cap = 0.1 if spec.optimizer == "sgd" else 1e-2  # adaptive optimisers diverge well below SGD's range
     new = round_sig(min(cap, spec.lr * factor))
     if new <= spec.lr:
@@ -41,7 +42,7 @@ def increase_learning_rate(spec: SpecView, factor: float = 10.0) -> Remedy | Non
     )
 
 
-def add_reduce_lr_on_plateau(spec: SpecView, monitor: str = "val_loss", patience: int = 3) -> Remedy | None:
+def add_reduce_lr_on_plateau(spec: ResolvedSpec, monitor: str = "val_loss", patience: int = 3) -> Remedy | None:
     if spec.reduce_lr is not None:
         return None
     monitor = monitor if monitor in SPEC_MONITORS else "val_loss"
@@ -57,7 +58,7 @@ def add_reduce_lr_on_plateau(spec: SpecView, monitor: str = "val_loss", patience
     )
 
 
-def lengthen_reduce_lr_patience(spec: SpecView) -> Remedy | None:
+def lengthen_reduce_lr_patience(spec: ResolvedSpec) -> Remedy | None:
     current = spec.reduce_lr
     if current is None:
         return None
@@ -71,7 +72,7 @@ def lengthen_reduce_lr_patience(spec: SpecView) -> Remedy | None:
     )
 
 
-def raise_min_lr(spec: SpecView) -> Remedy | None:
+def raise_min_lr(spec: ResolvedSpec) -> Remedy | None:
     target = round_sig(spec.lr * 0.01)
     if spec.min_lr >= target:
         return None
@@ -82,7 +83,7 @@ def raise_min_lr(spec: SpecView) -> Remedy | None:
     )
 
 
-def increase_batch_size(spec: SpecView) -> Remedy | None:
+def increase_batch_size(spec: ResolvedSpec) -> Remedy | None:
     bs = spec.batch_size
     new = 32 if bs < 32 else min(256, bs * 2)
     if new <= bs:
@@ -94,7 +95,7 @@ def increase_batch_size(spec: SpecView) -> Remedy | None:
     )
 
 
-def switch_to_adam(spec: SpecView) -> Remedy | None:
+def switch_to_adam(spec: ResolvedSpec) -> Remedy | None:
     if spec.optimizer in ("adam", "adamw"):
         return None
     lr = round_sig(min(spec.lr, 1e-3))
@@ -108,7 +109,7 @@ def switch_to_adam(spec: SpecView) -> Remedy | None:
 MAX_EPOCHS_FACTOR = 2  # one round at most doubles the epochs: a lineage's cost stays predictable
 
 
-def train_longer(spec: SpecView) -> Remedy:
+def train_longer(spec: ResolvedSpec) -> Remedy:
     new = spec.epochs * MAX_EPOCHS_FACTOR
     return Remedy(
         id="train_longer",

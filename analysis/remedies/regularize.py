@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from analysis.findings import Remedy
-from analysis.spec import SpecView, round_sig
+from analysis.spec import round_sig
+from contract.resolved import ResolvedSpec
 
 # A mild, label-preserving set for natural images (ImageDataGenerator option names).
 BASE_AUGMENTATION = {"horizontal_flip": True, "rotation_range": 15.0, "zoom_range": 0.1}
 AUGMENTATION_CAPS = {"rotation_range": 45.0, "zoom_range": 0.3, "width_shift_range": 0.3, "height_shift_range": 0.3}
 
 
-def augment(spec: SpecView) -> Remedy | None:
+def augment(spec: ResolvedSpec) -> Remedy | None:
     current = spec.augmentation
     if current is None:
         return Remedy(
@@ -33,7 +34,7 @@ def augment(spec: SpecView) -> Remedy | None:
     )
 
 
-def increase_dropout(spec: SpecView) -> Remedy | None:
+def increase_dropout(spec: ResolvedSpec) -> Remedy | None:
     d = spec.dropout
     new = 0.5 if d < 0.5 else round(min(0.7, d + 0.1), 2)
     if new <= d:
@@ -46,7 +47,7 @@ def increase_dropout(spec: SpecView) -> Remedy | None:
     )
 
 
-def reduce_dropout(spec: SpecView) -> Remedy | None:
+def reduce_dropout(spec: ResolvedSpec) -> Remedy | None:
     d = spec.dropout
     if d <= 0.2:
         return None
@@ -61,7 +62,7 @@ def reduce_dropout(spec: SpecView) -> Remedy | None:
     )
 
 
-def add_l2(spec: SpecView) -> Remedy | None:
+def add_l2(spec: ResolvedSpec) -> Remedy | None:
     l2 = spec.l2
     if l2 >= 1e-2:
         return None
@@ -73,7 +74,7 @@ def add_l2(spec: SpecView) -> Remedy | None:
     )
 
 
-def reduce_l2(spec: SpecView) -> Remedy | None:
+def reduce_l2(spec: ResolvedSpec) -> Remedy | None:
     l2 = spec.l2
     if l2 <= 0:
         return None
@@ -83,7 +84,7 @@ def reduce_l2(spec: SpecView) -> Remedy | None:
     )
 
 
-def add_label_smoothing(spec: SpecView) -> Remedy | None:
+def add_label_smoothing(spec: ResolvedSpec) -> Remedy | None:
     if spec.label_smoothing >= 0.1:
         return None
     return Remedy(
@@ -93,7 +94,7 @@ def add_label_smoothing(spec: SpecView) -> Remedy | None:
     )
 
 
-def add_early_stopping(spec: SpecView, monitor: str = "val_loss", patience: int = 3) -> Remedy | None:
+def add_early_stopping(spec: ResolvedSpec, monitor: str = "val_loss", patience: int = 3) -> Remedy | None:
     es = spec.early_stopping
     if es is not None and es.get("restore_best_weights"):
         return None

@@ -9,8 +9,8 @@ from analysis.compare import ge, le
 from analysis.findings import Abstention, Finding, Remedy, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series
-from analysis.spec import SpecView
 from analysis.view import View
+from contract.resolved import ResolvedSpec
 
 
 class BatchnormMismatchParams(Params):
@@ -146,7 +146,7 @@ class BatchnormMismatch(Rule):
         return bad
 
 
-def _freeze_batchnorm(spec: SpecView) -> Remedy | None:
+def _freeze_batchnorm(spec: ResolvedSpec) -> Remedy | None:
     """Pre-trained statistics are worth keeping; a random-init base has none, so there it does not apply."""
     if spec.weights is None:
         return None

@@ -41,6 +41,10 @@ class ClassImbalance(Rule):
     chance. Balanced counts never make a class-imbalance finding: a model at chance predicts one class because it
     learned nothing, and a hard class is recalled less because it is hard.
 
+    Count-only imbalance is a pre-training warning (an empty history): never a finding on a run with epochs, so
+    it never stalls a verdict, stops a job or triggers the autopilot, and it is silent with class_weight
+    "balanced".
+
     Reference: SageMaker Debugger ClassImbalance (threshold_imbalance 10, threshold_misprediction 0.7).
     """
 
@@ -63,8 +67,7 @@ class ClassImbalance(Rule):
         signals: list[str] = []
         epochs: list[int] = []
         flagged = {c for c, v in counts.items() if v * p.ratio_threshold < hi}
-        if gt(ratio, p.ratio_threshold):
-            signals.append("count_ratio")
+        severe = gt(ratio, p.ratio_threshold)
         minority = {c for c, v in counts.items() if v * p.minority_ratio <= hi}
         low = self._persistent_low_recall(view, p)
         if low is not None and minority:
@@ -75,6 +78,10 @@ class ClassImbalance(Rule):
                 signals.append("minority_recall")
                 flagged.update(on_minority)
                 epochs += seen
+        # Counts alone are a warning before training, never a verdict on a run: once epochs exist they only
+        # support recall evidence, and class_weight "balanced" already answers them.
+        if severe and (("minority_recall" in signals) or (view.n == 0 and view.spec.class_weight != "balanced")):
+            signals.insert(0, "count_ratio")
         if not signals:
             return []
         confidence = 0.85 if len(signals) == 2 else (0.8 if signals == ["count_ratio"] else 0.75)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import sqrt
+
 from pydantic import Field
 
 from analysis import remedies as R
@@ -46,6 +48,20 @@ class LabelNoiseParams(Params):
     loss_below_train: float = Field(
         0.1, gt=0, lt=1, description="val_loss at least this fraction below train_eval_loss (the same penalty in both)…"
     )
+    z: float = Field(
+        2.0,
+        ge=0,
+        description="Validation beating training must exceed z standard errors of the difference (binomial on the "
+        "validation and training-subset sizes).",
+    )
+    loss_z: float = Field(
+        1.0,
+        ge=0,
+        description="val_loss below train_eval_loss must exceed this many relative standard errors (1/sqrt(n)).",
+    )
+    confirmed_noise_rate: float = Field(
+        0.05, gt=0, lt=1, description="A label check (confident learning) estimating at least this noise confirms it."
+    )
     loss_below_epochs: int = Field(
         3,
         ge=1,
@@ -75,7 +91,7 @@ class LabelNoise(Rule):
 
     id = "label_noise"
     reference = "cleanlab find_label_issues (confirmation); AutoTrainer slow convergence (stall); UMLAUT val > train"
-    causes = ("label_noise_suspected",)
+    causes = ("label_noise_suspected", "label_noise")
     Params = LabelNoiseParams
 
     def min_epochs(self, p: LabelNoiseParams) -> int:
@@ -89,6 +105,9 @@ class LabelNoise(Rule):
             return self.abstain_missing(
                 *(["val_accuracy"] if not val_acc else []), *(["train_eval_accuracy or accuracy"] if not train else [])
             )
+        check = view.probes.get("label_check")
+        if check is not None:
+            return self._checked(view, check, p)
         bar = view.chance_bar(p.learned)
         if bar is not None and (view.near_chance(p.learned, p.val_above_epochs) or not gt(val_acc.last, bar)):
             return []  # nothing learned: disagreeing with the training labels says nothing about them
@@ -155,6 +174,25 @@ class LabelNoise(Rule):
             )
         ]
 
+    def _checked(self, view: View, check, p: LabelNoiseParams) -> list[Finding]:
+        """Confident learning measured the noise: confirmed above `confirmed_noise_rate`, cleared below it."""
+        if not ge(check.noise_rate, p.confirmed_noise_rate):
+            return []
+        spec = view.spec
+        return [
+            Finding(
+                rule=self.id,
+                cause="label_noise",
+                confidence=clamp(0.9),
+                summary=f"Label noise confirmed: confident learning estimates {check.noise_rate:.0%} of the training "
+                f"labels wrong" + (f" ({check.suspects} suspect images)" if check.suspects is not None else "") + ".",
+                thresholds=p.model_dump(),
+                observed={"label_check": check.model_dump(), "signals": ["label_check"]},
+                epochs=[],
+                remedies=R.ranked(R.add_label_smoothing(spec), R.add_early_stopping(spec)),
+            )
+        ]
+
     def _capped(self, view: View, honest: Series, val_acc: Series, p: LabelNoiseParams) -> dict | None:
         k = p.window + 1
         level = honest.last
@@ -184,7 +222,9 @@ class LabelNoise(Rule):
         if len(ep) < n:
             return None
         mean = sum(v - t for t, v in zip(ta[-n:], va[-n:])) / n  # a mean: one noisy epoch neither makes nor breaks it
-        if not ge(mean, p.val_above_train):
+        # on a small validation set a few easy images make validation beat training by chance
+        noise = p.z * view.accuracy_gap_se(ta[-1], va[-1])
+        if not ge(mean, max(p.val_above_train, noise)):
             return None
         return {
             "train_eval_accuracy": ta[-1],
@@ -204,7 +244,11 @@ class LabelNoise(Rule):
         if len(ep) < n or not all(t > 0 for t in tl[-n:]):
             return None
         mean = sum((t - v) / t for t, v in zip(tl[-n:], vl[-n:])) / n
-        if not ge(mean, p.loss_below_train):
+        # a mean cross-entropy over n images has a relative standard error near 1/sqrt(n) (per-image losses vary
+        # about as much as their mean)
+        n_val = view.sample_size("val_accuracy")
+        noise = p.loss_z / sqrt(n_val) if n_val else 0.0
+        if not ge(mean, max(p.loss_below_train, noise)):
             return None
         return {
             "train_eval_loss": tl[-1],

@@ -42,6 +42,18 @@ class LrTooHighParams(Params):
         3.0, gt=1, description="val_loss at or above this multiple of its first value is a spike…"
     )
     spike_min_abs: float = Field(1.0, ge=0, description="…and at least this much above it.")
+    range_factor: float = Field(
+        3.0,
+        gt=1,
+        description="With a learning-rate range test: a rate at least this multiple of its suggestion (or above its "
+        "usable range) is too high; below it the rate is cleared.",
+    )
+    nonfinite_memory: int = Field(
+        3,
+        ge=1,
+        description="A non-finite batch or epoch is an event that ages: it counts while it lies within the latest "
+        "this many epochs, or while the loss has not come back below where it was before it.",
+    )
 
 
 class LrTooHigh(Rule):
@@ -69,22 +81,31 @@ class LrTooHigh(Rule):
         signals: dict[str, float] = {}  # signal → confidence it alone gives
         observed: dict = {}
         epochs: set[int] = set()
-        diverged = self._nonfinite(view, signals, observed, epochs)
+        diverged = self._nonfinite(view, p, signals, observed, epochs)
         diverged |= self._explosion(view, p, signals, observed, epochs)
         self._oscillation(view, p, signals, observed, epochs)
         self._val_spike(view, p, signals, observed, epochs)
         self._wild_start(view, p, signals, observed, epochs)
         self._update_ratio(view, p, signals, observed, epochs)
+        spec = view.spec
+        probe = view.probes.get("lr_range")
+        if probe is not None:
+            if not self._above_range(spec.lr, probe, p):
+                return []  # the range test measured this rate as usable: the symptoms have another cause
+            signals["above_range_test"] = 0.8  # measured: curves alone cannot tell "fine" from "could be better"
         weak = {k for k in signals if k.startswith("oscillation") or k == "large_update_ratio"}
         if not signals or (set(signals) == weak and not self._poor(view)):
             return []  # swings and large steps on a run that learns well are noise, not a diagnosis
         confidence = max(signals.values()) + 0.05 * (len(signals) - 1)
-        spec = view.spec
         oscillating = any(k.startswith("oscillation") for k in signals)
         observed["signals"] = sorted(signals)
         what = ", ".join(s.replace("_", " ") for s in sorted(signals))
         ratios = [max(view.series(n).values) for n in ("update_ratio_head", "update_ratio_base") if view.has(n)]
-        lower = R.lower_learning_rate(spec, R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1))
+        factor = probe.suggested_lr / spec.lr if probe else R.step_factor(max(ratios, default=None), 0.01, 0.1, 0.1)
+        lower = R.lower_learning_rate(spec, factor)
+        if probe is not None:
+            observed["lr_range"] = probe.model_dump()
+            what += f"; the range test finds the loss falls fastest near {probe.suggested_lr:.2g}"
         if not spec.base_frozen and spec.weights is not None:
             # Keras transfer-learning guide: a pre-trained base unfrozen at a head's learning rate loses its features
             cause, summary = (
@@ -116,10 +137,17 @@ class LrTooHigh(Rule):
         ]
 
     @staticmethod
+    def _above_range(lr: float, probe, p: LrTooHighParams) -> bool:
+        """The job's rate lies above the range test's usable range, or `range_factor` × its suggestion or more."""
+        return (probe.max_lr is not None and gt(lr, probe.max_lr)) or ge(lr, p.range_factor * probe.suggested_lr)
+
+    @staticmethod
     def _poor(view: View) -> bool:
-        """Validation accuracy below 0.7 (AutoTrainer's not_converge bar): a large step that also learns well is fine."""
+        """Validation accuracy below AutoTrainer's not_converge bar, 0.7, taken relative to chance for K classes
+        (1/K + 0.55 × (1 − 1/K)): a large step that also learns well is fine."""
         val = view.series("val_accuracy")
-        return not val or max(val.values) < 0.7  # unknown counts as poor: weak signals then stand on their own
+        # unknown counts as poor: weak signals then stand on their own
+        return not val or max(val.values) < view.low_accuracy_bar(0.55, 0.7)
 
     def _wild_start(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> None:
         found = view.wild_start(p.start_factor, p.start_epochs)
@@ -134,13 +162,38 @@ class LrTooHigh(Rule):
         if len(s) < 2 or s.values[0] <= 0:
             return
         peak = max(s.values[1:])
+        if self._overconfident(view):
+            return  # val_loss rising while training keeps fitting and accuracy holds: overfitting's signature
         if ge(peak, p.spike_factor * s.values[0]) and ge(peak - s.values[0], p.spike_min_abs):
             signals["val_loss_spike"] = 0.7
             at = s.epochs[1 + s.values[1:].index(peak)]
             observed.update(val_loss_first=s.values[0], val_loss_peak=peak, val_loss_peak_epoch=at)
             epochs.add(at)
 
-    def _nonfinite(self, view: View, signals: dict, observed: dict, epochs: set) -> bool:
+    @staticmethod
+    def _recovered(view: View, last_bad: int, memory: int) -> bool:
+        """The latest non-finite epoch is older than `nonfinite_memory` epochs and the finite training loss is now
+        below its value before the event (or its first value): a one-off that training left behind."""
+        later = [e for e in view.epochs if e > last_bad]
+        if len(later) < memory:
+            return False
+        loss = view.pick("loss", "train_eval_loss")
+        if not loss:
+            return True
+        before = [v for e, v in zip(loss.epochs, loss.values) if e < last_bad] or loss.values[:1]
+        return loss.last_epoch > last_bad and loss.last < before[-1]
+
+    @staticmethod
+    def _overconfident(view: View) -> bool:
+        """The training loss ended below where it started and validation accuracy ended within binomial noise of its
+        best: the model grows confident on what it fits, it was not thrown out of its basin."""
+        train, val_acc = view.pick("train_eval_loss", "loss"), view.series("val_accuracy")
+        if not train or len(train) < 2 or not val_acc:
+            return False
+        best = max(val_acc.values)
+        return train.last < train.values[0] and val_acc.last >= best - view.noise("val_accuracy", best, 0.02)
+
+    def _nonfinite(self, view: View, p: LrTooHighParams, signals: dict, observed: dict, epochs: set) -> bool:
         bad = []
         for name in LOSSES:
             raw = view.series(name, finite=False)
@@ -150,6 +203,9 @@ class LrTooHigh(Rule):
         if sum(nb.values):
             bad += [e for e, v in zip(nb.epochs, nb.values) if v > 0]
         if not bad:
+            return False
+        if self._recovered(view, max(bad), p.nonfinite_memory):
+            observed["recovered_from_non_finite_epoch"] = max(bad)
             return False
         signals["non_finite_loss"] = 0.9
         observed["first_non_finite_epoch"] = min(bad)

@@ -40,6 +40,13 @@ class OverfittingParams(Params):
     widen_by: float = Field(
         0.05, gt=0, description="The accuracy gap grew by at least this since validation accuracy was best."
     )
+    overconfident_rise: float = Field(
+        2.0,
+        gt=1,
+        description="val_loss at least this multiple of its minimum while the training loss falls: overconfidence, "
+        "overfitting's loss signature; then a gap of `overconfident_gap` beyond sampling noise is enough.",
+    )
+    overconfident_gap: float = Field(0.05, gt=0, description="The accuracy gap needed with an overconfident val_loss.")
     recent: int = Field(
         2,
         ge=1,
@@ -86,11 +93,14 @@ class Overfitting(Rule):
             "val_accuracy": va[-1],
             "gap_noise": round(noise, 4),
         }
-        if not ge(gaps[-1], max(p.min_gap, noise)) or self._improving(val_loss, val_acc, p):
+        rise = self._val_rise(view, train_loss, val_loss, p) if train_loss and val_loss else None
+        # an overconfident model: val_loss far above its minimum while training fits on, with a real gap
+        overconfident = bool(rise and ge(rise["val_loss_rise"], p.overconfident_rise))
+        min_gap = p.overconfident_gap if overconfident else p.min_gap
+        if not ge(gaps[-1], max(min_gap, noise)) or (not overconfident and self._improving(val_loss, val_acc, p)):
             return []
         fired: list[str] = []
         epochs: set[int] = {ep[-1]}
-        rise = self._val_rise(view, train_loss, val_loss, p) if train_loss and val_loss else None
         if rise:
             fired.append("val_loss_rising")
             observed.update(rise)

@@ -1,4 +1,11 @@
-"""Premature learning-rate cuts: ReduceLROnPlateau cut the rate during warm-up, and learning slowed after it."""
+"""Premature learning-rate cuts: ReduceLROnPlateau cut the rate during warm-up, and learning stopped after it.
+
+A cut by the user's own ReduceLROnPlateau is expected: a concave learning curve keeps rising after it. Only the
+evidence makes one premature: accuracy rising significantly before the cut (Theil–Sen slope, 95 % interval above
+zero), training accuracy still short of converged, and after the cut either no significant rise (interval
+reaching zero, and no gain beyond the binomial noise of the validation set) or an abrupt slowdown of a curve
+that was not decelerating before it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from analysis import remedies as R
 from analysis.compare import ge, lt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
+from analysis.stats import significantly_above, trend
 from analysis.view import View
 
 
@@ -26,6 +34,21 @@ class PrematureLrCutParams(Params):
         0.95, gt=0, le=1, description="Training accuracy at or above this has nothing left to learn: no finding."
     )
     after: int = Field(2, ge=1, description="Epochs after the cut needed to judge the slowdown.")
+    decelerating: float = Field(
+        0.75,
+        gt=0,
+        lt=1,
+        description="Gains before the cut already shrinking (the last below this fraction of the first) make a "
+        "concave curve: its cut is premature only if learning then stopped.",
+    )
+    judge_epochs: int = Field(
+        30, ge=3, description="The trends before and after the cut are judged on at most this many epochs each."
+    )
+    min_gain: float = Field(
+        0.02,
+        ge=0,
+        description="A gain after the cut beyond the validation set's binomial noise, and at least this, is learning.",
+    )
 
 
 class PrematureLrCut(Rule):
@@ -66,6 +89,18 @@ class PrematureLrCut(Rule):
         train = view.pick("train_eval_accuracy", "accuracy")
         if rate_before <= 0 or not lt(rate_after, p.slowdown * rate_before) or (train and ge(train.last, p.converged)):
             return []
+        n = view.sample_size(acc.name)
+        # rising before the cut beyond noise: a Theil–Sen interval above zero, or with two epochs a binomial gain
+        recent = before[-p.judge_epochs :]  # Theil–Sen is O(n²): judge the epochs around the cut, not all of them
+        rising_before = trend(recent).rising if len(recent) >= 3 else significantly_above(recent[-1], recent[0], n)
+        at_cut = after[1 : 1 + p.judge_epochs]  # the epochs trained at the cut rate
+        after_trend = trend(at_cut)
+        gained_after = len(at_cut) > 1 and significantly_above(max(at_cut[1:]), at_cut[0], n, floor=p.min_gain)
+        stalled_after = not ((after_trend is not None and after_trend.rising) or gained_after)
+        gains = [b - a for a, b in zip(before, before[1:])]
+        decelerating = len(gains) >= 2 and gains[-1] < p.decelerating * gains[0]
+        if not rising_before or (decelerating and not stalled_after):
+            return []  # a concave curve that keeps learning after the cut: the cut was the user's plan working
         spec = view.spec
         rlrop = spec.reduce_lr or {}
         confidence = 0.65 + (0.1 if int(rlrop.get("patience", 10)) <= 2 else 0.0)
@@ -84,6 +119,10 @@ class PrematureLrCut(Rule):
                     "gain_per_epoch_after": round(rate_after, 4),
                     "warmup_limit_epoch": limit,
                     "reduce_lr_patience": rlrop.get("patience"),
+                    "trend_after_cut": after_trend and [round(after_trend.low, 4), round(after_trend.high, 4)],
+                    "val_images": n,
+                    "stalled_after_cut": stalled_after,
+                    "decelerating_before_cut": decelerating,
                 },
                 epochs=[e for e in acc.epochs if e >= acc.epochs[max(0, i - 1)]],
                 remedies=R.ranked(R.lengthen_reduce_lr_patience(spec)),

@@ -11,12 +11,26 @@ from analysis.compare import ge, le, lt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series, max_gain
+from analysis.stats import significantly_above
 from analysis.view import View
 
 
 class UnderfittingParams(Params):
     low_accuracy: float = Field(
-        0.7, gt=0, le=1, description="AutoTrainer not_converge: best accuracy below this is low."
+        0.7, gt=0, le=1, description="AutoTrainer not_converge: best accuracy below this is low, when K is unknown."
+    )
+    low_fraction: float = Field(
+        0.55,
+        gt=0,
+        lt=1,
+        description="With K classes, low means below 1/K + low_fraction × (1 − 1/K): 0.7 for 3 classes, 0.66 for "
+        "4, 0.6 for 10 (AutoTrainer's fixed 0.7 ignores the number of classes).",
+    )
+    fine_tune_lr: float = Field(
+        1e-4,
+        gt=0,
+        description="An unfrozen pre-trained base at or below this rate is a fine-tune at the rate the Keras guide "
+        "recommends (~1e-5): small steps are intended, so only a whole run without progress calls it too low.",
     )
     min_gain: float = Field(
         0.01, gt=0, description="AutoTrainer slow convergence: largest epoch-to-epoch accuracy gain below this."
@@ -80,7 +94,11 @@ class Underfitting(Rule):
             return self.abstain_missing(
                 *(["train_eval_accuracy or accuracy"] if not train else []), *(["val_accuracy"] if not val else [])
             )
+        p = p.model_copy(update={"low_accuracy": view.low_accuracy_bar(p.low_fraction, p.low_accuracy)})
         c = self._curves(view, train, val, p)
+        unsuitable = self._base_unsuitable(view, p, c)
+        if unsuitable is not None:
+            return [unsuitable]
         if view.near_chance(p.near_chance, 3):
             return []  # at chance nothing was learned at all: not_learning tells those causes apart
         if not c.stalled:
@@ -143,27 +161,62 @@ class Underfitting(Rule):
     def _lr_too_low(self, view: View, p: UnderfittingParams, c: Curves, measured_only: bool = False) -> Finding | None:
         if not (lt(c.best_train, p.low_accuracy) or lt(c.best_val, p.low_accuracy)):
             return None
+        spec = view.spec
+        probe = view.probes.get("lr_range")
+        if probe is not None and probe.suggested_lr <= 3 * spec.lr:
+            return None  # the range test measured this rate as usable
         ratio = view.update_ratio(p.window)
         tiny = ratio is not None and lt(ratio, p.update_ratio_low)
+        fine_tune = not spec.base_frozen and spec.weights is not None and spec.lr <= p.fine_tune_lr
+        if fine_tune and probe is None and (measured_only or not (c.slow_whole and c.stalled)):
+            return None  # the small steps of an intended fine-tune are not evidence by themselves
         if measured_only and not tiny:
             return None
         # a measured update ratio in the healthy range clears the learning rate, however slow the curve
-        if not tiny and (ratio is not None or not c.slow_whole):
+        if probe is None and not tiny and (ratio is not None or not c.slow_whole):
             return None
-        spec = view.spec
-        why = [f"update ratio {ratio:.2g} < {p.update_ratio_low:g}"] if tiny else []
+        why = [f"the range test finds the loss falls fastest near {probe.suggested_lr:.2g}"] if probe else []
+        why += [f"update ratio {ratio:.2g} < {p.update_ratio_low:g}"] if tiny else []
         why += [f"no epoch ever gained {p.min_gain:g} accuracy"] if c.slow_whole else []
         return self._finding(
             "learning_rate_too_low",
-            (0.7 + (0.1 if c.slow_whole else 0.0)) if tiny else 0.45,
+            0.85 if probe else ((0.7 + (0.1 if c.slow_whole else 0.0)) if tiny else 0.45),
             f"Learning rate {spec.lr:g} looks too low: {' and '.join(why)}, best accuracy {max(c.best_train, c.best_val):.2f}.",
             p,
             c,
-            {"update_ratio": ratio, "slow_whole_run": c.slow_whole, "learning_rate": spec.lr},
+            {
+                "update_ratio": ratio,
+                "slow_whole_run": c.slow_whole,
+                "learning_rate": spec.lr,
+                **({"lr_range": probe.model_dump()} if probe else {}),
+            },
             R.ranked(
-                R.increase_learning_rate(spec, R.step_factor(ratio, 10, 100, 10)),
+                R.increase_learning_rate(
+                    spec, probe.suggested_lr / spec.lr if probe else R.step_factor(ratio, 10, 100, 10)
+                ),
                 R.switch_to_adam(spec) if spec.momentum == 0 else None,
             ),
+        )
+
+    def _base_unsuitable(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
+        """A linear probe of the frozen base's features within binomial noise of chance: the features do not
+        separate these classes, so a head alone cannot learn them."""
+        probe, spec = view.probes.get("linear_probe"), view.spec
+        k = view.num_classes
+        chance = probe.chance if probe is not None and probe.chance is not None else (1 / k if k else None)
+        if probe is None or chance is None or not spec.base_frozen:
+            return None
+        if significantly_above(probe.accuracy, chance, probe.images, floor=p.min_gain):
+            return None
+        return self._finding(
+            "base_too_frozen",
+            0.9,
+            f"A linear probe of the frozen base's features scores {probe.accuracy:.2f}, chance level ({chance:.2f}): "
+            "the base is unsuitable for these classes and a head alone cannot learn them.",
+            p,
+            c,
+            {"trainable": spec.trainable, "weights": spec.weights, "linear_probe": probe.model_dump()},
+            R.ranked(R.use_imagenet_weights(spec), R.unfreeze_top_blocks(spec)),
         )
 
     def _base_frozen(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:

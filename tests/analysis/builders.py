@@ -54,3 +54,13 @@ def find(rule: str, cause: str, h, spec: dict | None = None, params: dict | None
     """The finding with `cause` from one rule, or None."""
     d = diagnose(h, ctx(spec, **context), rules=[rule], params={rule: params} if params else None)
     return next((f for f in d.findings if f.cause == cause), None)
+
+
+def counts(k: int, per_class: int) -> dict[str, int]:
+    """Class counts of k balanced classes."""
+    return {f"c{i}": per_class for i in range(k)}
+
+
+def concave(start: float, end: float, n: int, rate: float = 0.35) -> list[float]:
+    """A saturating learning curve from `start` towards `end`: each epoch closes `rate` of the remaining distance."""
+    return [round(end - (end - start) * (1 - rate) ** i, 4) for i in range(n)]

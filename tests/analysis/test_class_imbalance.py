@@ -85,8 +85,29 @@ def test_counts_and_recall_together_are_more_confident():
 
 
 def test_balanced_weights_not_suggested_twice():
-    f = run([], {"class_weight": "balanced"}, class_counts_train={"a": 2000, "b": 100})
+    h = recalls(*[{"a": 0.95, "b": 0.1}] * 3)
+    f = run(h, {"class_weight": "balanced"}, class_counts_train={"a": 2000, "b": 100})
     assert "balance_class_weights" not in [r.id for r in f.remedies]
+
+
+def test_counts_alone_are_silent_with_balanced_class_weights():
+    assert run([], {"class_weight": "balanced"}, class_counts_train={"a": 2000, "b": 100}) is None
+
+
+def test_count_only_imbalance_never_judges_a_run():
+    """Misfire: a job improving from 0.70 to 0.86 with class_weight balanced and 440:40 counts was stopped at epoch
+    3 by a count-only class_imbalance at 0.8. Counts alone are a pre-training warning: with epochs recorded and
+    even per-class recall there is no finding, no stagnating verdict and nothing for on_stagnation to stop on."""
+    counts = {"a": 440, "b": 40}
+    improving = history(
+        val_accuracy=[0.70, 0.79, 0.86],
+        train_eval_accuracy=[0.72, 0.8, 0.88],
+        val_recall=[{"a": 0.7, "b": 0.68}, {"a": 0.8, "b": 0.77}, {"a": 0.87, "b": 0.84}],
+    )
+    for spec in ({"class_weight": "balanced"}, {}):
+        assert run(improving, spec, class_counts_train=counts) is None
+        d = diagnose(improving, ctx({**spec, "on_stagnation": {"action": "stop"}}, class_counts_train=counts))
+        assert "class_imbalance" not in {f.cause for f in d.findings} and d.verdict != "stagnating"
 
 
 def test_abstains_without_training_counts():

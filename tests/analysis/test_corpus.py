@@ -66,6 +66,7 @@ def test_scoring_math_on_a_hand_made_corpus():
         "median_epoch": 4.5,
         "median_fraction": 0.375,
         "by_half_of_planned": 0.6667,
+        "by_30_percent_of_planned": 0.3333,
     }
     cal = s["calibration"]
     assert cal["findings"] == 4  # the plateau symptom is not scored
@@ -95,6 +96,14 @@ def test_prefix_diagnosis_sees_only_the_prefix():
     }
     assert evaluate.diagnose_fixture(fx, 3).epochs_analysed == 3
     assert evaluate.diagnose_fixture(fx).epochs_analysed == 6
+
+
+def test_corpus_gate_passes():
+    """Per-cause F1 no worse than the baseline, false alarms ≤ 2 % on healthy runs, development ECE ≤ 0.05, each
+    rule's mean confidence within 0.15 of its fraction right, first correct findings no later, stalls judged."""
+    result = evaluate.score(evaluate.load_corpus())
+    assert evaluate.gate(result, json.loads(evaluate.BASELINE.read_text())["gate"]) == []
+    assert result["all"]["healthy_runs"] >= 40 + 14  # the synthetic healthy runs and the recorded ones
 
 
 def test_corpus_is_no_worse_than_the_recorded_baseline():

@@ -2,11 +2,12 @@ import pytest
 
 from analysis import apply_patch
 from analysis import remedies as R
-from analysis.spec import SpecView, fewer_trainable
+from analysis.spec import fewer_trainable
+from contract.resolved import ResolvedSpec
 
 
-def view(**sections) -> SpecView:
-    return SpecView(sections)
+def view(**sections) -> ResolvedSpec:
+    return ResolvedSpec(sections)
 
 
 def test_learning_rate_changes_scale_the_current_rate():
@@ -72,7 +73,7 @@ def test_callbacks_not_suggested_twice():
 
 def test_switch_to_adam_drops_momentum():
     spec = {"optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}}
-    patched = apply_patch(spec, R.switch_to_adam(SpecView(spec)).patch)
+    patched = apply_patch(spec, R.switch_to_adam(ResolvedSpec(spec)).patch)
     assert patched == {"optimizer": {"name": "adam", "learning_rate": 0.001}}
 
 
@@ -83,7 +84,7 @@ def test_every_patch_yields_a_valid_job_spec():
         "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
         "regularization": {"dropout": 0.6, "l2": 0.01, "augmentation": {"rotation_range": 10}},
     }
-    sv = SpecView(spec)
+    sv = ResolvedSpec(spec)
     built = [
         R.augment(sv),
         R.increase_dropout(sv),

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract.lr_cuts import is_cut
 from models.artifacts import keep_copy, written_atomically
 from worker.training.sink import Sink
 
@@ -221,7 +222,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         lr = current_lr(self.model)
-        if self._last_lr is not None and lr < self._last_lr:
+        if is_cut(self._last_lr, lr):
             self.sink.event(
                 "lr_reduced",
                 f"learning rate {self._last_lr:.3g} → {lr:.3g}",

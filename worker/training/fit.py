@@ -11,13 +11,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from contract.resolved import train_eval_indices
 from contract.spec import JobSpec
 from models.artifacts import remove_partials, written_atomically
 from models.paths import resolve_under
 from worker.training.errors import DataError
 from worker.training.sink import Sink
-
-TRAIN_EVAL_IMAGES = 256  # fixed training subset measured in inference mode each epoch
 
 
 @dataclass
@@ -151,14 +150,16 @@ def make_datasets(
 
     train_set, val_set, perf = data.train_set, data.val_set, built.perf
     size, bs = spec.dataset.image_size, perf.global_batch_size  # batch_size is per replica
-    step = max(1, len(train_set) // TRAIN_EVAL_IMAGES)
+    picked = train_eval_indices(len(train_set))  # the subset the analysis sizes its noise by
     backup_dir = workdir / "backup"
     if built.extractor is None:
         train_ds = make_dataset(
             train_set, image_size=size, batch_size=bs, training=True, seed=seed, augmentation=built.augmentation
         )
         val_ds = make_dataset(val_set, image_size=size, batch_size=bs, training=False, seed=seed)
-        subset = type(train_set)(train_set.classes, train_set.paths[::step], train_set.labels[::step])
+        subset = type(train_set)(
+            train_set.classes, [train_set.paths[i] for i in picked], [train_set.labels[i] for i in picked]
+        )
         subset_ds = make_dataset(subset, image_size=size, batch_size=bs, training=False, seed=seed)
         sink.event("performance", perf.describe(), {**asdict(perf), "batchnorm": batchnorm_mode(spec)})
         return Datasets(train_ds, val_ds, subset_ds, backup_dir)
@@ -182,7 +183,7 @@ def make_datasets(
     train_ds = feature_dataset(features["train"], train_set.labels, k, batch_size=bs, training=True, seed=seed)
     val_ds = feature_dataset(features["val"], val_set.labels, k, batch_size=bs, training=False, seed=seed)
     subset_ds = feature_dataset(
-        features["train"][::step], train_set.labels[::step], k, batch_size=bs, training=False, seed=seed
+        features["train"][picked], [train_set.labels[i] for i in picked], k, batch_size=bs, training=False, seed=seed
     )
     sink.event(
         "performance",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 
+from contract.resolved import resolve_batchnorm
 from contract.spec import JobSpec
 from worker.training.errors import ModelError
 
@@ -75,12 +76,8 @@ def set_trainable(base: keras.Model, trainable: str | int) -> int:
 
 
 def batchnorm_mode(spec: JobSpec) -> str:
-    """ "frozen" or "train": what the base's BatchNorm layers do when the base trains. "auto" keeps pre-trained
-    statistics (ImageNet or a weights file) and lets a random-init base learn its own."""
-    mode = spec.model.batchnorm
-    if mode == "auto":
-        return "train" if spec.model.weights is None else "frozen"
-    return mode
+    """ "frozen" or "train": what the base's BatchNorm layers do when the base trains (`contract.resolved`)."""
+    return resolve_batchnorm(spec.model.batchnorm, spec.model.weights)
 
 
 def freeze_batchnorm(base: keras.Model) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 import analysis
+from contract.lr_cuts import cut_epochs
 from contract.spec import JobSpec
 from worker.training.callbacks import epoch_row
 from worker.training.sink import Sink
@@ -32,11 +33,7 @@ def check_before_training(spec: JobSpec, counts: dict[str, dict[str, int]], sink
 
 
 def lr_cuts(rows: list[dict[str, Any]]) -> list[int]:
-    return [
-        r["epoch"]
-        for prev, r in zip(rows, rows[1:])
-        if r.get("learning_rate") and prev.get("learning_rate") and r["learning_rate"] < prev["learning_rate"]
-    ]
+    return cut_epochs([r["epoch"] for r in rows], [r.get("learning_rate") for r in rows])
 
 
 class EpochDiagnosis(keras.callbacks.Callback):

@@ -1,0 +1,24 @@
+"""The committed calibration is the fit of the development corpus, and it is monotone in the evidence."""
+
+import json
+
+from analysis import calibration, evaluate
+from analysis.calibration import fit
+
+
+def test_committed_parameters_are_the_fit_of_the_development_corpus():
+    data = fit.pairs(evaluate.load_corpus())
+    assert data and len(data) == json.loads(calibration.PARAMS_FILE.read_text())["findings"]
+    assert fit.fit(data) == calibration.load()
+
+
+def test_held_out_runs_are_never_fitted():
+    held = [fx for fx in evaluate.load_corpus() if fx.get("held_out")]
+    assert held and fit.pairs(held) == []
+
+
+def test_a_stronger_score_is_never_a_lower_probability():
+    for cause in calibration.PARAMS["causes"]:
+        ps = [calibration.probability(cause, s) for s in (0.3, 0.5, 0.7, 0.9)]
+        assert ps == sorted(ps), (cause, ps)
+    assert calibration.probability("plateau", 0.42) == 0.42  # symptoms keep their score

@@ -1,0 +1,98 @@
+"""Probe results as optional rule inputs: a measured learning rate, a confirmed noise rate, a failed memorization,
+an unsuitable base. Plain dicts in the JobContext, as the worker records them."""
+
+from __future__ import annotations
+
+from analysis import diagnose
+from analysis.probes import parse
+from tests.analysis.builders import causes, counts, ctx, flat, healthy, history, ramp
+
+THREE = counts(3, 100)
+
+
+def test_unfinished_or_unknown_probes_are_left_out():
+    parsed = parse(
+        {"lr_range": {"status": "failed", "suggested_lr": 1e-3}, "mystery": {}, "label_check": {"noise_rate": 0.2}}
+    )
+    assert list(parsed) == ["label_check"]
+
+
+def test_a_range_test_states_the_measured_rate_when_the_rate_is_too_high():
+    n = 6
+    h = history(loss=[1.0, 0.8, 0.9, 2.5, 3.0, 3.5], val_loss=ramp(1.0, 0.3, n), val_accuracy=flat(0.4, n))
+    spec = {"optimizer": {"learning_rate": 0.1}}
+    d = diagnose(h, ctx(spec, class_counts_train=THREE, probes={"lr_range": {"suggested_lr": 3e-4}}))
+    f = next(f for f in d.findings if f.cause == "learning_rate_too_high")
+    assert "0.0003" in f.summary and f.observed["lr_range"]["suggested_lr"] == 3e-4
+    assert f.remedies[0].patch == {"optimizer": {"learning_rate": 0.0003}}
+    # a range test that finds this rate usable clears the learning rate
+    fine = diagnose(h, ctx(spec, class_counts_train=THREE, probes={"lr_range": {"suggested_lr": 0.1}}))
+    assert "learning_rate_too_high" not in causes(fine)
+
+
+def test_a_range_test_states_the_measured_rate_when_the_rate_is_too_low():
+    n = 8
+    h = history(train_eval_accuracy=ramp(0.50, 0.004, n), val_accuracy=ramp(0.49, 0.004, n))
+    spec = {"optimizer": {"learning_rate": 1e-5}}
+    d = diagnose(h, ctx(spec, class_counts_train=THREE, probes={"lr_range": {"suggested_lr": 1e-3}}))
+    f = next(f for f in d.findings if f.cause == "learning_rate_too_low")
+    assert "0.001" in f.summary and f.remedies[0].patch == {"optimizer": {"learning_rate": 0.001}}
+
+
+def test_a_label_check_confirms_or_clears_label_noise():
+    h = history(**healthy(8))
+    confirmed = diagnose(h, ctx(class_counts_train=THREE, probes={"label_check": {"noise_rate": 0.2, "suspects": 60}}))
+    f = next(f for f in confirmed.findings if f.rule == "label_noise")
+    assert f.cause == "label_noise" and "20%" in f.summary and "60 suspect" in f.summary
+    clean = diagnose(h, ctx(class_counts_train=THREE, probes={"label_check": {"noise_rate": 0.01}}))
+    assert not causes(clean) & {"label_noise", "label_noise_suspected"}
+
+
+def test_a_failed_memorization_ranks_optimisation_causes_first():
+    n = 10
+    h = history(
+        train_eval_accuracy=[0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.99],
+        val_accuracy=[0.48, 0.55, 0.6, 0.62, 0.6, 0.58, 0.57, 0.56, 0.55, 0.55],
+        train_eval_loss=ramp(1.0, -0.1, n),
+        val_loss=[1.0, 0.9, 0.85, 0.85, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4],
+        loss=[1.0, 0.8, 0.6, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0],
+    )
+    base = diagnose(h, ctx(class_counts_train=THREE, class_counts_val=counts(3, 100)))
+    assert {"overfitting", "learning_rate_too_high"} <= causes(base) and base.primary_cause == "overfitting"
+    failed = diagnose(
+        h, ctx(class_counts_train=THREE, class_counts_val=counts(3, 100), probes={"memorization": {"fitted": False}})
+    )
+    assert failed.primary_cause == "learning_rate_too_high"
+
+
+def test_a_linear_probe_at_chance_names_the_base_unsuitable():
+    n = 8
+    h = history(train_eval_accuracy=ramp(0.4, 0.03, n), val_accuracy=ramp(0.38, 0.03, n))
+    probe = {"linear_probe": {"accuracy": 0.35, "images": 300}}
+    d = diagnose(h, ctx(class_counts_train=THREE, probes=probe))
+    f = next(f for f in d.findings if f.cause == "base_too_frozen")
+    assert "linear probe" in f.summary and f.observed["linear_probe"]["accuracy"] == 0.35
+    informative = diagnose(h, ctx(class_counts_train=THREE, probes={"linear_probe": {"accuracy": 0.8, "images": 300}}))
+    assert "base_too_frozen" not in causes(informative)
+
+
+def test_a_range_test_tells_fine_from_could_be_better():
+    """An all-layer fine-tune whose first loss is twice ln K, then a slow climb to 0.68: healthy by its curves, but
+    the range test puts its rate three times above where the loss falls fastest."""
+    n = 10
+    acc = [0.35, 0.42, 0.48, 0.53, 0.57, 0.6, 0.63, 0.65, 0.67, 0.68]
+    h = history(
+        loss=[2 * 1.0986] + [round(1.1 - 0.05 * i, 4) for i in range(1, n)],
+        val_loss=[2 * 1.0986] + [round(1.05 - 0.045 * i, 4) for i in range(1, n)],
+        train_eval_accuracy=[a + 0.02 for a in acc],
+        val_accuracy=acc,
+    )
+    spec = {"model": {"trainable": "all"}, "optimizer": {"learning_rate": 3e-4}}
+    plain = diagnose(h, ctx(spec, class_counts_train=THREE, class_counts_val=counts(3, 40)))
+    assert not causes(plain) & {"learning_rate_too_high", "learning_rate_too_high_after_unfreezing"}
+    probed = ctx(
+        spec, class_counts_train=THREE, class_counts_val=counts(3, 40), probes={"lr_range": {"suggested_lr": 1e-4}}
+    )
+    f = diagnose(h, probed).findings[0]
+    assert f.cause == "learning_rate_too_high_after_unfreezing" and "0.0001" in f.summary
+    assert f.observed["signals"] == ["above_range_test"]
