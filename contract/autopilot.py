@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.spec import JobSpec
 
 AutopilotMetric = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
-EndReason = Literal["healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled"]
-END_REASONS: tuple[str, ...] = ("healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled")
+EndReason = Literal[
+    "healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled", "target_reached", "invalid_fork"
+]
+END_REASONS: tuple[str, ...] = get_args(EndReason)
 
 
 class AutopilotSpec(BaseModel):
@@ -27,6 +29,10 @@ class AutopilotSpec(BaseModel):
     )
     min_gain: float = Field(0.01, ge=0, description="A fork helped when it improved the metric by at least this.")
     min_confidence: float = Field(0.7, ge=0, le=1, description="Findings below this confidence are not acted on.")
+    target: dict[AutopilotMetric, float] | None = Field(
+        None,
+        description='End the lineage once a job reaches this (e.g. {"val_accuracy": 0.9}; a loss at or below it).',
+    )
 
 
 def higher_is_better(metric: str) -> bool:
@@ -48,7 +54,7 @@ class AutopilotRead(BaseModel):
     root_job_id: uuid.UUID
     config: AutopilotSpec
     state: str = Field(description="active | ended")
-    end_reason: str | None = Field(description="healthy | no_confident_cause | max_rounds | no_gain | cancelled")
+    end_reason: str | None = Field(description=" | ".join(END_REASONS))
     end_detail: str | None
     current_job_id: uuid.UUID
     rounds_done: int
@@ -83,6 +89,19 @@ class LineageStep(BaseModel):
         description="best − parent's best (reversed for losses): positive is better; "
         "None until the job ended, or when the two used different data",
     )
+    comparison: dict[str, Any] | None = Field(
+        None,
+        description="Whether this job beat its parent beyond noise: direction (better | worse | unclear), the test "
+        "(mcnemar_exact on the same images, newcombe_wilson from the validation size, or min_gain), its evidence, "
+        "and the gain at the parent's epoch budget",
+    )
+    parent_patch_values: dict[str, Any] = Field(
+        default_factory=dict, description="The parent's values of the fields the patch set, in the patch's shape"
+    )
+    start: str | None = Field(None, description="warm (from the parent's weights) | cold; autopilot rounds only")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="What chose this round's remedy and values (follow-up, range test)"
+    )
 
 
 class LineageRead(BaseModel):
@@ -91,6 +110,10 @@ class LineageRead(BaseModel):
     metric: str
     autopilot: AutopilotRead | None
     steps: list[LineageStep]
+    best_job_id: uuid.UUID | None = Field(
+        None, description="The job to keep: the best value of the metric among the lineage's succeeded jobs"
+    )
+    best: float | None = None
 
 
 class OutcomeStat(BaseModel):

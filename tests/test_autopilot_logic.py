@@ -95,7 +95,7 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     root = r.json()
     assert "autopilot" not in root["spec"]  # kept beside the training spec, not in it
     body = lineage(client, root["id"])
-    assert body["autopilot"]["state"] == "active" and body["autopilot"]["config"] == AUTO
+    assert body["autopilot"]["state"] == "active" and body["autopilot"]["config"] == {**AUTO, "target": None}
     assert [s["job_id"] for s in body["steps"]] == [root["id"]]
 
     # the worker's hook and the sweep race on the same ended job: one child, one round

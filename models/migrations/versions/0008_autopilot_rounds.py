@@ -1,0 +1,55 @@
+"""autopilot rounds claimed before their child exists; best-epoch validation predictions per job
+
+Revision ID: 0008
+Revises: 0005
+Create Date: 2026-12-06 03:30:00
+"""
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0008"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "autopilot_rounds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("autopilot_id", sa.Uuid(), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
+        sa.Column("parent_id", sa.Uuid(), nullable=False),
+        sa.Column("cause", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
+        sa.Column("confidence", sa.Float(), nullable=True),
+        sa.Column("remedy", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+        sa.Column("text", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("patch", sa.JSON(), nullable=False),
+        sa.Column("evidence", sa.JSON(), nullable=False),
+        sa.Column("start", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("child_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["autopilot_id"], ["autopilots.id"]),
+        sa.ForeignKeyConstraint(["parent_id"], ["jobs.id"]),
+        sa.ForeignKeyConstraint(["child_id"], ["jobs.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("autopilot_id", "round", name="uq_autopilot_rounds_round"),
+    )
+    with op.batch_alter_table("autopilot_rounds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_autopilot_rounds_autopilot_id"), ["autopilot_id"], unique=False)
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("val_predictions", sa.JSON(), nullable=True))
+    with op.batch_alter_table("fork_outcomes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("comparison", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("fork_outcomes", schema=None) as batch_op:
+        batch_op.drop_column("comparison")
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("val_predictions")
+    with op.batch_alter_table("autopilot_rounds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_autopilot_rounds_autopilot_id"))
+    op.drop_table("autopilot_rounds")
