@@ -15,6 +15,7 @@ from sqlmodel import select
 from analysis import Diagnosis, Finding, Remedy
 from analysis.ranking import Evidence, prior, rerank, score
 from api.auth import create_key
+from contract import predictions
 from contract.autopilot import AutopilotSpec
 from models.autopilot import service
 from models.autopilot.decide import End, Fork, next_step
@@ -409,3 +410,64 @@ def test_dashboard_job_page_has_the_lineage_view(client):
     script = client.get("/ui/static/lineage.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert "/lineage" in script.text and "Charts.lineChart" in script.text
+
+
+def _set_validation(job_id, *, size: int, correct: list[bool] | None = None) -> None:
+    """Class counts of a 2-class validation set of `size` images and, optionally, the best epoch's predictions."""
+    jid = uuid.UUID(str(job_id))
+    labels = [i % 2 for i in range(size)]
+    values = {"class_counts": {"train": {"a": size, "b": size}, "val": {"a": size // 2, "b": size - size // 2}}}
+    if correct is not None:
+        values["val_predictions"] = predictions.encode(
+            7, [y if ok else 1 - y for y, ok in zip(labels, correct)], labels
+        )
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == jid).values(**values))
+        s.commit()
+
+
+def test_a_gain_within_the_noise_of_48_images_did_not_help(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    _set_validation(root["id"], size=48)
+    run_as_worker(root["id"], [0.5] * 7)
+    child = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    _set_validation(child, size=48)
+    run_as_worker(child, [0.5, 0.5, 0.52, 0.54, 0.5625, 0.5625, 0.5625], lr=1e-4, ratio=2e-3)  # +3 images
+    body = lineage(client, root["id"])
+    step = body["steps"][1]
+    assert step["gain"] == pytest.approx(0.0625) and step["gain"] > AUTO["min_gain"]  # the old rule: "helped"
+    assert step["comparison"]["test"] == "newcombe_wilson" and step["comparison"]["direction"] == "unclear"
+    assert step["comparison"]["gain_at_parent_budget"] == pytest.approx(0.0625)
+    assert body["autopilot"]["end_reason"] != "healthy"
+    assert body["best_job_id"] == step["job_id"]  # still the best job to keep, even if not beyond noise
+
+
+def test_a_gain_on_the_same_images_is_judged_image_by_image(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, "max_rounds": 1}}).json()
+    parent_right = [i < 24 for i in range(48)]
+    _set_validation(root["id"], size=48, correct=parent_right)
+    run_as_worker(root["id"], [0.5] * 7)
+    child = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    # the child gets every image the parent got, and 7 more: the 7 disagreements all go one way
+    _set_validation(child, size=48, correct=[i < 31 for i in range(48)])
+    run_as_worker(child, [0.5, 0.55, 0.6, 0.625, 31 / 48, 31 / 48, 0.625], lr=1e-4, ratio=2e-3)
+    body = lineage(client, root["id"])
+    comparison = body["steps"][1]["comparison"]
+    assert (comparison["test"], comparison["only_child_right"], comparison["only_parent_right"]) == (
+        "mcnemar_exact",
+        7,
+        0,
+    )
+    assert comparison["direction"] == "better" and comparison["p_better"] == pytest.approx(0.5**7, rel=1e-3)
+    # fixed in its only round: the lineage ends healthy (diagnosed before max_rounds), on the child
+    assert body["autopilot"]["end_reason"] == "healthy" and body["best_job_id"] == child
+
+
+def test_a_target_ends_the_lineage_on_the_job_that_reached_it(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, "target": {"val_accuracy": 0.9}}}).json()
+    run_as_worker(root["id"], FLAT)
+    child = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    run_as_worker(child, RISING, lr=1e-4, ratio=1e-3)  # still climbing: would be carried further without a target
+    body = lineage(client, root["id"])
+    assert body["autopilot"]["end_reason"] == "target_reached" and "0.95" in body["autopilot"]["end_detail"]
+    assert body["best_job_id"] == child and body["best"] == pytest.approx(0.95)

@@ -60,3 +60,9 @@ class DbSink:
         with session_scope() as s:
             record_event(s, self.job_id, kind, reason=reason, data=data)  # a finding also goes to the webhook
             s.commit()
+
+    @db_retry
+    def predictions(self, stored: dict[str, Any]) -> None:
+        with session_scope() as s:
+            s.execute(update(Job).where(Job.id == self.job_id).values(val_predictions=stored))
+            s.commit()

@@ -1,7 +1,8 @@
 """Small Keras callbacks, one job each.
 
 The measuring callbacks add their signals to the epoch's `logs`; `EpochRecorder` and the per-epoch
-diagnosis read them from there, so no callback holds a reference to another. They run after Keras'
+diagnosis read them from there, so no callback holds a reference to another (but `BestPredictions`, which reuses
+`EvalProbe`'s pass over the validation set rather than predicting it twice). They run after Keras'
 own callbacks (TensorBoard, ReduceLROnPlateau, EarlyStopping), which see only Keras' metrics.
 """
 
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract import predictions
 from worker.training.sink import Sink
 
 
@@ -160,6 +162,8 @@ class EvalProbe(keras.callbacks.Callback):
         super().__init__()
         self.loss_fn, self.train_subset, self.val, self.classes = loss_fn, train_subset, val, classes
         self.probe_batch = next(iter(train_subset))
+        self.val_labels: np.ndarray | None = None  # the last epoch's, in validation-file order (BestPredictions)
+        self.val_predicted: np.ndarray | None = None
 
     def _predict(self, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
         ys, ps = [], []
@@ -182,6 +186,7 @@ class EvalProbe(keras.callbacks.Callback):
         }
         y, p = self._predict(self.val)
         true, pred = y.argmax(1), p.argmax(1)
+        self.val_labels, self.val_predicted = true, pred
         k = len(self.classes)
         confusion = np.zeros((k, k), dtype=int)
         np.add.at(confusion, (true, pred), 1)
@@ -228,6 +233,27 @@ class EpochRecorder(keras.callbacks.Callback):
         row = epoch_row(epoch, logs or {})
         self._last_lr = row.get("learning_rate", self._last_lr)
         self.sink.epoch(row)
+
+
+class BestPredictions(keras.callbacks.Callback):
+    """Stores the predicted class of every validation image at each new best `val_accuracy` (the first epoch
+    reaching it), so two jobs on the same images can be compared image by image. Reads what EvalProbe measured
+    this epoch: no second pass over the validation set."""
+
+    def __init__(self, sink: Sink, probe: EvalProbe, best_so_far: float | None = None):
+        super().__init__()
+        self.sink, self.probe, self.best = sink, probe, best_so_far  # best_so_far: earlier attempts' (resume)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get("val_accuracy")
+        if value is None or self.probe.val_predicted is None:
+            return
+        value = float(keras.ops.convert_to_numpy(value))
+        if self.best is None or value > self.best:
+            self.best = value
+            self.sink.predictions(
+                predictions.encode(epoch + 1, self.probe.val_predicted.tolist(), self.probe.val_labels.tolist())
+            )
 
 
 def epoch_row(epoch: int, logs: dict[str, Any]) -> dict[str, Any]:

@@ -227,11 +227,14 @@ def make_callbacks(
     base = built.model.get_layer(BASE_LAYER).trainable_weights if built.trained is built.model else []
     diagnosis = EpochDiagnosis(spec, data.counts, sink, history)
     last_lr = max(history or [], key=lambda r: r["epoch"], default={}).get("learning_rate")
+    best_val = max((r["val_accuracy"] for r in history or [] if r.get("val_accuracy") is not None), default=None)
+    probe = cb.EvalProbe(built.loss_fn, ds.train_subset, ds.val, data.train_set.classes)
     callbacks += [
         cb.Throughput(n_train),
         cb.BatchLossStats(n_train, bs),
         cb.UpdateRatio({"head": head, "base": base}, steps_per_epoch=math.ceil(n_train / bs)),
-        cb.EvalProbe(built.loss_fn, ds.train_subset, ds.val, data.train_set.classes),
+        probe,
+        cb.BestPredictions(sink, probe, best_val),
         cb.EpochRecorder(sink, last_lr),
         diagnosis,
         cb.StopOnEvent(stop),
