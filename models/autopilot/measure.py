@@ -5,10 +5,11 @@ only write is the last round's measured outcome, which is a fact about a job tha
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData, Table, inspect
+from sqlalchemy import MetaData, Table, bindparam, inspect
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
@@ -59,13 +60,14 @@ def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, 
     if not needed <= set(probes.c.keys()):
         return None
     order = [probes.c[c].desc() for c in ("created_at", "id") if c in probes.c]
+    same_job = probes.c.job_id == bindparam("job_id", job_id, type_=Job.__table__.c.id.type)  # uuid or CHAR(32)
     rows = session.execute(
-        sa_select(probes)
-        .where(probes.c.job_id == job_id, probes.c.kind == "lr_range", probes.c.status == "succeeded")
-        .order_by(*order)
+        sa_select(probes).where(same_job, probes.c.kind == "lr_range", probes.c.status == "succeeded").order_by(*order)
     ).mappings()
     for row in rows:
         result = row["result"] or {}
+        if isinstance(result, str):  # a JSON column reflected as text
+            result = json.loads(result)
         rate = result.get("suggested_lr") if isinstance(result, dict) else None
         if isinstance(rate, (int, float)) and rate > 0:
             evidence = {"probe": "lr_range", "probe_job_id": str(job_id)}
