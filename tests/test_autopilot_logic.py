@@ -410,6 +410,7 @@ def test_dashboard_job_page_has_the_lineage_view(client):
     script = client.get("/ui/static/lineage.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert "/lineage" in script.text and "Charts.lineChart" in script.text
+    assert "best_job_id" in script.text and "comparison" in script.text  # the job to keep, beyond-noise verdicts
 
 
 def _set_validation(job_id, *, size: int, correct: list[bool] | None = None) -> None:
