@@ -159,6 +159,11 @@ def round_lines(step: LineageStep) -> list[str]:
     lines = [f"round {step.round}: {step.cause or 'no cause'} → {remedy}"]
     lines += [f"    {change}" for change in patch_changes(step.patch, step.parent_patch_values)]
     evidence = step.evidence or {}
+    warm = evidence.get("warm_start")
+    if warm:
+        lines.append(
+            f"    warm start from job {warm['from_job'][:8]} ({warm['checkpoint']}): {warm['epochs_saved']} epochs saved"
+        )
     if evidence.get("learning_rate_from") == "range_test":
         lines.append(f"    rate from the range test (suggested {evidence['suggested_lr']:.3g})")
     comparison = step.comparison or {}

@@ -99,6 +99,7 @@ class LineageStep(BaseModel):
         default_factory=dict, description="The parent's values of the fields the patch set, in the patch's shape"
     )
     start: str | None = Field(None, description="warm (from the parent's weights) | cold; autopilot rounds only")
+    epochs_saved: int = Field(0, description="Epochs of the parent a warm start did not train again")
     evidence: dict[str, Any] = Field(
         default_factory=dict, description="What chose this round's remedy and values (follow-up, range test)"
     )
@@ -114,6 +115,7 @@ class LineageRead(BaseModel):
         None, description="The job to keep: the best value of the metric among the lineage's succeeded jobs"
     )
     best: float | None = None
+    epochs_saved: int = Field(0, description="Over all rounds: epochs that warm starts did not train again")
 
 
 class OutcomeStat(BaseModel):

@@ -6,10 +6,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analysis import Diagnosis, Remedy
+from analysis import Diagnosis, Remedy, apply_patch
 from contract.autopilot import AutopilotSpec, higher_is_better
 
 LEARNING_RATE_REMEDIES = {"increase_learning_rate": 1, "lower_learning_rate": -1}
+# Remedies that keep the architecture and the data: their child starts from the parent's weights. Changes to the
+# data (augmentation, class weights) or to the pre-trained base start cold, as a different experiment.
+WARM_REMEDIES = frozenset(
+    {
+        "increase_learning_rate",
+        "lower_learning_rate",
+        "add_reduce_lr_on_plateau",
+        "lengthen_reduce_lr_patience",
+        "raise_min_lr",
+        "switch_to_adam",
+        "increase_batch_size",
+        "add_early_stopping",
+        "train_longer",
+        "unfreeze_top_blocks",
+        "unfreeze_fewer_at_low_lr",
+        "freeze_more_layers",
+        "reduce_l2",
+        "add_l2",
+        "reduce_dropout",
+        "increase_dropout",
+        "add_label_smoothing",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +48,7 @@ class Fork:
     remedy: Remedy
     follow_up: dict | None = None  # a follow-up's evidence (analysis.followup): why the last remedy goes further
     evidence: dict = field(default_factory=dict)  # what chose the remedy's values (e.g. a measured learning rate)
+    start: str = "cold"  # warm: from the parent's weights (model.init_from in the patch)
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,11 @@ class Facts:
     current_bests: dict[str, float | None] = field(default_factory=dict)  # the current job's best per metric
     learning_rate: float | None = None  # the base job's learning rate
     measured_lr: tuple[float, dict] | None = None  # a range test's suggested rate, with its evidence
+    base_job_id: str | None = None
+    base_checkpoints: frozenset[str] = frozenset()  # "best" / "last" where the base job has them on disk
+    base_epochs: int = 0
+    base_best_epoch: int | None = None
+    base_warm: bool = False  # the base job itself started from another job's weights
 
 
 def helped(last: LastRound | None) -> bool:
@@ -88,6 +117,33 @@ def with_measured_rate(step: Fork, facts: Facts) -> Fork:
     return Fork(step.cause, step.confidence, remedy, step.follow_up, {**step.evidence, **chosen})
 
 
+def _with(step: Fork, *, patch: dict, start: str, evidence: dict) -> Fork:
+    remedy = step.remedy.model_copy(update={"patch": patch})
+    return Fork(step.cause, step.confidence, remedy, step.follow_up, {**step.evidence, **evidence}, start)
+
+
+def with_start(step: Fork, facts: Facts) -> Fork:
+    """Warm where the remedy keeps the architecture and the data and the base has the checkpoint: from its best
+    epoch, or for more epochs from where it ended, training only the epochs still missing. Cold otherwise, and
+    then without the base's own init_from (a cold child starts from its spec's weights)."""
+    patch = step.remedy.patch
+    if step.remedy.id in WARM_REMEDIES and facts.base_job_id is not None:
+        if step.remedy.id == "train_longer" and "last" in facts.base_checkpoints:
+            extra = int(patch.get("epochs", 0)) - facts.base_epochs
+            if extra >= 1:
+                warm = {"epochs": extra, "model": {"init_from": {"job": facts.base_job_id, "checkpoint": "last"}}}
+                saved = {"from_job": facts.base_job_id, "checkpoint": "last", "epochs_saved": facts.base_epochs}
+                return _with(step, patch=apply_patch(patch, warm), start="warm", evidence={"warm_start": saved})
+        elif step.remedy.id != "train_longer" and "best" in facts.base_checkpoints:
+            warm = {"model": {"init_from": {"job": facts.base_job_id, "checkpoint": "best"}}}
+            saved = {"from_job": facts.base_job_id, "checkpoint": "best", "epochs_saved": facts.base_best_epoch or 0}
+            return _with(step, patch=apply_patch(patch, warm), start="warm", evidence={"warm_start": saved})
+    if facts.base_warm:
+        cold = {**patch, "model": {**patch.get("model", {}), "init_from": None}}  # a null deletes it in the spec
+        return _with(step, patch=cold, start="cold", evidence={})
+    return step
+
+
 def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
     """In order: a target reached ends the lineage; the last round allowed is judged on its own child before the
     lineage ends on max_rounds (fixed in its last round is `healthy`); otherwise `next_step`."""
@@ -111,7 +167,7 @@ def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
         follow_up=follow,
         last_cause=facts.last.cause if facts.last else None,
     )
-    return with_measured_rate(step, facts) if isinstance(step, Fork) else step
+    return with_start(with_measured_rate(step, facts), facts) if isinstance(step, Fork) else step
 
 
 def next_step(

@@ -54,6 +54,7 @@ def _step(
         comparison=fork.comparison if fork else None,
         parent_patch_values=_previous_values(parent.spec if parent else {}, fork.patch if fork else {}),
         start=intent.start if intent else None,
+        epochs_saved=((intent.evidence or {}).get("warm_start") or {}).get("epochs_saved", 0) if intent else 0,
         evidence=intent.evidence if intent else {},
     )
 
@@ -89,6 +90,7 @@ def _read(job: Job, root: Job, metric: str, ap: Autopilot | None, steps: list[Li
         steps=steps,
         best_job_id=keep.job_id if keep else None,
         best=keep.best if keep else None,
+        epochs_saved=sum(s.epochs_saved for s in steps),
     )
 
 

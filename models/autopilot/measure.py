@@ -18,6 +18,7 @@ from contract.autopilot import AutopilotSpec
 from models.analysis import service as analysis_service
 from models.autopilot import outcomes
 from models.autopilot.decide import Facts, LastRound, helped
+from models.checkpoints import checkpoint_file
 from models.settings import Settings
 from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job
 
@@ -124,6 +125,11 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
     measured_lr = measured_learning_rate(session, base.id)
     if measured_lr is None and base.id != ap.root_job_id:
         measured_lr = measured_learning_rate(session, ap.root_job_id)
+    checkpoints = frozenset(
+        c
+        for c in ("best", "last")
+        if (c == "best" or base.status == "succeeded") and checkpoint_file(settings.artifacts_dir, base.id, c).is_file()
+    )
     facts = Facts(
         rounds_done=ap.rounds_done,
         current=current_diagnosis,
@@ -135,5 +141,10 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         current_bests=bests,
         learning_rate=(base.spec.get("optimizer") or {}).get("learning_rate"),
         measured_lr=measured_lr,
+        base_job_id=str(base.id),
+        base_checkpoints=checkpoints,
+        base_epochs=outcomes.best(session, base.id, config.metric)[1],
+        base_best_epoch=(base.val_predictions or {}).get("epoch"),
+        base_warm=bool((base.spec.get("model") or {}).get("init_from")),
     )
     return Measured(facts=facts, current=current, base=base)

@@ -22,7 +22,7 @@ from models.analysis import service as analysis_service
 from models.autopilot import measure, outcomes
 from models.autopilot.decide import End, Fork, decide
 from models.errors import Conflict, InvalidField, NotFound
-from models.jobs.service import check_spec_in_context
+from models.jobs.service import check_init_from, check_spec_in_context
 from models.lifecycle import record_event, request_cancel
 from models.settings import Settings, get_settings
 from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job, JobStatus, utcnow
@@ -145,7 +145,9 @@ def _invalid_fork(session: Session, base: Job, patch: dict, settings: Settings) 
     """Why a fork can never be valid (the spec refuses the patch, or a limit of this service does), naming the
     field; None when it is valid. Checked before a round is claimed, so a lineage never retries it forever."""
     try:
-        check_spec_in_context(spec=_child_spec(base, patch), settings=settings)
+        spec = _child_spec(base, patch)
+        check_spec_in_context(spec=spec, settings=settings)
+        check_init_from(session=session, spec=spec, owner=base.owner, settings=settings)
     except ValidationError as exc:
         return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     except InvalidField as exc:
@@ -183,6 +185,7 @@ def _claim(session: Session, ap: Autopilot, *, seen: int, base: Job, step: Fork)
         text=step.remedy.text,
         patch=step.remedy.patch,
         evidence={**({"follow_up": step.follow_up} if step.follow_up else {}), **step.evidence},
+        start=step.start,
     )
     session.add(row)
     try:

@@ -1,7 +1,7 @@
 """Small Keras callbacks, one job each.
 
 The measuring callbacks add their signals to the epoch's `logs`; `EpochRecorder` and the per-epoch
-diagnosis read them from there, so no callback holds a reference to another (but `BestPredictions`, which reuses
+diagnosis read them from there, so no callback holds a reference to another (but `BestEpoch`, which reuses
 `EvalProbe`'s pass over the validation set rather than predicting it twice). They run after Keras'
 own callbacks (TensorBoard, ReduceLROnPlateau, EarlyStopping), which see only Keras' metrics.
 """
@@ -9,8 +9,10 @@ own callbacks (TensorBoard, ReduceLROnPlateau, EarlyStopping), which see only Ke
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -235,14 +237,16 @@ class EpochRecorder(keras.callbacks.Callback):
         self.sink.epoch(row)
 
 
-class BestPredictions(keras.callbacks.Callback):
-    """Stores the predicted class of every validation image at each new best `val_accuracy` (the first epoch
-    reaching it), so two jobs on the same images can be compared image by image. Reads what EvalProbe measured
-    this epoch: no second pass over the validation set."""
+class BestEpoch(keras.callbacks.Callback):
+    """At each new best `val_accuracy` (the first epoch reaching it): the predicted class of every validation image,
+    so two jobs on the same images can be compared image by image, and the whole classifier's weights, which a
+    warm start (`model.init_from`, checkpoint "best") loads. Reads what EvalProbe measured this epoch: no second
+    pass over the validation set. `model` is the whole classifier (what trains may be its head alone)."""
 
-    def __init__(self, sink: Sink, probe: EvalProbe, best_so_far: float | None = None):
+    def __init__(self, sink: Sink, probe: EvalProbe, model: keras.Model, path: Path, best_so_far: float | None = None):
         super().__init__()
         self.sink, self.probe, self.best = sink, probe, best_so_far  # best_so_far: earlier attempts' (resume)
+        self.classifier, self.path = model, path
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get("val_accuracy")
@@ -251,6 +255,9 @@ class BestPredictions(keras.callbacks.Callback):
         value = float(keras.ops.convert_to_numpy(value))
         if self.best is None or value > self.best:
             self.best = value
+            partial = self.path.with_name("best.partial.weights.h5")
+            self.classifier.save_weights(partial)
+            os.replace(partial, self.path)  # a crash mid-write leaves the previous best whole
             self.sink.predictions(
                 predictions.encode(epoch + 1, self.probe.val_predicted.tolist(), self.probe.val_labels.tolist())
             )
