@@ -131,4 +131,4 @@ class OutcomeStat(BaseModel):
 
 class OutcomesRead(BaseModel):
     items: list[OutcomeStat]
-    ranking: dict[str, Any] = Field(description="The ranking's constants: score = (n·mean_gain + k·prior)/(n + k)")
+    ranking: dict[str, Any] = Field(description="The ranking's model and constants (analysis.ranking)")

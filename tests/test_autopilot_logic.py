@@ -13,7 +13,6 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from analysis import Diagnosis, Finding, Remedy
-from analysis.ranking import Evidence, prior, rerank, score
 from api.auth import create_key
 from contract import predictions
 from contract.autopilot import AutopilotSpec
@@ -359,16 +358,6 @@ def _diagnosis(*remedies: str, confidence: float = 0.8, verdict: str = "stagnati
         remedies=[Remedy(id=r, text=r, patch={"x": i}) for i, r in enumerate(remedies)],
     )
     return Diagnosis(verdict=verdict, findings=[finding], summary="")
-
-
-def test_ranking_blends_the_prior_with_measured_outcomes():
-    d = _diagnosis("first", "second")
-    assert [r.id for r in rerank(d, {}).findings[0].remedies] == ["first", "second"]
-    assert score(0, None) == prior(0) > prior(1)
-    one_bad = {("c", "first"): Evidence(1, -0.05)}
-    assert [r.id for r in rerank(d, one_bad).findings[0].remedies] == ["first", "second"]  # one outcome: prior holds
-    many_bad = {("c", "first"): Evidence(10, -0.1)}
-    assert [r.id for r in rerank(d, many_bad).findings[0].remedies] == ["second", "first"]
 
 
 def test_next_step_decisions():

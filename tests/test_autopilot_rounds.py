@@ -285,3 +285,24 @@ def test_without_a_probes_table_the_rule_chooses_the_rate(deployment):
     root = start(deployment)
     with session_scope() as s:
         assert measured_learning_rate(s, uuid.UUID(root)) is None
+
+
+def test_the_ranking_learns_from_first_applications_only(tmp_path):
+    """A follow-up carries a remedy further: its outcome measures the second step, not the remedy, so the
+    ranking's evidence counts the first application alone (a fresh SQLite file: this tenant's outcomes only)."""
+    from models.autopilot import outcomes
+
+    with sqlite_client(tmp_path) as client:
+        root = start(client)
+        run_as_worker(root, FLAT)
+        first = state(root)[0].current_job_id
+        run_as_worker(first, RISING, lr=1e-4, ratio=1e-3)  # still climbing: the same remedy, further
+        ap, rounds, _ = state(root)
+        assert [r.remedy for r in rounds] == ["increase_learning_rate"] * 2 and "follow_up" in rounds[1].evidence
+        run_as_worker(ap.current_job_id, [0.3, 0.6, 0.8, 0.975, 0.98, 0.98, 0.975], lr=3e-4, ratio=2.9e-3)
+        with session_scope() as s:
+            found = outcomes.evidence(s, "default", "val_accuracy")
+            forks = outcomes.aggregate(s, "default", "val_accuracy")
+        key = ("learning_rate_too_low", "increase_learning_rate")
+        assert found[key].n == 1 and found[key].mean_gain == pytest.approx(0.95 - 0.1667, abs=1e-4)
+        assert [f["measured"] for f in forks] == [2]  # both forks are still reported

@@ -44,9 +44,13 @@ def outcome_of(session: Session, child_id: uuid.UUID | None) -> ForkOutcome | No
     return session.exec(select(ForkOutcome).where(ForkOutcome.child_id == child_id)).first()
 
 
-def diagnosis(session: Session, job: Job, metric: str, settings: Settings) -> Diagnosis:
+def diagnosis(session: Session, job: Job, metric: str, settings: Settings, explore: bool = False) -> Diagnosis:
     return analysis_service.diagnose(
-        session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs, ranking_metric=metric
+        session=session,
+        job=job,
+        max_cached_epochs=settings.analysis_history_cache_epochs,
+        ranking_metric=metric,
+        explore=explore,
     )
 
 
@@ -94,7 +98,7 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         last = LastRound(cause=last_round.cause, remedies=(last_round.remedy,), direction=direction)
     base = current if helped(last) or last_round is None else session.get(Job, last_round.parent_id)
     current_diagnosis = diagnosis(session, current, config.metric, settings)
-    base_diagnosis = current_diagnosis if base.id == current.id else diagnosis(session, base, config.metric, settings)
+    base_diagnosis = diagnosis(session, base, config.metric, settings, explore=True)  # the remedy to try next
     tried = frozenset(r.remedy for r in done)
     worse = frozenset(
         r.remedy

@@ -15,7 +15,7 @@ from analysis import significance
 from analysis.ranking import Evidence
 from contract import predictions
 from contract.autopilot import higher_is_better
-from models.tables import Autopilot, EpochMetric, ForkOutcome, Job, JobStatus, utcnow
+from models.tables import Autopilot, AutopilotRound, EpochMetric, ForkOutcome, Job, JobStatus, utcnow
 
 DEFAULT_MIN_GAIN = 0.01
 
@@ -224,17 +224,34 @@ def aggregate(session: Session, owner: str | None, metric: str | None = None) ->
 
 
 def evidence(session: Session, owner: str, metric: str = "val_accuracy") -> dict[tuple[str, str], Evidence]:
-    """Measured single-remedy outcomes of this tenant, by (cause, remedy id), for the ranking."""
+    """Measured first applications of one remedy, of this tenant, by (cause, remedy id), for the ranking: a
+    follow-up (the same remedy carried further) and a lineage's later rounds of a remedy it already applied
+    measure something else, and a combined fork's gain cannot be credited to one remedy."""
     rows = session.exec(
-        select(ForkOutcome.cause, ForkOutcome.remedies, ForkOutcome.gain).where(
+        select(ForkOutcome.cause, ForkOutcome.remedies, ForkOutcome.gain, ForkOutcome.autopilot_id, AutopilotRound)
+        .outerjoin(
+            AutopilotRound,
+            (AutopilotRound.autopilot_id == ForkOutcome.autopilot_id) & (AutopilotRound.round == ForkOutcome.round),
+        )
+        .where(
             ForkOutcome.owner == owner,
             ForkOutcome.metric == metric,
             ForkOutcome.gain.is_not(None),
             ForkOutcome.cause.is_not(None),
         )
+        .order_by(ForkOutcome.round)
     ).all()
     gains: dict[tuple[str, str], list[float]] = {}
-    for cause, remedies, gain in rows:
-        if len(remedies) == 1:  # a combined fork's gain cannot be credited to one remedy
-            gains.setdefault((cause, remedies[0]), []).append(gain)
-    return {k: Evidence(len(v), statistics.fmean(v)) for k, v in gains.items()}
+    seen: set[tuple] = set()
+    for cause, remedies, gain, autopilot_id, intent in rows:
+        if len(remedies) != 1 or (intent is not None and "follow_up" in (intent.evidence or {})):
+            continue
+        if autopilot_id is not None:
+            if (autopilot_id, remedies[0]) in seen:
+                continue
+            seen.add((autopilot_id, remedies[0]))
+        gains.setdefault((cause, remedies[0]), []).append(gain)
+    return {
+        k: Evidence(len(v), statistics.fmean(v), statistics.variance(v) if len(v) >= 2 else None)
+        for k, v in gains.items()
+    }
