@@ -66,9 +66,6 @@ class Job(SQLModel, table=True):
     class_counts: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Bumped with every epoch row written: a metrics page is unchanged while this is (ETag, page cache).
     metrics_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    # The predicted class of every validation image at the best epoch, in validation-file order, with the labels
-    # (models.predictions): two jobs on the same images are compared image by image (McNemar), not by one number.
-    val_predictions: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class _EpochKey(SQLModel):
@@ -179,6 +176,18 @@ class ForkOutcome(SQLModel, table=True):
     # Whether the child beat its parent beyond noise (analysis.significance): direction, test, its evidence, and
     # the gain at the parent's epoch budget.
     comparison: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class ValPredictions(SQLModel, table=True):
+    """The predicted class of every validation image at a job's best epoch, with the labels, in validation-file
+    order (contract.predictions): two jobs on the same images are compared image by image (McNemar), not by one
+    accuracy each. A table of its own, so reading jobs never loads them."""
+
+    __tablename__ = "val_predictions"
+
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", primary_key=True)
+    epoch: int
+    stored: dict = Field(sa_column=Column(JSON, nullable=False))
 
 
 class AutopilotRound(SQLModel, table=True):

@@ -22,7 +22,7 @@ from models.autopilot.hooks import after_job_end, sweep_safely
 from models.db import session_scope
 from models.lifecycle import upsert_epoch
 from models.settings import Settings, get_settings
-from models.tables import Autopilot, ForkOutcome, Job, utcnow
+from models.tables import Autopilot, ForkOutcome, Job, ValPredictions, utcnow
 from tests.specs import small_spec
 
 AUTO = {"max_rounds": 3, "metric": "val_accuracy", "min_gain": 0.01, "min_confidence": 0.7}
@@ -407,12 +407,11 @@ def _set_validation(job_id, *, size: int, correct: list[bool] | None = None) -> 
     jid = uuid.UUID(str(job_id))
     labels = [i % 2 for i in range(size)]
     values = {"class_counts": {"train": {"a": size, "b": size}, "val": {"a": size // 2, "b": size - size // 2}}}
-    if correct is not None:
-        values["val_predictions"] = predictions.encode(
-            7, [y if ok else 1 - y for y, ok in zip(labels, correct)], labels
-        )
     with session_scope() as s:
         s.execute(update(Job).where(Job.id == jid).values(**values))
+        if correct is not None:  # as the worker's sink writes them
+            stored = predictions.encode(7, [y if ok else 1 - y for y, ok in zip(labels, correct)], labels)
+            s.merge(ValPredictions(job_id=jid, epoch=7, stored=stored))
         s.commit()
 
 
@@ -461,3 +460,15 @@ def test_a_target_ends_the_lineage_on_the_job_that_reached_it(client):
     body = lineage(client, root["id"])
     assert body["autopilot"]["end_reason"] == "target_reached" and "0.95" in body["autopilot"]["end_detail"]
     assert body["best_job_id"] == child and body["best"] == pytest.approx(0.95)
+
+
+def test_the_workers_sink_keeps_one_row_of_predictions_a_job_the_latest_best(client):
+    from worker.db_sink import DbSink
+
+    job = client.post("/jobs", json=planted()).json()
+    sink = DbSink(uuid.UUID(job["id"]))
+    sink.predictions(predictions.encode(2, [0, 1, 1], [0, 1, 0]))
+    sink.predictions(predictions.encode(5, [0, 1, 0], [0, 1, 0]))  # a later, better epoch replaces it
+    with session_scope() as s:
+        rows = s.exec(select(ValPredictions).where(ValPredictions.job_id == uuid.UUID(job["id"]))).all()
+        assert [r.epoch for r in rows] == [5] and predictions.correct(rows[0].stored)[0] == [True, True, True]

@@ -13,13 +13,14 @@ from sqlalchemy import update
 
 from analysis import Remedy
 from api.auth import create_key
+from contract import predictions
 from contract.autopilot import AutopilotSpec
 from contract.spec import JobSpec
 from models.autopilot.decide import Facts, decide
 from models.checkpoints import BEST_WEIGHTS, checkpoint_file
 from models.db import session_scope
 from models.settings import Settings, get_settings
-from models.tables import Job
+from models.tables import Job, ValPredictions
 from tests.analysis.test_autopilot_decide import lr_too_low
 from tests.specs import small_spec
 from tests.test_autopilot_logic import AUTO, FLAT, lineage, planted, run_as_worker, weights_file  # noqa: F401
@@ -117,7 +118,8 @@ def test_an_autopilot_round_starts_from_the_parents_best_checkpoint(client):
     root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
     with_checkpoint(root["id"])
     with session_scope() as s:
-        s.execute(update(Job).where(Job.id == uuid.UUID(root["id"])).values(val_predictions={"epoch": 4}))
+        stored = predictions.encode(4, [0] * 12, [0] * 12)
+        s.merge(ValPredictions(job_id=uuid.UUID(root["id"]), epoch=4, stored=stored))
         s.commit()
     run_as_worker(root["id"], FLAT)
     body = lineage(client, root["id"])

@@ -12,7 +12,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from models.db import session_scope
 from models.lifecycle import record_event, upsert_epoch
-from models.tables import Job
+from models.tables import Job, ValPredictions
 
 log = structlog.get_logger()
 
@@ -64,5 +64,5 @@ class DbSink:
     @db_retry
     def predictions(self, stored: dict[str, Any]) -> None:
         with session_scope() as s:
-            s.execute(update(Job).where(Job.id == self.job_id).values(val_predictions=stored))
+            s.merge(ValPredictions(job_id=self.job_id, epoch=stored["epoch"], stored=stored))  # one row a job
             s.commit()

@@ -148,7 +148,7 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         base_job_id=str(base.id),
         base_checkpoints=checkpoints,
         base_epochs=outcomes.best(session, base.id, config.metric)[1],
-        base_best_epoch=(base.val_predictions or {}).get("epoch"),
+        base_best_epoch=(outcomes.val_predictions(session, base.id) or {}).get("epoch"),
         base_warm=bool((base.spec.get("model") or {}).get("init_from")),
     )
     return Measured(facts=facts, current=current, base=base)

@@ -15,7 +15,16 @@ from analysis import significance
 from analysis.ranking import Evidence
 from contract import predictions
 from contract.autopilot import higher_is_better
-from models.tables import Autopilot, AutopilotRound, EpochMetric, ForkOutcome, Job, JobStatus, utcnow
+from models.tables import (
+    Autopilot,
+    AutopilotRound,
+    EpochMetric,
+    ForkOutcome,
+    Job,
+    JobStatus,
+    ValPredictions,
+    utcnow,
+)
 
 DEFAULT_MIN_GAIN = 0.01
 
@@ -102,17 +111,30 @@ def validation_size(job: Job) -> int | None:
     return sum(counts.values()) if counts else None
 
 
+def val_predictions(session: Session, job_id: uuid.UUID) -> dict | None:
+    """The job's best epoch's stored validation predictions (contract.predictions), if the worker wrote them."""
+    row = session.get(ValPredictions, job_id)
+    return row.stored if row is not None else None
+
+
 def compare(
-    parent: Job, child: Job, outcome: ForkOutcome, *, min_gain: float, budget_best: float | None
+    parent: Job,
+    child: Job,
+    outcome: ForkOutcome,
+    *,
+    min_gain: float,
+    budget_best: float | None,
+    parent_predictions: dict | None = None,
+    child_predictions: dict | None = None,
 ) -> dict[str, Any]:
     """Whether the child beat its parent beyond noise: image by image (exact McNemar) when both stored their
     best epoch's predictions on the same images, else Wilson/Newcombe from the validation size, else `min_gain`.
     A significant difference smaller than `min_gain` is not a gain worth a round."""
     gain = outcome.gain
     result = None
-    if parent.val_predictions and child.val_predictions and outcome.metric == "val_accuracy":
-        p_correct, p_labels = predictions.correct(parent.val_predictions)
-        c_correct, c_labels = predictions.correct(child.val_predictions)
+    if parent_predictions and child_predictions and outcome.metric == "val_accuracy":
+        p_correct, p_labels = predictions.correct(parent_predictions)
+        c_correct, c_labels = predictions.correct(child_predictions)
         if p_labels == c_labels:
             result = significance.mcnemar(p_correct, c_correct)
     if result is None and outcome.metric in ("val_accuracy", "accuracy"):
@@ -167,7 +189,15 @@ def measure(session: Session, outcome: ForkOutcome, *, min_gain: float | None = 
             ap = session.get(Autopilot, outcome.autopilot_id) if outcome.autopilot_id else None
             min_gain = float(ap.config.get("min_gain", DEFAULT_MIN_GAIN)) if ap else DEFAULT_MIN_GAIN
         budget_best, _ = best(session, child.id, outcome.metric, within_epochs=outcome.parent_epochs)
-        outcome.comparison = compare(parent, child, outcome, min_gain=min_gain, budget_best=budget_best)
+        outcome.comparison = compare(
+            parent,
+            child,
+            outcome,
+            min_gain=min_gain,
+            budget_best=budget_best,
+            parent_predictions=val_predictions(session, parent.id),
+            child_predictions=val_predictions(session, child.id),
+        )
     outcome.measured_at = utcnow()
     session.add(outcome)
     session.commit()

@@ -1,4 +1,4 @@
-"""autopilot rounds claimed before their child exists; best-epoch validation predictions per job
+"""autopilot rounds claimed before their child exists; best-epoch validation predictions per job (own table)
 
 Revision ID: 0008
 Revises: 0005
@@ -39,8 +39,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("autopilot_rounds", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_autopilot_rounds_autopilot_id"), ["autopilot_id"], unique=False)
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("val_predictions", sa.JSON(), nullable=True))
+    op.create_table(
+        "val_predictions",
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("epoch", sa.Integer(), nullable=False),
+        sa.Column("stored", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"]),
+        sa.PrimaryKeyConstraint("job_id"),
+    )
     with op.batch_alter_table("fork_outcomes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("comparison", sa.JSON(), nullable=True))
 
@@ -48,8 +54,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("fork_outcomes", schema=None) as batch_op:
         batch_op.drop_column("comparison")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("val_predictions")
+    op.drop_table("val_predictions")
     with op.batch_alter_table("autopilot_rounds", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_autopilot_rounds_autopilot_id"))
     op.drop_table("autopilot_rounds")
