@@ -306,3 +306,52 @@ def test_the_ranking_learns_from_first_applications_only(tmp_path):
         key = ("learning_rate_too_low", "increase_learning_rate")
         assert found[key].n == 1 and found[key].mean_gain == pytest.approx(0.95 - 0.1667, abs=1e-4)
         assert [f["measured"] for f in forks] == [2]  # both forks are still reported
+
+
+def test_lineages_started_before_claimed_rounds_keep_their_rounds(tmp_path):
+    """Migration 0008 writes a round for every autopilot fork recorded before it, so such a lineage neither
+    repeats a remedy nor forgets where it was."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from models.db import alembic_config, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    cfg = alembic_config(engine)
+    command.upgrade(cfg, "0005")
+    root, child, ap = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = utcnow()
+    with engine.begin() as conn:
+        for jid, parent in ((root, None), (child, root)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO jobs (id, owner, status, spec, spec_hash, parent_id, created_at, attempts, "
+                    "cancel_requested, metrics_version) VALUES (:id, 'default', 'running', '{}', 'h', :parent, :now, "
+                    "0, 0, 0)"
+                ),
+                {"id": jid.hex, "parent": parent.hex if parent else None, "now": now},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO autopilots (id, root_job_id, owner, config, state, current_job_id, rounds_done, "
+                "created_at) VALUES (:id, :root, 'default', '{}', 'active', :child, 1, :now)"
+            ),
+            {"id": ap.hex, "root": root.hex, "child": child.hex, "now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO fork_outcomes (parent_id, child_id, owner, cause, remedies, patch, metric, autopilot_id, "
+                "round, created_at) VALUES (:root, :child, 'default', 'learning_rate_too_low', "
+                "'[\"increase_learning_rate\"]', '{\"optimizer\": {\"learning_rate\": 0.0001}}', 'val_accuracy', "
+                ":ap, 1, :now)"
+            ),
+            {"root": root.hex, "child": child.hex, "ap": ap.hex, "now": now},
+        )
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT round, remedy, child_id, patch, start FROM autopilot_rounds")).all()
+    assert [(r[0], r[1], uuid.UUID(r[2]), r[4]) for r in rows] == [(1, "increase_learning_rate", child, "cold")]
+    command.downgrade(cfg, "0005")  # and back, losing nothing the older revision had
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM fork_outcomes")).scalar() == 1
+    engine.dispose()

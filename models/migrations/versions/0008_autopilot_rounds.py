@@ -39,6 +39,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("autopilot_rounds", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_autopilot_rounds_autopilot_id"), ["autopilot_id"], unique=False)
+    _backfill_rounds()
     op.create_table(
         "val_predictions",
         sa.Column("job_id", sa.Uuid(), nullable=False),
@@ -49,6 +50,60 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("fork_outcomes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("comparison", sa.JSON(), nullable=True))
+
+
+def _backfill_rounds() -> None:
+    """Rounds of lineages started before this revision, from their fork outcomes, so they go on where they were."""
+    bind = op.get_bind()
+    outcomes = sa.table(
+        "fork_outcomes",
+        sa.column("autopilot_id", sa.Uuid()),
+        sa.column("round", sa.Integer()),
+        sa.column("parent_id", sa.Uuid()),
+        sa.column("child_id", sa.Uuid()),
+        sa.column("cause", sa.String()),
+        sa.column("remedies", sa.JSON()),
+        sa.column("patch", sa.JSON()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    rounds = sa.table(
+        "autopilot_rounds",
+        *(
+            sa.column(name, kind)
+            for name, kind in (
+                ("autopilot_id", sa.Uuid()),
+                ("round", sa.Integer()),
+                ("parent_id", sa.Uuid()),
+                ("child_id", sa.Uuid()),
+                ("cause", sa.String()),
+                ("remedy", sa.String()),
+                ("patch", sa.JSON()),
+                ("evidence", sa.JSON()),
+                ("start", sa.String()),
+                ("created_at", sa.DateTime(timezone=True)),
+            )
+        ),
+    )
+    found = bind.execute(
+        sa.select(outcomes).where(outcomes.c.autopilot_id.is_not(None), outcomes.c.round.is_not(None))
+    ).mappings()
+    rows = [
+        {
+            "autopilot_id": r["autopilot_id"],
+            "round": r["round"],
+            "parent_id": r["parent_id"],
+            "child_id": r["child_id"],
+            "cause": r["cause"],
+            "remedy": "+".join(r["remedies"] or []) or "patch",
+            "patch": r["patch"] or {},
+            "evidence": {},
+            "start": "cold",
+            "created_at": r["created_at"],
+        }
+        for r in found
+    ]
+    if rows:
+        op.bulk_insert(rounds, rows)
 
 
 def downgrade() -> None:
