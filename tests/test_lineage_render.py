@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+import pytest
 from rich.console import Console
 
 from client.render import patch_changes, print_lineage, round_header
@@ -106,3 +107,14 @@ def test_patch_changes_read_as_before_and_after():
     ]
     header = round_header(lineage().steps[1])
     assert header.startswith("── round 1: learning_rate_too_low → increase_learning_rate: learning_rate 1e-07 → 1e-05")
+
+
+def test_the_cli_target_option_reads_metric_equals_value():
+    import typer
+
+    from client.cli import parse_target
+
+    assert parse_target("val_accuracy=0.9") == {"val_accuracy": 0.9}
+    for bad in ("val_accuracy", "val_accuracy=high"):
+        with pytest.raises(typer.BadParameter):
+            parse_target(bad)
