@@ -310,7 +310,7 @@ def test_the_ranking_learns_from_first_applications_only(tmp_path):
 
 def test_lineages_started_before_claimed_rounds_keep_their_rounds(tmp_path):
     """Migration 0008 writes a round for every autopilot fork recorded before it, so such a lineage neither
-    repeats a remedy nor forgets where it was."""
+    repeats a remedy nor forgets where it was, and adopts a child the old code left outside it."""
     import sqlalchemy as sa
     from alembic import command
 
@@ -334,7 +334,7 @@ def test_lineages_started_before_claimed_rounds_keep_their_rounds(tmp_path):
         conn.execute(
             sa.text(
                 "INSERT INTO autopilots (id, root_job_id, owner, config, state, current_job_id, rounds_done, "
-                "created_at) VALUES (:id, :root, 'default', '{}', 'active', :child, 1, :now)"
+                "created_at) VALUES (:id, :root, 'default', '{}', 'active', :root, 0, :now)"
             ),
             {"id": ap.hex, "root": root.hex, "child": child.hex, "now": now},
         )
@@ -350,7 +350,10 @@ def test_lineages_started_before_claimed_rounds_keep_their_rounds(tmp_path):
     command.upgrade(cfg, "head")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT round, remedy, child_id, patch, start FROM autopilot_rounds")).all()
+        adopted = conn.execute(sa.text("SELECT rounds_done, current_job_id FROM autopilots")).one()
     assert [(r[0], r[1], uuid.UUID(r[2]), r[4]) for r in rows] == [(1, "increase_learning_rate", child, "cold")]
+    # the old code crashed between the child and the counter: the lineage adopts the child it had left outside
+    assert (adopted[0], uuid.UUID(adopted[1])) == (1, child)
     command.downgrade(cfg, "0005")  # and back, losing nothing the older revision had
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM fork_outcomes")).scalar() == 1

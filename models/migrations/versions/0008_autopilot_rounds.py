@@ -104,6 +104,29 @@ def _backfill_rounds() -> None:
     ]
     if rows:
         op.bulk_insert(rounds, rows)
+    # Before this revision a crash between a round's child and the counter's bump left the child outside its
+    # lineage: the lineage adopts it as its current job, as a claimed round would be.
+    autopilots = sa.table(
+        "autopilots",
+        sa.column("id", sa.Uuid()),
+        sa.column("state", sa.String()),
+        sa.column("rounds_done", sa.Integer()),
+        sa.column("current_job_id", sa.Uuid()),
+    )
+    last: dict = {}
+    for row in rows:
+        if row["round"] > last.get(row["autopilot_id"], {"round": 0})["round"]:
+            last[row["autopilot_id"]] = row
+    for autopilot_id, row in last.items():
+        bind.execute(
+            sa.update(autopilots)
+            .where(
+                autopilots.c.id == autopilot_id,
+                autopilots.c.state == "active",
+                autopilots.c.rounds_done < row["round"],
+            )
+            .values(rounds_done=row["round"], current_job_id=row["child_id"])
+        )
 
 
 def downgrade() -> None:
