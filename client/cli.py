@@ -202,6 +202,19 @@ def report(made: BaseModel, message: str, *, as_json: bool, follow: Callable[[],
 # -- commands ----------------------------------------------------------------------------------------------------------
 
 
+def parse_target(text: str) -> dict[str, float]:
+    """`val_accuracy=0.9` → {"val_accuracy": 0.9} (the metric is checked with the rest of the autopilot)."""
+    metric, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return {metric.strip(): float(value)}
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: expected METRIC=VALUE, e.g. val_accuracy=0.9", param_hint="--target"
+        ) from None
+
+
 @app.command()
 @handled
 def submit(
@@ -223,14 +236,21 @@ def submit(
             help="Put the job under autopilot for at most ROUNDS forks; with --watch, follow the whole lineage.",
         ),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="METRIC=VALUE",
+            help="With --autopilot: end the lineage once a job reaches this (e.g. val_accuracy=0.9).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job spec."""
     spec = load_spec(spec_file)
+    config = {"max_rounds": autopilot, **({"target": parse_target(target)} if target else {})} if autopilot else None
     with connect(ctx) as client:
-        job = client.submit(
-            spec, idempotency_key=idempotency_key, autopilot={"max_rounds": autopilot} if autopilot else None
-        )
+        job = client.submit(spec, idempotency_key=idempotency_key, autopilot=config)
         if watch_ and autopilot:
             message = f"submitted job {job.id} ({job.status}) under autopilot, {autopilot} round(s) at most"
             report(job, message, as_json=as_json, follow=lambda: watch_lineage(client, job, as_json))

@@ -96,41 +96,100 @@ def round_header(step: LineageStep) -> str:
     if not step.round:
         return f"── root {step.job_id} ({step.name or 'job'})"
     remedy = "+".join(step.remedies) or "patch"
-    return f"── round {step.round}: {step.cause or 'no cause'} → {remedy} {json.dumps(step.patch)} (job {step.job_id})"
+    changes = ", ".join(patch_changes(step.patch, step.parent_patch_values))
+    return f"── round {step.round}: {step.cause or 'no cause'} → {remedy}: {changes} (job {step.job_id})"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "—" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def patch_changes(patch: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    """ "learning_rate 1e-06 → 0.0001" for every field a patch sets, with the parent's value it replaced."""
+    lines = []
+    for key, value in patch.items():
+        old = before.get(key) if isinstance(before, dict) else None
+        if isinstance(value, dict) and (old is None or isinstance(old, dict)):
+            lines += patch_changes(value, old or {})
+        else:
+            lines.append(f"{key} {_value(old)} → {_value(value)}")
+    return lines
 
 
 def lineage_table(lineage: LineageRead) -> Table:
-    table = Table(title=f"lineage of {lineage.root_id} ({lineage.metric})", title_justify="left")
-    # numbers and ids never wrap; causes and remedies fold onto more lines in a narrow terminal
-    for column, justify, fixed in (
-        ("round", "right", True),
-        ("job", "left", True),
-        ("status", "left", True),
-        ("cause", "left", False),
-        ("remedy", "left", False),
-        ("epochs", "right", True),
-        ("best", "right", True),
-        ("gain", "right", True),
-        ("verdict", "left", False),
+    """One short row per job; what each round changed is printed under the table (print_lineage), so the table
+    fits an 80-column terminal without folding any cell."""
+    table = Table(
+        title=f"lineage of {lineage.root_id} ({lineage.metric})",
+        title_justify="left",
+        box=None,  # no rules: the columns fit 80 without folding a cell
+        header_style="bold underline",
+    )
+    for column, justify in (
+        ("round", "right"),
+        ("job", "left"),
+        ("status", "left"),
+        ("epochs", "right"),
+        ("best", "right"),
+        ("gain", "right"),
+        ("vs parent", "left"),
+        ("start", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=fixed, overflow="fold")
+        table.add_column(column, justify=justify, no_wrap=True)
     for step in lineage.steps:
+        keep = lineage.best_job_id is not None and step.job_id == lineage.best_job_id
         table.add_row(
             "—" if step.round is None else str(step.round),
             str(step.job_id)[:8],
             step.status,
-            escape(step.cause or ""),
-            escape("+".join(step.remedies)),
             str(step.epochs),
-            "—" if step.best is None else f"{step.best:.4f}",
+            "—" if step.best is None else f"{step.best:.4f}" + ("*" if keep else ""),
             _gain(step.gain),
-            escape(step.diagnosis.verdict),
+            (step.comparison or {}).get("direction", "—") if step.round else "",
+            step.start or ("" if not step.round else "—"),
         )
     return table
 
 
+def round_lines(step: LineageStep) -> list[str]:
+    """What a round did and what came of it, one short line each."""
+    remedy = "+".join(step.remedies) or "patch"
+    lines = [f"round {step.round}: {step.cause or 'no cause'} → {remedy}"]
+    lines += [f"    {change}" for change in patch_changes(step.patch, step.parent_patch_values)]
+    evidence = step.evidence or {}
+    warm = evidence.get("warm_start")
+    if warm:
+        lines.append(
+            f"    warm start from job {warm['from_job'][:8]} ({warm['checkpoint']}): {warm['epochs_saved']} epochs saved"
+        )
+    if evidence.get("learning_rate_from") == "range_test":
+        lines.append(f"    rate from the range test (suggested {evidence['suggested_lr']:.3g})")
+    comparison = step.comparison or {}
+    if comparison:
+        test = comparison.get("test")
+        p = comparison.get("p_better") if comparison.get("direction") != "worse" else comparison.get("p_worse")
+        detail = f", p={p:.3g}" if p is not None else ""
+        lines.append(f"    {comparison.get('direction')} than its parent ({test}{detail})")
+    lines.append(f"    verdict {step.diagnosis.verdict}")
+    return lines
+
+
 def print_lineage(console: Console, lineage: LineageRead) -> None:
     console.print(lineage_table(lineage))
+    for step in lineage.steps:
+        if step.round:
+            for line in round_lines(step):
+                console.print(line, markup=False, highlight=False)
+    if lineage.best_job_id is not None:
+        keep = next(s for s in lineage.steps if s.job_id == lineage.best_job_id)
+        where = "the root" if keep.round == 0 else f"round {keep.round}" if keep.round else "a manual fork"
+        console.print(
+            f"keep job {lineage.best_job_id}: {where}, {lineage.metric} {lineage.best:.4f}",
+            markup=False,
+            highlight=False,
+        )
     ap = lineage.autopilot
     if ap is not None:
         state = ap.state if ap.state == "active" else f"ended: [bold]{ap.end_reason}[/bold]"

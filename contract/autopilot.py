@@ -13,7 +13,9 @@ from contract.spec import JobSpec
 from contract.status import JobStatusName
 
 AutopilotMetric = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
-EndReason = Literal["healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled"]
+EndReason = Literal[
+    "healthy", "no_confident_cause", "max_rounds", "no_gain", "cancelled", "target_reached", "invalid_fork"
+]
 END_REASONS: tuple[str, ...] = get_args(EndReason)
 AutopilotState = Literal["active", "ended"]
 
@@ -30,6 +32,10 @@ class AutopilotSpec(BaseModel):
     )
     min_gain: float = Field(0.01, ge=0, description="A fork helped when it improved the metric by at least this.")
     min_confidence: float = Field(0.7, ge=0, le=1, description="Findings below this confidence are not acted on.")
+    target: dict[AutopilotMetric, float] | None = Field(
+        None,
+        description='End the lineage once a job reaches this (e.g. {"val_accuracy": 0.9}; a loss at or below it).',
+    )
 
 
 def higher_is_better(metric: str) -> bool:
@@ -93,6 +99,20 @@ class LineageStep(BaseModel):
         description="best − parent's best (reversed for losses): positive is better; "
         "None until the job ended, or when the two used different data",
     )
+    comparison: dict[str, Any] | None = Field(
+        None,
+        description="Whether this job beat its parent beyond noise: direction (better | worse | unclear), the test "
+        "(mcnemar_exact on the same images, newcombe_wilson from the validation size, or min_gain), its evidence, "
+        "and the gain at the parent's epoch budget",
+    )
+    parent_patch_values: dict[str, Any] = Field(
+        default_factory=dict, description="The parent's values of the fields the patch set, in the patch's shape"
+    )
+    start: str | None = Field(None, description="warm (from the parent's weights) | cold; autopilot rounds only")
+    epochs_saved: int = Field(0, description="Epochs of the parent a warm start did not train again")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="What chose this round's remedy and values (follow-up, range test)"
+    )
 
 
 class LineageRead(BaseModel):
@@ -101,6 +121,11 @@ class LineageRead(BaseModel):
     metric: str
     autopilot: AutopilotRead | None
     steps: list[LineageStep]
+    best_job_id: uuid.UUID | None = Field(
+        None, description="The job to keep: the best value of the metric among the lineage's succeeded jobs"
+    )
+    best: float | None = None
+    epochs_saved: int = Field(0, description="Over all rounds: epochs that warm starts did not train again")
 
 
 class OutcomeStat(BaseModel):
@@ -116,4 +141,4 @@ class OutcomeStat(BaseModel):
 
 class OutcomesRead(BaseModel):
     items: list[OutcomeStat]
-    ranking: dict[str, Any] = Field(description="The ranking's constants: score = (n·mean_gain + k·prior)/(n + k)")
+    ranking: dict[str, Any] = Field(description="The ranking's model and constants (analysis.ranking)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -49,6 +50,15 @@ Trainable = Annotated[
 ]
 
 
+class InitFrom(_Strict):
+    """Start from another job's trained weights (a warm start) instead of `weights`."""
+
+    job: Annotated[uuid.UUID, Field(strict=False, description="A job of the same tenant with the same head.")]
+    checkpoint: Literal["best", "last"] = Field(
+        "best", description='"best": the weights of its best val_accuracy epoch; "last": those it ended with.'
+    )
+
+
 class ModelSpec(_Strict):
     weights: str | None = Field(
         "imagenet", description='"imagenet", null (random init), or a .h5 weights file of the base under the data root.'
@@ -60,6 +70,11 @@ class ModelSpec(_Strict):
         description='BatchNorm layers of the unfrozen base: "frozen" keeps them in inference mode with their '
         'pre-trained statistics, "train" updates them; "auto" is frozen for pre-trained weights and '
         "trained for a random-init base.",
+    )
+    init_from: InitFrom | None = Field(
+        None,
+        description='Warm start: {"job": id, "checkpoint": "best" | "last"}; the job must be of the same tenant, '
+        "have that checkpoint, and have the same head (classes, dense_units).",
     )
 
     @field_validator("weights")

@@ -220,6 +220,9 @@ class ForkOutcome(SQLModel, table=True):
     round: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     measured_at: datetime | None = _ts(nullable=True)
+    # Whether the child beat its parent beyond noise (analysis.significance): direction, test, its evidence, and
+    # the gain at the parent's epoch budget.
+    comparison: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -245,3 +248,38 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     delivered_at: datetime | None = _ts(nullable=True)
+
+
+class ValPredictions(SQLModel, table=True):
+    """The predicted class of every validation image at a job's best epoch, with the labels, in validation-file
+    order (contract.predictions): two jobs on the same images are compared image by image (McNemar), not by one
+    accuracy each. A table of its own, so reading jobs never loads them."""
+
+    __tablename__ = "val_predictions"
+
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", primary_key=True)
+    epoch: int
+    stored: dict = Field(sa_column=Column(JSON, nullable=False))
+
+
+class AutopilotRound(SQLModel, table=True):
+    """A round's intent, claimed before its child exists: one transaction writes it and bumps the lineage's round
+    counter, then the child is created from it under a key derived from the lineage and round, so a retry after
+    any crash adopts the round (and finds its child) instead of deciding again."""
+
+    __tablename__ = "autopilot_rounds"
+    __table_args__ = (UniqueConstraint("autopilot_id", "round", name="uq_autopilot_rounds_round"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    autopilot_id: uuid.UUID = Field(foreign_key="autopilots.id", index=True)
+    round: int
+    parent_id: uuid.UUID = Field(foreign_key="jobs.id")
+    cause: str | None = Field(default=None, max_length=80)
+    confidence: float | None = None
+    remedy: str = Field(max_length=80)
+    text: str | None = None
+    patch: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    evidence: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    start: str = Field(default="cold", max_length=10, description="warm (from the parent's weights) | cold")
+    child_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

@@ -13,8 +13,8 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from analysis import Diagnosis, Finding, Remedy
-from analysis.ranking import Evidence, prior, rerank, score
 from api.auth import create_key
+from contract import predictions
 from contract.autopilot import AutopilotSpec
 from models.autopilot import service
 from models.autopilot.decide import End, Fork, next_step
@@ -22,7 +22,7 @@ from models.autopilot.hooks import after_job_end, sweep_safely
 from models.db import session_scope
 from models.lifecycle import upsert_epoch
 from models.settings import Settings, get_settings
-from models.tables import Autopilot, ForkOutcome, Job, utcnow
+from models.tables import Autopilot, ForkOutcome, Job, ValPredictions, utcnow
 from tests.specs import small_spec
 
 AUTO = {"max_rounds": 3, "metric": "val_accuracy", "min_gain": 0.01, "min_confidence": 0.7}
@@ -95,7 +95,7 @@ def test_first_round_fixes_the_planted_cause_and_the_gain_is_measured(client):
     root = r.json()
     assert "autopilot" not in root["spec"]  # kept beside the training spec, not in it
     body = lineage(client, root["id"])
-    assert body["autopilot"]["state"] == "active" and body["autopilot"]["config"] == AUTO
+    assert body["autopilot"]["state"] == "active" and body["autopilot"]["config"] == {**AUTO, "target": None}
     assert [s["job_id"] for s in body["steps"]] == [root["id"]]
 
     # the worker's hook and the sweep race on the same ended job: one child, one round
@@ -360,16 +360,6 @@ def _diagnosis(*remedies: str, confidence: float = 0.8, verdict: str = "stagnati
     return Diagnosis(verdict=verdict, findings=[finding], summary="")
 
 
-def test_ranking_blends_the_prior_with_measured_outcomes():
-    d = _diagnosis("first", "second")
-    assert [r.id for r in rerank(d, {}).findings[0].remedies] == ["first", "second"]
-    assert score(0, None) == prior(0) > prior(1)
-    one_bad = {("c", "first"): Evidence(1, -0.05)}
-    assert [r.id for r in rerank(d, one_bad).findings[0].remedies] == ["first", "second"]  # one outcome: prior holds
-    many_bad = {("c", "first"): Evidence(10, -0.1)}
-    assert [r.id for r in rerank(d, many_bad).findings[0].remedies] == ["second", "first"]
-
-
 def test_next_step_decisions():
     config = AutopilotSpec(max_rounds=2, min_confidence=0.7)
     step = next_step(config, rounds_done=0, last_helped=True, diagnosis=_diagnosis("a", "b"), tried={"a"})
@@ -409,6 +399,7 @@ def test_dashboard_job_page_has_the_lineage_view(client):
     script = client.get("/ui/static/lineage.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert "/lineage" in script.text and "Charts.lineChart" in script.text
+    assert "best_job_id" in script.text and "comparison" in script.text  # the job to keep, beyond-noise verdicts
 
 
 def test_a_job_ended_through_the_lifecycle_advances_its_autopilot_with_no_call_of_its_own(client):
@@ -431,3 +422,75 @@ def test_a_job_ended_through_the_lifecycle_advances_its_autopilot_with_no_call_o
         assert finish(s, jid, JobStatus.succeeded, worker_host="w-hook")
     ap = lineage(client, root["id"])["autopilot"]
     assert ap["rounds_done"] == 1 and ap["current_job_id"] != root["id"]
+
+
+def _set_validation(job_id, *, size: int, correct: list[bool] | None = None) -> None:
+    """Class counts of a 2-class validation set of `size` images and, optionally, the best epoch's predictions."""
+    jid = uuid.UUID(str(job_id))
+    labels = [i % 2 for i in range(size)]
+    values = {"class_counts": {"train": {"a": size, "b": size}, "val": {"a": size // 2, "b": size - size // 2}}}
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == jid).values(**values))
+        if correct is not None:  # as the worker's sink writes them
+            stored = predictions.encode(7, [y if ok else 1 - y for y, ok in zip(labels, correct)], labels)
+            s.merge(ValPredictions(job_id=jid, epoch=7, stored=stored))
+        s.commit()
+
+
+def test_a_gain_within_the_noise_of_48_images_did_not_help(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
+    _set_validation(root["id"], size=48)
+    run_as_worker(root["id"], [0.5] * 7)
+    child = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    _set_validation(child, size=48)
+    run_as_worker(child, [0.5, 0.5, 0.52, 0.54, 0.5625, 0.5625, 0.5625], lr=1e-4, ratio=2e-3)  # +3 images
+    body = lineage(client, root["id"])
+    step = body["steps"][1]
+    assert step["gain"] == pytest.approx(0.0625) and step["gain"] > AUTO["min_gain"]  # the old rule: "helped"
+    assert step["comparison"]["test"] == "newcombe_wilson" and step["comparison"]["direction"] == "unclear"
+    assert step["comparison"]["gain_at_parent_budget"] == pytest.approx(0.0625)
+    assert body["autopilot"]["end_reason"] != "healthy"
+    assert body["best_job_id"] == step["job_id"]  # still the best job to keep, even if not beyond noise
+
+
+def test_a_gain_on_the_same_images_is_judged_image_by_image(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, "max_rounds": 1}}).json()
+    parent_right = [i < 24 for i in range(48)]
+    _set_validation(root["id"], size=48, correct=parent_right)
+    run_as_worker(root["id"], [0.5] * 7)
+    child = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    # the child gets every image the parent got, and 7 more: the 7 disagreements all go one way
+    _set_validation(child, size=48, correct=[i < 31 for i in range(48)])
+    run_as_worker(child, [0.5, 0.55, 0.6, 0.625, 31 / 48, 31 / 48, 0.625], lr=1e-4, ratio=2e-3)
+    body = lineage(client, root["id"])
+    comparison = body["steps"][1]["comparison"]
+    assert (comparison["test"], comparison["only_child_right"], comparison["only_parent_right"]) == (
+        "mcnemar_exact",
+        7,
+        0,
+    )
+    assert comparison["direction"] == "better" and comparison["p_better"] == pytest.approx(0.5**7, rel=1e-3)
+    # fixed in its only round: the lineage ends healthy (diagnosed before max_rounds), on the child
+    assert body["autopilot"]["end_reason"] == "healthy" and body["best_job_id"] == child
+
+
+def test_a_target_ends_the_lineage_on_the_job_that_reached_it(client):
+    root = client.post("/jobs", json={**planted(), "autopilot": {**AUTO, "target": {"val_accuracy": 0.9}}}).json()
+    run_as_worker(root["id"], FLAT)
+    child = lineage(client, root["id"])["autopilot"]["current_job_id"]
+    run_as_worker(child, RISING, lr=1e-4, ratio=1e-3)  # still climbing: would be carried further without a target
+    body = lineage(client, root["id"])
+    assert body["autopilot"]["end_reason"] == "target_reached" and "0.95" in body["autopilot"]["end_detail"]
+    assert body["best_job_id"] == child and body["best"] == pytest.approx(0.95)
+
+
+def test_the_workers_sink_keeps_one_row_of_predictions_a_job_the_latest_best(client):
+    from worker.db_sink import DbSink
+
+    job = client.post("/jobs", json=planted()).json()
+    sink = DbSink(uuid.UUID(job["id"]))
+    sink.predictions(predictions.encode(2, [0, 1, 1], [0, 1, 0]))
+    sink.predictions(predictions.encode(5, [0, 1, 0], [0, 1, 0]))  # a later, better epoch replaces it
+    with session_scope() as s:
+        rows = s.exec(select(ValPredictions).where(ValPredictions.job_id == uuid.UUID(job["id"]))).all()
+        assert [r.epoch for r in rows] == [5] and predictions.correct(rows[0].stored)[0] == [True, True, True]

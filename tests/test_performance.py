@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from contract import predictions
 from contract.spec import JobSpec
 from samples.shapes import generate
 from tests.specs import small_spec
@@ -184,6 +185,11 @@ def test_cached_head_trains_the_same_model_as_the_full_network(shapes, tmp_path)
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
     assert not (tmp_path / "cached" / "backup").exists()
+    for sink in (full_sink, cached_sink):  # the best epoch's per-image predictions, for paired comparisons
+        best = max(sink.rows, key=lambda r: r["val_accuracy"])  # the first epoch reaching the best
+        correct, labels = predictions.correct(sink.best_predictions)
+        assert sink.best_predictions["epoch"] == best["epoch"] and len(labels) == 12
+        assert sum(correct) / len(correct) == pytest.approx(best["val_accuracy"])
 
 
 def test_mixed_float16_scales_the_loss_and_resets_the_policy(shapes, tmp_path):

@@ -14,7 +14,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from models.db import session_scope
 from models.lifecycle import Fence, LostJob, hold, record_event, upsert_epoch
-from models.tables import Job
+from models.tables import Job, ValPredictions
 
 log = structlog.get_logger()
 
@@ -86,4 +86,15 @@ class DbSink:
                 record_event(s, self.job_id, kind, reason=reason, data=data, fence=self.fence)
             except LostJob as exc:
                 raise self._refused(exc) from None
+            s.commit()
+
+    @db_retry
+    def predictions(self, stored: dict[str, Any]) -> None:
+        self._check()
+        with session_scope() as s:
+            try:
+                hold(s, self.fence)
+            except LostJob as exc:
+                raise self._refused(exc) from None
+            s.merge(ValPredictions(job_id=self.job_id, epoch=stored["epoch"], stored=stored))  # one row a job
             s.commit()

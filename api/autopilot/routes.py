@@ -53,8 +53,11 @@ def remedy_outcomes(
     return OutcomesRead(
         items=items,
         ranking={
-            "formula": "score = (n*mean_gain + k*prior(i)) / (n + k)",
-            "prior": "prior_gain / (i + 1), i = the rule's order from 0",
+            "formula": "normal-normal posterior of the gain from first applications: "
+            "mean = (prior(i)/sd^2 + n*mean_gain/var) / (1/sd^2 + n/var); the autopilot explores by mean + "
+            f"{ranking.EXPLORE:g}*posterior sd",
+            "prior": "prior_gain / (i + 1), i = the rule's order from 0; per metric",
+            "priors": {m: vars(p) for m, p in ranking.PRIORS.items()},
             "prior_gain": ranking.PRIOR_GAIN,
             "k": ranking.K,
         },

@@ -9,7 +9,10 @@ repairs were as good as the tools) and the seed recipe applied blindly (augmenta
 L2 1e-4 + ReduceLROnPlateau). A repair *reaches* the healthy baseline when some job of its lineage gets
 within 0.02 of the healthy run's best validation accuracy. Reported per cause: the share reached, and
 the rounds and epochs (GPU-epochs: every epoch trained by any job of the lineage) spent. Targets: reach
-in ≥ 90 % of manifested plants, in fewer epochs than either baseline.
+in ≥ 90 % of manifested plants, in fewer epochs than either baseline. Each strategy runs in a tenant of its
+own (the autopilot's ranking learns only from its own forks); the autopilot gets the healthy goal as its
+`target`, the same stop the random remedy gets from the oracle. Not measured here: a "probe only" strategy (one
+fork at the learning-rate range test's rate) needs the probes API, which this benchmark does not call yet.
 
 Cases, data sets, the pre-trained base and the manifestation checks are imported from
 benchmarks/diagnosis, unchanged.
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.autopilot.strategies import STRATEGIES, best, submit, wait_done
-from benchmarks.common import ROOT, start_embedded_service, work_dir
+from benchmarks.common import ROOT, embedded_env, start_embedded_service, work_dir
 from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
 from benchmarks.diagnosis.families import FAMILIES
 from benchmarks.diagnosis.manifest import judge
@@ -38,6 +43,24 @@ TOLERANCE = 0.02
 ROUNDS = 3
 
 
+def tenant_key(tenant: str) -> str:
+    """A key of a tenant of its own, issued by the service's own command on the service's database."""
+    env = {**os.environ, "PLATEAU_DATABASE_URL": embedded_env(WORK)["PLATEAU_DATABASE_URL"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "api.keys", "create", "--tenant", tenant, "--label", "bench-autopilot"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def client(url: str, tenant: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {tenant_key(tenant)}"})
+
+
 def rows(api: httpx.Client, job_id: str) -> list[dict]:
     return api.get(f"/jobs/{job_id}/metrics", params={"limit": 1000}).json()["items"]
 
@@ -46,10 +69,12 @@ def run_strategy(api: httpx.Client, name: str, spec: dict, goal: float, seed: in
     jobs = STRATEGIES[name](api, spec, rounds=ROUNDS, goal=goal, seed=seed)
     bests, epochs = zip(*(best(api, j) for j in jobs))
     top = max((b for b in bests if b is not None), default=None)
+    saved = api.get(f"/jobs/{jobs[0]}/lineage").json().get("epochs_saved", 0) if name == "autopilot" else 0
     return {
         "jobs": jobs,
         "rounds": len(jobs) - 1,
         "epochs": sum(epochs),
+        "epochs_saved_by_warm_starts": saved,
         "best": top,
         "reached": top is not None and top >= goal - TOLERANCE,
     }
@@ -92,10 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(parents=True, exist_ok=True)
     pretrain(data / "base.weights.h5", WORK / "source")
     strategies = args.strategies.split(",")
-    service, url = start_embedded_service(WORK, args.port, PLATEAU_RECONCILE_INTERVAL="5")
+    # each strategy works in a tenant of its own: the random remedy's outcomes must not feed the autopilot's
+    # ranking (it learns from its tenant's measured forks)
+    service, url = start_embedded_service(WORK, args.port, PLATEAU_RECONCILE_INTERVAL="5", PLATEAU_AUTH_ENABLED="true")
     runs, t0 = [], time.perf_counter()
+    run_tag = f"{int(time.time())}"
+    tenants = {name: client(url, f"bench-{name}-{run_tag}") for name in strategies}
     try:
-        with httpx.Client(base_url=url, timeout=60) as api:
+        with client(url, f"bench-setup-{run_tag}") as api:
             for family in args.families.split(","):
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     healthy = submit(api, spec_for(BASELINE_CASE, data, family, seed, args.epochs))
@@ -121,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
                         }
                         if manifested:
                             for name in strategies:
-                                run["strategies"][name] = run_strategy(api, name, spec, goal, seed)
+                                run["strategies"][name] = run_strategy(tenants[name], name, spec, goal, seed)
                         runs.append(run)
                         print(json.dumps(run), flush=True)
     finally:
+        for api_of_strategy in tenants.values():
+            api_of_strategy.close()
         service.stop(timeout=120)
     result = {
         "wall_seconds": round(time.perf_counter() - t0),

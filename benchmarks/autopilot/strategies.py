@@ -53,9 +53,8 @@ def fork(api: httpx.Client, job_id: str, apply: list[str], patch: dict | None = 
 
 
 def autopilot(api: httpx.Client, spec: dict, *, rounds: int, goal: float | None = None, seed: int = 0) -> list[str]:
-    root = submit(
-        api, spec, autopilot={"max_rounds": rounds, "metric": "val_accuracy", "min_gain": 0.01, "min_confidence": 0.7}
-    )
+    config = {"max_rounds": rounds, "metric": "val_accuracy", "min_gain": 0.01, "min_confidence": 0.7}
+    root = submit(api, spec, autopilot={**config, **({"target": {"val_accuracy": goal}} if goal else {})})
     while True:
         body = api.get(f"/jobs/{root}/lineage").json()
         if body["autopilot"]["state"] == "ended":

@@ -74,11 +74,15 @@ def diagnose(
     rules: list[str] | None = None,
     max_cached_epochs: int = 0,
     ranking_metric: str = "val_accuracy",
+    explore: bool = False,
 ) -> analysis.Diagnosis:
-    """Remedies come ranked by evidence: the rules' order blended with this tenant's measured fork outcomes."""
+    """Remedies come ranked by evidence: the rules' order blended with this tenant's measured fork outcomes
+    (exploring: by each remedy's upper confidence bound, analysis.ranking)."""
     return rerank(
         _diagnose(session=session, job=job, params=params, rules=rules, max_cached_epochs=max_cached_epochs),
         outcomes.evidence(session, job.owner, ranking_metric),
+        ranking_metric,
+        explore,
     )
 
 

@@ -1,11 +1,38 @@
-"""The autopilot's choice for the next round, as a pure function of what the database holds."""
+"""The autopilot's choice for the next round, as a pure function of what was measured (models.autopilot.measure).
+
+No database here: `decide(config, facts)` is the whole policy, so every branch is tested on plain values."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from analysis import Diagnosis, Remedy
-from contract.autopilot import AutopilotSpec
+from analysis import Diagnosis, Remedy, apply_patch
+from contract.autopilot import AutopilotSpec, higher_is_better
+
+LEARNING_RATE_REMEDIES = {"increase_learning_rate": 1, "lower_learning_rate": -1}
+# Remedies that keep the architecture and the data: their child starts from the parent's weights. Changes to the
+# data (augmentation, class weights) or to the pre-trained base start cold, as a different experiment.
+WARM_REMEDIES = frozenset(
+    {
+        "increase_learning_rate",
+        "lower_learning_rate",
+        "add_reduce_lr_on_plateau",
+        "lengthen_reduce_lr_patience",
+        "raise_min_lr",
+        "switch_to_adam",
+        "increase_batch_size",
+        "add_early_stopping",
+        "train_longer",
+        "unfreeze_top_blocks",
+        "unfreeze_fewer_at_low_lr",
+        "freeze_more_layers",
+        "reduce_l2",
+        "add_l2",
+        "reduce_dropout",
+        "increase_dropout",
+        "add_label_smoothing",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -20,11 +47,127 @@ class Fork:
     confidence: float | None  # None for a follow-up: it acts on the last round's measured gain, not on a finding
     remedy: Remedy
     follow_up: dict | None = None  # a follow-up's evidence (analysis.followup): why the last remedy goes further
+    evidence: dict = field(default_factory=dict)  # what chose the remedy's values (e.g. a measured learning rate)
+    start: str = "cold"  # warm: from the parent's weights (model.init_from in the patch)
 
 
-def helped(*, forked: bool, gain: float | None, min_gain: float) -> bool:
+@dataclass(frozen=True)
+class LastRound:
+    """The lineage's last round, measured: which remedy, on which cause, and whether its child beat its parent."""
+
+    cause: str | None
+    remedies: tuple[str, ...]
+    direction: str | None  # better | worse | unclear (analysis.significance); None while not comparable
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything `decide` needs, loaded in one pass by models.autopilot.measure."""
+
+    rounds_done: int
+    current: Diagnosis  # of the job that just ended (the last child, or the root)
+    base: Diagnosis  # of the job the next fork would start from: the last child when it helped, else its parent
+    last: LastRound | None = None
+    tried: frozenset[str] = frozenset()
+    worse: frozenset[str] = frozenset()  # remedies whose round made things worse: never carried further
+    follow_up: tuple[Remedy, dict] | None = None
+    current_bests: dict[str, float | None] = field(default_factory=dict)  # the current job's best per metric
+    learning_rate: float | None = None  # the base job's learning rate
+    measured_lr: tuple[float, dict] | None = None  # a range test's suggested rate, with its evidence
+    base_job_id: str | None = None
+    base_checkpoints: frozenset[str] = frozenset()  # "best" / "last" where the base job has them on disk
+    base_epochs: int = 0
+    base_best_epoch: int | None = None
+    base_warm: bool = False  # the base job itself started from another job's weights
+
+
+def helped(last: LastRound | None) -> bool:
     """Whether the last round's fork is a better place to go on from than its parent (no fork yet: yes)."""
-    return not forked or (gain is not None and gain >= min_gain)
+    return last is None or last.direction == "better"
+
+
+def target_reached(target: dict[str, float] | None, bests: dict[str, float | None]) -> str | None:
+    for metric, wanted in (target or {}).items():
+        value = bests.get(metric)
+        if value is not None and (value >= wanted if higher_is_better(metric) else value <= wanted):
+            return f"{metric} {value:.4g} reached the target {wanted:g}"
+    return None
+
+
+def with_measured_rate(step: Fork, facts: Facts) -> Fork:
+    """A learning-rate remedy takes the range test's suggested rate over its ×N rule, when one was measured and it
+    moves the rate the way the remedy does; the round records which evidence chose the value."""
+    sign = LEARNING_RATE_REMEDIES.get(step.remedy.id)
+    if sign is None or facts.measured_lr is None or facts.learning_rate is None:
+        return step
+    rate, evidence = facts.measured_lr
+    if (rate - facts.learning_rate) * sign <= 0:
+        return Fork(
+            step.cause,
+            step.confidence,
+            step.remedy,
+            step.follow_up,
+            {**step.evidence, "learning_rate_from": "rule", "measured_lr_ignored": {"suggested_lr": rate, **evidence}},
+        )
+    patch = {**step.remedy.patch, "optimizer": {**step.remedy.patch.get("optimizer", {}), "learning_rate": rate}}
+    remedy = step.remedy.model_copy(
+        update={"patch": patch, "text": f"Set the learning rate to {rate:.3g}, the range test's suggestion."}
+    )
+    chosen = {"learning_rate_from": "range_test", "suggested_lr": rate, **evidence}
+    return Fork(step.cause, step.confidence, remedy, step.follow_up, {**step.evidence, **chosen})
+
+
+def _with(step: Fork, *, patch: dict, start: str, evidence: dict) -> Fork:
+    remedy = step.remedy.model_copy(update={"patch": patch})
+    return Fork(step.cause, step.confidence, remedy, step.follow_up, {**step.evidence, **evidence}, start)
+
+
+def with_start(step: Fork, facts: Facts) -> Fork:
+    """Warm where the remedy keeps the architecture and the data and the base has the checkpoint: from its best
+    epoch, or for more epochs from where it ended, training only the epochs still missing. Cold otherwise, and
+    then without the base's own init_from (a cold child starts from its spec's weights)."""
+    patch = step.remedy.patch
+    if step.remedy.id in WARM_REMEDIES and facts.base_job_id is not None:
+        if step.remedy.id == "train_longer" and "last" in facts.base_checkpoints:
+            extra = int(patch.get("epochs", 0)) - facts.base_epochs
+            if extra >= 1:
+                warm = {"epochs": extra, "model": {"init_from": {"job": facts.base_job_id, "checkpoint": "last"}}}
+                saved = {"from_job": facts.base_job_id, "checkpoint": "last", "epochs_saved": facts.base_epochs}
+                return _with(step, patch=apply_patch(patch, warm), start="warm", evidence={"warm_start": saved})
+        elif step.remedy.id != "train_longer" and "best" in facts.base_checkpoints:
+            warm = {"model": {"init_from": {"job": facts.base_job_id, "checkpoint": "best"}}}
+            saved = {"from_job": facts.base_job_id, "checkpoint": "best", "epochs_saved": facts.base_best_epoch or 0}
+            return _with(step, patch=apply_patch(patch, warm), start="warm", evidence={"warm_start": saved})
+    if facts.base_warm:
+        cold = {**patch, "model": {**patch.get("model", {}), "init_from": None}}  # a null deletes it in the spec
+        return _with(step, patch=cold, start="cold", evidence={})
+    return step
+
+
+def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
+    """In order: a target reached ends the lineage; the last round allowed is judged on its own child before the
+    lineage ends on max_rounds (fixed in its last round is `healthy`); otherwise `next_step`."""
+    reached = target_reached(config.target, facts.current_bests)
+    if reached:
+        return End("target_reached", reached)
+    last_helped = helped(facts.last)
+    if facts.rounds_done >= config.max_rounds:
+        if last_helped and facts.current.verdict == "healthy":
+            return End("healthy", facts.current.summary)
+        return End("max_rounds", f"{facts.rounds_done} of {config.max_rounds} rounds done")
+    follow = facts.follow_up
+    if follow is not None and follow[0].id in facts.worse:
+        follow = None  # a direction that made things worse is never taken again
+    step = next_step(
+        config,
+        rounds_done=facts.rounds_done,
+        last_helped=last_helped,
+        diagnosis=facts.base,
+        tried=set(facts.tried) | set(facts.worse),
+        follow_up=follow,
+        last_cause=facts.last.cause if facts.last else None,
+    )
+    return with_start(with_measured_rate(step, facts), facts) if isinstance(step, Fork) else step
 
 
 def next_step(
@@ -57,7 +200,7 @@ def next_step(
     if last_helped and diagnosis.verdict == "healthy":
         return End("healthy", diagnosis.summary)
     if not last_helped:
-        return End("no_gain", f"the last remedy gained less than {config.min_gain:g} and no untried remedy is left")
+        return End("no_gain", "the last remedy did not beat its parent beyond noise and no untried remedy is left")
     if not confident:
         best = max((f.confidence for f in diagnosis.findings), default=None)
         return End(

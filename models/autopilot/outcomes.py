@@ -11,9 +11,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 import analysis
+from analysis import significance
 from analysis.ranking import Evidence
+from contract import predictions
 from contract.autopilot import higher_is_better
-from models.tables import EpochMetric, ForkOutcome, Job, JobStatus, utcnow
+from models.tables import (
+    Autopilot,
+    AutopilotRound,
+    EpochMetric,
+    ForkOutcome,
+    Job,
+    JobStatus,
+    ValPredictions,
+    utcnow,
+)
+
+DEFAULT_MIN_GAIN = 0.01
 
 
 def cause_of(diagnosis: analysis.Diagnosis, remedy_id: str) -> str | None:
@@ -79,12 +92,71 @@ def record_fork(
     return row
 
 
-def best(session: Session, job_id: uuid.UUID, metric: str) -> tuple[float | None, int]:
-    """The job's best value of `metric` over its epoch rows, and how many epochs it recorded."""
+def best(
+    session: Session, job_id: uuid.UUID, metric: str, *, within_epochs: int | None = None
+) -> tuple[float | None, int]:
+    """The job's best value of `metric` over its epoch rows (the first `within_epochs` only, when given), and how
+    many epochs it recorded."""
     column = getattr(EpochMetric, metric)
     agg = func.max(column) if higher_is_better(metric) else func.min(column)
-    value, epochs = session.exec(select(agg, func.count(EpochMetric.id)).where(EpochMetric.job_id == job_id)).one()
+    query = select(agg, func.count(EpochMetric.id)).where(EpochMetric.job_id == job_id)
+    if within_epochs is not None:
+        query = query.where(EpochMetric.epoch <= within_epochs)
+    value, epochs = session.exec(query).one()
     return (float(value) if value is not None else None), int(epochs)
+
+
+def validation_size(job: Job) -> int | None:
+    counts = (job.class_counts or {}).get("val")
+    return sum(counts.values()) if counts else None
+
+
+def val_predictions(session: Session, job_id: uuid.UUID) -> dict | None:
+    """The job's best epoch's stored validation predictions (contract.predictions), if the worker wrote them."""
+    row = session.get(ValPredictions, job_id)
+    return row.stored if row is not None else None
+
+
+def compare(
+    parent: Job,
+    child: Job,
+    outcome: ForkOutcome,
+    *,
+    min_gain: float,
+    budget_best: float | None,
+    parent_predictions: dict | None = None,
+    child_predictions: dict | None = None,
+) -> dict[str, Any]:
+    """Whether the child beat its parent beyond noise: image by image (exact McNemar) when both stored their
+    best epoch's predictions on the same images, else Wilson/Newcombe from the validation size, else `min_gain`.
+    A significant difference smaller than `min_gain` is not a gain worth a round."""
+    gain = outcome.gain
+    result = None
+    if parent_predictions and child_predictions and outcome.metric == "val_accuracy":
+        p_correct, p_labels = predictions.correct(parent_predictions)
+        c_correct, c_labels = predictions.correct(child_predictions)
+        if p_labels == c_labels:
+            result = significance.mcnemar(p_correct, c_correct)
+    if result is None and outcome.metric in ("val_accuracy", "accuracy"):
+        n_parent, n_child = validation_size(parent), validation_size(child)
+        if outcome.metric == "val_accuracy" and n_parent and n_child:
+            result = significance.newcombe(outcome.parent_best, outcome.child_best, n_parent, n_child)
+    if result is None:
+        result = significance.by_min_gain(gain, min_gain)
+    direction = result.direction
+    if direction == "better" and gain < min_gain:
+        direction = "unclear"
+    budget_gain = None
+    if budget_best is not None and outcome.parent_best is not None:
+        diff = budget_best - outcome.parent_best
+        budget_gain = round(diff if higher_is_better(outcome.metric) else -diff, 6)
+    return {
+        "direction": direction,
+        "test": result.test,
+        **result.evidence,
+        "gain_at_parent_budget": budget_gain,
+        "parent_budget_epochs": outcome.parent_epochs,
+    }
 
 
 def same_evaluation_set(parent: Job, child: Job, metric: str) -> bool:
@@ -96,8 +168,9 @@ def same_evaluation_set(parent: Job, child: Job, metric: str) -> bool:
     return all(p.get(k) == c.get(k) for k in keys)
 
 
-def measure(session: Session, outcome: ForkOutcome) -> ForkOutcome:
-    """Fill in the effect once the child has ended; a no-op before that or when already measured."""
+def measure(session: Session, outcome: ForkOutcome, *, min_gain: float | None = None) -> ForkOutcome:
+    """Fill in the effect once the child has ended; a no-op before that or when already measured. `min_gain` is
+    the autopilot's when the fork is one of its rounds (read from the lineage when not given), else 0.01."""
     if outcome.measured_at is not None:
         return outcome
     child, parent = session.get(Job, outcome.child_id), session.get(Job, outcome.parent_id)
@@ -112,6 +185,19 @@ def measure(session: Session, outcome: ForkOutcome) -> ForkOutcome:
     ):
         diff = outcome.child_best - outcome.parent_best
         outcome.gain = round(diff if higher_is_better(outcome.metric) else -diff, 6)
+        if min_gain is None:
+            ap = session.get(Autopilot, outcome.autopilot_id) if outcome.autopilot_id else None
+            min_gain = float(ap.config.get("min_gain", DEFAULT_MIN_GAIN)) if ap else DEFAULT_MIN_GAIN
+        budget_best, _ = best(session, child.id, outcome.metric, within_epochs=outcome.parent_epochs)
+        outcome.comparison = compare(
+            parent,
+            child,
+            outcome,
+            min_gain=min_gain,
+            budget_best=budget_best,
+            parent_predictions=val_predictions(session, parent.id),
+            child_predictions=val_predictions(session, child.id),
+        )
     outcome.measured_at = utcnow()
     session.add(outcome)
     session.commit()
@@ -168,17 +254,34 @@ def aggregate(session: Session, owner: str | None, metric: str | None = None) ->
 
 
 def evidence(session: Session, owner: str, metric: str = "val_accuracy") -> dict[tuple[str, str], Evidence]:
-    """Measured single-remedy outcomes of this tenant, by (cause, remedy id), for the ranking."""
+    """Measured first applications of one remedy, of this tenant, by (cause, remedy id), for the ranking: a
+    follow-up (the same remedy carried further) and a lineage's later rounds of a remedy it already applied
+    measure something else, and a combined fork's gain cannot be credited to one remedy."""
     rows = session.exec(
-        select(ForkOutcome.cause, ForkOutcome.remedies, ForkOutcome.gain).where(
+        select(ForkOutcome.cause, ForkOutcome.remedies, ForkOutcome.gain, ForkOutcome.autopilot_id, AutopilotRound)
+        .outerjoin(
+            AutopilotRound,
+            (AutopilotRound.autopilot_id == ForkOutcome.autopilot_id) & (AutopilotRound.round == ForkOutcome.round),
+        )
+        .where(
             ForkOutcome.owner == owner,
             ForkOutcome.metric == metric,
             ForkOutcome.gain.is_not(None),
             ForkOutcome.cause.is_not(None),
         )
+        .order_by(ForkOutcome.round)
     ).all()
     gains: dict[tuple[str, str], list[float]] = {}
-    for cause, remedies, gain in rows:
-        if len(remedies) == 1:  # a combined fork's gain cannot be credited to one remedy
-            gains.setdefault((cause, remedies[0]), []).append(gain)
-    return {k: Evidence(len(v), statistics.fmean(v)) for k, v in gains.items()}
+    seen: set[tuple] = set()
+    for cause, remedies, gain, autopilot_id, intent in rows:
+        if len(remedies) != 1 or (intent is not None and "follow_up" in (intent.evidence or {})):
+            continue
+        if autopilot_id is not None:
+            if (autopilot_id, remedies[0]) in seen:
+                continue
+            seen.add((autopilot_id, remedies[0]))
+        gains.setdefault((cause, remedies[0]), []).append(gain)
+    return {
+        k: Evidence(len(v), statistics.fmean(v), statistics.variance(v) if len(v) >= 2 else None)
+        for k, v in gains.items()
+    }

@@ -1,27 +1,31 @@
 """Autopilot lineages: start one, advance it when its current job ends, and read it back.
 
-`advance` is idempotent and safe to call from any process at any time: it acts only when the current job is
-terminal, and a round's child is created under an idempotency key and recorded under the unique
-(autopilot_id, round) constraint, so racing or repeated calls cannot start a round twice."""
+`advance` is idempotent and safe to call from any process at any time. A round is claimed before its child
+exists: one transaction, under a row lock, writes the round's intent and bumps the round counter; the child is
+then created from that intent under a key derived from the lineage and round. A crash between the two, a retry,
+or a racing caller finds the claimed round and finishes it; nobody decides a round twice."""
 
 from __future__ import annotations
 
 import uuid
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from analysis import followup
+from analysis import Remedy, apply_patch
 from contract.autopilot import AutopilotSpec
+from contract.spec import JobSpec
 from models.analysis import service as analysis_service
-from models.autopilot import outcomes
-from models.autopilot.decide import End, Fork, helped, next_step
-from models.errors import Conflict, NotFound
+from models.autopilot import measure, outcomes
+from models.autopilot.decide import End, Fork, decide
+from models.errors import Conflict, InvalidField, NotFound
+from models.jobs.service import check_init_from, check_spec_in_context
 from models.lifecycle import record_event, request_cancel
 from models.settings import Settings, get_settings
-from models.tables import Autopilot, ForkOutcome, Job, JobStatus, utcnow
+from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job, JobStatus, utcnow
 
 log = structlog.get_logger()
 
@@ -82,27 +86,13 @@ def _end(session: Session, ap: Autopilot, reason: str, detail: str) -> Autopilot
 
 
 def tried(session: Session, autopilot_id: uuid.UUID) -> set[str]:
-    rows = session.exec(select(ForkOutcome.remedies).where(ForkOutcome.autopilot_id == autopilot_id)).all()
-    return {r for remedies in rows for r in remedies}
-
-
-def diagnosis_for_ranking(session: Session, job: Job, metric: str, settings: Settings):
-    return analysis_service.diagnose(
-        session=session, job=job, max_cached_epochs=settings.analysis_history_cache_epochs, ranking_metric=metric
-    )
-
-
-def _named(session: Session, last: ForkOutcome, config: AutopilotSpec, settings: Settings) -> list[str]:
-    """The remedy ids of the finding behind the last fork: its cause, in the diagnosis of the job it forked."""
-    parent = session.get(Job, last.parent_id)
-    if parent is None or last.cause is None:
-        return []
-    found = diagnosis_for_ranking(session, parent, config.metric, settings)
-    return next(([r.id for r in f.remedies] for f in found.findings if f.cause == last.cause), [])
+    return {r.remedy for r in measure.rounds(session, autopilot_id)}
 
 
 def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | None = None) -> Autopilot:
-    """Take the lineage one step further if its current job has ended: measure, decide, fork or end."""
+    """Take the lineage one step further if its current job has ended, in one pass down: finish a round already
+    claimed (its child may not exist yet), else measure, decide (pure), and act: end, or claim a round and create
+    its child."""
     settings = settings or get_settings()
     ap = session.get(Autopilot, autopilot_id)
     if ap is None:
@@ -110,6 +100,9 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     session.refresh(ap)
     if ap.state != "active":
         return ap
+    claimed = _claimed_round(session, ap)
+    if claimed is not None:  # a round was claimed and its child not yet marked: adopt it, never decide again
+        return _create_child(session, ap, claimed, settings)
     current = session.get(Job, ap.current_job_id)
     session.refresh(current)
     if current.status == JobStatus.cancelled.value or current.cancel_requested:
@@ -117,91 +110,165 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     if not JobStatus(current.status).terminal:
         return ap
     config = AutopilotSpec.model_validate(ap.config)
-    last = None
-    if ap.rounds_done:
-        last = session.exec(
-            select(ForkOutcome).where(ForkOutcome.autopilot_id == ap.id, ForkOutcome.round == ap.rounds_done)
-        ).first()
-        if last is not None:
-            last = outcomes.measure(session, last)
-    last_helped = helped(forked=last is not None, gain=last.gain if last else None, min_gain=config.min_gain)
-    base = current if last_helped or last is None else session.get(Job, last.parent_id)
-    if ap.rounds_done >= config.max_rounds:
-        return _end(session, ap, "max_rounds", f"{ap.rounds_done} of {config.max_rounds} rounds done")
-    found = diagnosis_for_ranking(session, base, config.metric, settings)
-    done = tried(session, ap.id)
-    follow = None
-    if last is not None and last_helped:  # the last child is the base: should its remedy be carried further?
-        history = analysis_service.history(session, base, max_cached_epochs=settings.analysis_history_cache_epochs)
-        follow = followup.follow_up(
-            history,
-            analysis_service.context(session, base),
-            applied=list(last.remedies),
-            named=_named(session, last, config, settings),
-            tried=done,
-            metric=config.metric,
-        )
-    step = next_step(
-        config,
-        rounds_done=ap.rounds_done,
-        last_helped=last_helped,
-        diagnosis=found,
-        tried=done,
-        follow_up=follow,
-        last_cause=last.cause if last else None,
-    )
+    measured = measure.measure(session, ap, config, settings)
+    step = decide(config, measured.facts)
     if isinstance(step, End):
         return _end(session, ap, step.reason, step.detail)
-    return _fork_round(session, ap, base, step, config, settings)
+    invalid = _invalid_fork(session, measured.base, step.remedy.patch, settings)
+    if invalid is not None:
+        return _end(session, ap, "invalid_fork", f"{step.remedy.id}: {invalid}")
+    round_row = _claim(session, ap, seen=ap.rounds_done, base=measured.base, step=step)
+    session.refresh(ap)
+    if round_row is None:  # another caller claimed this round first: finish theirs if they have not
+        claimed = _claimed_round(session, ap)
+        return _create_child(session, ap, claimed, settings) if claimed is not None else ap
+    return _create_child(session, ap, round_row, settings)
 
 
-def _fork_round(
-    session: Session, ap: Autopilot, base: Job, step: Fork, config: AutopilotSpec, settings: Settings
-) -> Autopilot:
-    round_no = ap.rounds_done + 1
-    child, _ = analysis_service.fork(
-        session=session,
-        settings=settings,
-        job=base,
-        patch={},
-        # a follow-up is derived from the base's records, not offered by its diagnosis
-        apply=[] if step.follow_up else [step.remedy.id],
-        resolved=[step.remedy] if step.follow_up else [],
-        idempotency_key=f"autopilot:{ap.id}:round:{round_no}",  # a second call gets the same child back
-        outcome={"metric": config.metric, "autopilot_id": ap.id, "round_no": round_no, "cause": step.cause},
+def _claimed_round(session: Session, ap: Autopilot) -> AutopilotRound | None:
+    """The lineage's last claimed round when its child is not yet the lineage's current job."""
+    if not ap.rounds_done or ap.state != "active":
+        return None
+    row = session.exec(
+        select(AutopilotRound).where(AutopilotRound.autopilot_id == ap.id, AutopilotRound.round == ap.rounds_done)
+    ).first()
+    if row is None or (row.child_id is not None and row.child_id == ap.current_job_id):
+        return None
+    return row
+
+
+def _child_spec(base: Job, patch: dict) -> JobSpec:
+    return JobSpec.model_validate(apply_patch(dict(base.spec), patch))
+
+
+def _invalid_fork(session: Session, base: Job, patch: dict, settings: Settings) -> str | None:
+    """Why a fork can never be valid (the spec refuses the patch, or a limit of this service does), naming the
+    field; None when it is valid. Checked before a round is claimed, so a lineage never retries it forever."""
+    try:
+        spec = _child_spec(base, patch)
+        check_spec_in_context(spec=spec, settings=settings)
+        check_init_from(session=session, spec=spec, owner=base.owner, settings=settings)
+    except ValidationError as exc:
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    except InvalidField as exc:
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors)
+    return None
+
+
+def _claim(session: Session, ap: Autopilot, *, seen: int, base: Job, step: Fork) -> AutopilotRound | None:
+    """One transaction: lock the lineage's row, check nobody moved it since `seen`, write the round's intent and
+    bump the round counter. PostgreSQL locks with SELECT … FOR UPDATE; SQLite (where FOR UPDATE is not emitted)
+    serialises on the write lock that the conditional UPDATE … WHERE rounds_done = :seen takes. None when another
+    caller claimed the round or ended the lineage first."""
+    session.commit()  # end the reads: the claim starts a transaction of its own (SQLite cannot upgrade a stale one)
+    locked = session.exec(
+        select(Autopilot).where(Autopilot.id == ap.id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    if locked.state != "active" or locked.rounds_done != seen:
+        session.rollback()
+        return None
+    result = session.execute(
+        update(Autopilot)
+        .where(Autopilot.id == ap.id, Autopilot.state == "active", Autopilot.rounds_done == seen)
+        .values(rounds_done=seen + 1)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        return None
+    row = AutopilotRound(
+        autopilot_id=ap.id,
+        round=seen + 1,
+        parent_id=base.id,
+        cause=step.cause,
+        confidence=step.confidence,
+        remedy=step.remedy.id,
+        text=step.remedy.text,
+        patch=step.remedy.patch,
+        evidence={**({"follow_up": step.follow_up} if step.follow_up else {}), **step.evidence},
+        start=step.start,
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # the round's unique key: a concurrent claimer won
+        session.rollback()
+        return None
+    log.info("autopilot round claimed", autopilot_id=str(ap.id), round=row.round, remedy=row.remedy)
+    return row
+
+
+def _create_child(session: Session, ap: Autopilot, row: AutopilotRound, settings: Settings) -> Autopilot:
+    """Create the round's child from its stored intent under a key of the lineage and round (a retry gets the same
+    child back), then mark it as the round's child and the lineage's current job."""
+    base = session.get(Job, row.parent_id)
+    try:
+        child, _ = analysis_service.fork(
+            session=session,
+            settings=settings,
+            job=base,
+            patch={},
+            apply=[],
+            resolved=[Remedy(id=row.remedy, text=row.text or row.remedy, patch=row.patch)],
+            idempotency_key=f"autopilot:{ap.id}:round:{row.round}",
+            outcome={
+                "metric": ap.config.get("metric", "val_accuracy"),
+                "autopilot_id": ap.id,
+                "round_no": row.round,
+                "cause": row.cause,
+            },
+        )
+    except InvalidField as exc:  # the stored intent can never make a valid job (e.g. a limit lowered since)
+        session.rollback()
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors)
+        return _end(session, ap, "invalid_fork", f"round {row.round} ({row.remedy}): {detail}")
+    _mark(session, ap, row, child)
+    session.refresh(ap)
+    if ap.state != "active" and not JobStatus(session.get(Job, child.id).status).terminal:
+        _cancel_quietly(session, child.id)  # the lineage was cancelled while this round was being started
+    return ap
+
+
+def _mark(session: Session, ap: Autopilot, row: AutopilotRound, child: Job) -> None:
+    """The round's child becomes the lineage's current job; a second caller finds it done and changes nothing."""
+    session.execute(
+        update(AutopilotRound)
+        .where(AutopilotRound.id == row.id, AutopilotRound.child_id.is_(None))
+        .values(child_id=child.id)
     )
     result = session.execute(
         update(Autopilot)
-        .where(Autopilot.id == ap.id, Autopilot.state == "active", Autopilot.rounds_done == round_no - 1)
-        .values(current_job_id=child.id, rounds_done=round_no)
+        .where(
+            Autopilot.id == ap.id,
+            Autopilot.state == "active",
+            Autopilot.rounds_done == row.round,
+            Autopilot.current_job_id != child.id,
+        )
+        .values(current_job_id=child.id)
     )
     if result.rowcount == 1:
         record_event(
             session,
             child.id,
             "autopilot",
-            reason=f"autopilot round {round_no}: {step.remedy.id}",
+            reason=f"autopilot round {row.round}: {row.remedy}",
             data={
                 "autopilot_id": str(ap.id),
-                "round": round_no,
-                "cause": step.cause,
-                "confidence": step.confidence,
-                "remedy": step.remedy.id,
-                "patch": step.remedy.patch,
-                "parent_id": str(base.id),
-                "text": step.remedy.text,
-                **({"follow_up": step.follow_up} if step.follow_up else {}),
+                "round": row.round,
+                "cause": row.cause,
+                "confidence": row.confidence,
+                "remedy": row.remedy,
+                "patch": row.patch,
+                "parent_id": str(row.parent_id),
+                "text": row.text,
+                "start": row.start,
+                **row.evidence,
             },
         )
     session.commit()
     if result.rowcount == 1:
         log.info(
-            "autopilot forked", autopilot_id=str(ap.id), round=round_no, remedy=step.remedy.id, child_id=str(child.id)
+            "autopilot forked", autopilot_id=str(ap.id), round=row.round, remedy=row.remedy, child_id=str(child.id)
         )
-    session.refresh(ap)
-    if ap.state != "active" and not JobStatus(session.get(Job, child.id).status).terminal:
-        _cancel_quietly(session, child.id)  # the lineage was cancelled while this round was being started
-    return ap
 
 
 def _cancel_quietly(session: Session, job_id: uuid.UUID) -> None:

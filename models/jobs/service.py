@@ -17,6 +17,7 @@ from analysis.rules import RULES
 from contract.spec import JobSpec
 from models import lifecycle
 from models.broker import enqueue
+from models.checkpoints import checkpoint_file
 from models.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from models.paths import NameTooLong, PathEscape, resolve_under
 from models.settings import Settings
@@ -88,6 +89,54 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
         raise InvalidField(errors)
 
 
+def check_init_from(*, session: Session, spec: JobSpec, owner: str, settings: Settings) -> None:
+    """A warm start needs a job of the same tenant (another tenant's reads as unknown), that checkpoint on disk,
+    and the same head: the same number of classes and dense_units, or the weights cannot load."""
+    init = spec.model.init_from
+    if init is None:
+        return
+    loc = ("model", "init_from")
+    source = session.get(Job, init.job)
+    if source is None or source.owner != owner:
+        raise InvalidField([field_error((*loc, "job"), f"no job {init.job} of this tenant", "not_found")])
+    if not checkpoint_file(settings.artifacts_dir, source.id, init.checkpoint).is_file():
+        raise InvalidField(
+            [
+                field_error(
+                    (*loc, "checkpoint"),
+                    f"job {source.id} ({source.status}) has no {init.checkpoint!r} checkpoint",
+                    "checkpoint_missing",
+                )
+            ]
+        )
+    errors = []
+    source_units = (source.spec.get("model") or {}).get("dense_units")
+    if source_units != spec.model.dense_units:
+        errors.append(
+            field_error(
+                ("model", "dense_units"),
+                f"{spec.model.dense_units} does not match the {source_units} of init_from job {source.id}",
+                "head_mismatch",
+            )
+        )
+    source_classes = len((source.class_counts or {}).get("train") or {})
+    try:
+        train_dir = resolve_under(settings.data_root, spec.dataset.train_dir)
+        classes = sum(1 for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except (OSError, PathEscape):
+        classes = None  # reported by check_spec_in_context
+    if source_classes and classes is not None and classes != source_classes:
+        errors.append(
+            field_error(
+                ("dataset", "train_dir"),
+                f"has {classes} classes; init_from job {source.id} was trained on {source_classes}",
+                "head_mismatch",
+            )
+        )
+    if errors:
+        raise InvalidField(errors)
+
+
 def _shown(user_path: str, limit: int = 120) -> str:
     """A user's path as a message quotes it: cut when longer than any sensible path."""
     return repr(user_path if len(user_path) <= limit else user_path[:limit] + "…")
@@ -104,6 +153,7 @@ def create_job(
 ) -> tuple[Job, bool]:
     """Commit a queued job, then enqueue it. Returns (job, created); a repeated idempotency key returns the first job."""
     check_spec_in_context(spec=spec, settings=settings)
+    check_init_from(session=session, spec=spec, owner=owner, settings=settings)
     digest = spec_hash(spec)
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)

@@ -1,7 +1,8 @@
 """Small Keras callbacks, one job each.
 
 The measuring callbacks add their signals to the epoch's `logs`; `EpochRecorder` and the per-epoch
-diagnosis read them from there, so no callback holds a reference to another. They run after Keras'
+diagnosis read them from there, so no callback holds a reference to another (but `BestEpoch`, which reuses
+`EvalProbe`'s pass over the validation set rather than predicting it twice). They run after Keras'
 own callbacks (TensorBoard, ReduceLROnPlateau, EarlyStopping), which see only Keras' metrics.
 """
 
@@ -19,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract import predictions
 from contract.lr_cuts import is_cut
 from models.artifacts import keep_copy, written_atomically
 from worker.training.sink import Sink
@@ -165,6 +167,8 @@ class EvalProbe(keras.callbacks.Callback):
         super().__init__()
         self.loss_fn, self.train_subset, self.val, self.classes = loss_fn, train_subset, val, classes
         self.probe_batch = next(iter(train_subset))
+        self.val_labels: np.ndarray | None = None  # the last epoch's, in validation-file order (BestPredictions)
+        self.val_predicted: np.ndarray | None = None
 
     def _predict(self, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
         ys, ps = [], []
@@ -187,6 +191,7 @@ class EvalProbe(keras.callbacks.Callback):
         }
         y, p = self._predict(self.val)
         true, pred = y.argmax(1), p.argmax(1)
+        self.val_labels, self.val_predicted = true, pred
         k = len(self.classes)
         confusion = np.zeros((k, k), dtype=int)
         np.add.at(confusion, (true, pred), 1)
@@ -233,6 +238,32 @@ class EpochRecorder(keras.callbacks.Callback):
         row = epoch_row(epoch, logs or {})
         self._last_lr = row.get("learning_rate", self._last_lr)
         self.sink.epoch(row)
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """At each new best `val_accuracy` (the first epoch reaching it): the predicted class of every validation image,
+    so two jobs on the same images can be compared image by image, and the whole classifier's weights, which a
+    warm start (`model.init_from`, checkpoint "best") loads. Reads what EvalProbe measured this epoch: no second
+    pass over the validation set. `model` is the whole classifier (what trains may be its head alone)."""
+
+    def __init__(self, sink: Sink, probe: EvalProbe, model: keras.Model, path: Path, best_so_far: float | None = None):
+        super().__init__()
+        self.sink, self.probe, self.best = sink, probe, best_so_far  # best_so_far: earlier attempts' (resume)
+        self.classifier, self.path = model, path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get("val_accuracy")
+        if value is None or self.probe.val_predicted is None:
+            return
+        value = float(keras.ops.convert_to_numpy(value))
+        if self.best is None or value > self.best:
+            self.best = value
+            partial = self.path.with_name("best.partial.weights.h5")
+            self.classifier.save_weights(partial)
+            os.replace(partial, self.path)  # a crash mid-write leaves the previous best whole
+            self.sink.predictions(
+                predictions.encode(epoch + 1, self.probe.val_predicted.tolist(), self.probe.val_labels.tolist())
+            )
 
 
 def epoch_row(epoch: int, logs: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from contract.resolved import train_eval_indices
 from contract.spec import JobSpec
 from models.artifacts import remove_partials, written_atomically
+from models.checkpoints import BEST_WEIGHTS, LAST_MODEL, checkpoint_file
 from models.paths import resolve_under
 from worker.training.errors import DataError
 from worker.training.sink import Sink
@@ -140,6 +141,22 @@ def build_and_compile(spec: JobSpec, data: Prepared, *, gpus: int, seed: int | N
     return Built(model, trained, extractor, loss_fn, strategy, perf, augmentation)
 
 
+def warm_start(spec: JobSpec, built: Built, *, artifacts_root: Path, sink: Sink) -> None:
+    """Load the whole classifier's weights of another job (`model.init_from`) before anything trains or features
+    are cached; a resumed attempt's own backup replaces them afterwards (ResumableBackup)."""
+    init = spec.model.init_from
+    if init is None:
+        return
+    path = checkpoint_file(artifacts_root, init.job, init.checkpoint)
+    if not path.is_file():
+        raise DataError(f"model.init_from: job {init.job} has no {init.checkpoint!r} checkpoint")
+    try:
+        built.model.load_weights(path)
+    except ValueError as exc:  # a head that does not match: the API checks this, a changed file may still differ
+        raise DataError(f"model.init_from: the weights of job {init.job} do not fit this model ({exc})") from exc
+    sink.event("warm_start", f"weights from job {init.job} ({init.checkpoint})", init.model_dump(mode="json"))
+
+
 def make_datasets(
     spec: JobSpec, data: Prepared, built: Built, *, workdir: Path, sink: Sink, seed: int | None, stop: threading.Event
 ) -> Datasets | None:
@@ -229,11 +246,14 @@ def make_callbacks(
     base = built.model.get_layer(BASE_LAYER).trainable_weights if built.trained is built.model else []
     diagnosis = EpochDiagnosis(spec, data.counts, sink, history)
     last_lr = max(history or [], key=lambda r: r["epoch"], default={}).get("learning_rate")
+    best_val = max((r["val_accuracy"] for r in history or [] if r.get("val_accuracy") is not None), default=None)
+    probe = cb.EvalProbe(built.loss_fn, ds.train_subset, ds.val, data.train_set.classes)
     callbacks += [
         cb.Throughput(n_train),
         cb.BatchLossStats(n_train, bs),
         cb.UpdateRatio({"head": head, "base": base}, steps_per_epoch=math.ceil(n_train / bs)),
-        cb.EvalProbe(built.loss_fn, ds.train_subset, ds.val, data.train_set.classes),
+        probe,
+        cb.BestEpoch(sink, probe, built.model, workdir / BEST_WEIGHTS, best_val),
         cb.EpochRecorder(sink, last_lr),
         diagnosis,
         cb.StopOnEvent(stop),
@@ -259,7 +279,7 @@ def stop_reason(early, diagnosis, sink: Sink) -> str | None:
 
 def finish(built: Built, *, workdir: Path, reason: str | None, epochs_done: int) -> TrainResult:
     """Save the whole classifier; the saved model supersedes the resume point."""
-    model_path = workdir / "model.keras"
+    model_path = workdir / LAST_MODEL
     if built.trained is not built.model:  # the head trained the model's own layers: save the whole classifier
         with built.strategy.scope():
             built.model.compile(optimizer=built.trained.optimizer, loss=built.loss_fn, metrics=["accuracy"])
@@ -289,6 +309,7 @@ def train(
     remove_partials(workdir)  # what a killed or failed attempt was writing; its last whole checkpoint is kept
     data = prepare_data(spec, data_root=data_root, sink=sink)
     built = build_and_compile(spec, data, gpus=len(gpus), seed=seed)
+    warm_start(spec, built, artifacts_root=workdir.parent, sink=sink)
     ds = make_datasets(spec, data, built, workdir=workdir, sink=sink, seed=seed, stop=stop)
     if ds is None:
         return _interrupted(stop, release, max((r["epoch"] for r in history or []), default=0), None)

@@ -12,12 +12,16 @@ class Sink(Protocol):
 
     def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None: ...
 
+    def predictions(self, stored: dict[str, Any]) -> None:
+        """The best epoch's validation predictions so far (contract.predictions), replacing earlier ones."""
+
 
 class MemorySink:
     def __init__(self) -> None:
         self.counts: dict[str, dict[str, int]] = {}
         self.rows: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.best_predictions: dict[str, Any] | None = None
 
     def class_counts(self, counts: dict[str, dict[str, int]]) -> None:
         self.counts = counts
@@ -27,3 +31,6 @@ class MemorySink:
 
     def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None:
         self.events.append((kind, reason, data))
+
+    def predictions(self, stored: dict[str, Any]) -> None:
+        self.best_predictions = stored

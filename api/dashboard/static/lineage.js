@@ -30,17 +30,23 @@
     return (step.gain >= 0 ? "+" : "") + fmtNum(step.gain);
   }
 
-  async function card(step, parent, metric) {
+  function comparisonText(step) {
+    const c = step.comparison;
+    if (!c) return "";
+    return ` · ${c.direction} than its parent (${c.test})` + (step.start ? ` · ${step.start} start` : "");
+  }
+
+  async function card(step, parent, metric, keep) {
     const title = step.round ? `Round ${step.round}` : "Fork";
     const remedy = step.remedies.length ? step.remedies.join(" + ") : "patch only";
     const figure = el("figure", { class: "chart", id: `lineage-chart-${step.job_id}`, "data-testid": "lineage-chart" },
                       el("figcaption", { text: `${metric}: parent and child` }));
     const node = el("article", { class: "panel lineage-card", "data-testid": "lineage-card", "data-job-id": step.job_id },
       el("h3", {}, `${title}: `, el("a", { href: `${Plateau.root}/ui/jobs/${step.job_id}`, text: step.job_id.slice(0, 8) }),
-         " ", statusBadge(step.status)),
+         " ", statusBadge(step.status), keep ? el("strong", { class: "keep", text: " · the job to keep" }) : ""),
       el("p", {}, el("strong", { text: step.cause || "no cause named" }), " → ", el("code", { text: remedy })),
       el("p", { class: "muted", text: `best ${fmtNum(step.best)} vs parent ${fmtNum(step.parent_best)} · gain ` +
-                                      `${gainText(step)} · ${step.epochs} epochs · ${step.diagnosis.verdict}` }),
+                                      `${gainText(step)} · ${step.epochs} epochs · ${step.diagnosis.verdict}${comparisonText(step)}` }),
       figure);
     const rows = overlay(await rowsOf(parent), await rowsOf(step.job_id), metric);
     Charts.lineChart(figure, { title: `${metric}, parent and child`, rows, series: [
@@ -66,9 +72,10 @@
         ? `Autopilot active: round ${ap.rounds_done} of at most ${ap.config.max_rounds}.`
         : `Autopilot ended (${ap.end_reason}) after ${ap.rounds_done} round(s). ${ap.end_detail || ""}`)
         : `Forks from ${body.root_id.slice(0, 8)}.`;
+      if (body.best_job_id) status.textContent += ` Keep job ${body.best_job_id.slice(0, 8)} (best ${body.metric} ${fmtNum(body.best)}).`;
       const list = document.getElementById("lineage-cards");
       const cards = [];
-      for (const step of forks) cards.push(await card(step, step.parent_id, body.metric));
+      for (const step of forks) cards.push(await card(step, step.parent_id, body.metric, step.job_id === body.best_job_id));
       clear(list);
       for (const c of cards) list.appendChild(c);
     } catch (err) {

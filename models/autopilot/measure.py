@@ -1,0 +1,154 @@
+"""Measure: everything the autopilot's decision needs about a lineage, loaded from the database in one pass.
+
+Nothing here decides or writes a decision (models.autopilot.decide decides; models.autopilot.service acts); the
+only write is the last round's measured outcome, which is a fact about a job that has ended."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import MetaData, Table, bindparam, inspect
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, select
+
+from analysis import Diagnosis, followup
+from contract.autopilot import AutopilotSpec
+from models.analysis import service as analysis_service
+from models.autopilot import outcomes
+from models.autopilot.decide import Facts, LastRound, helped
+from models.checkpoints import checkpoint_file
+from models.settings import Settings
+from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job
+
+
+@dataclass(frozen=True)
+class Measured:
+    facts: Facts
+    current: Job
+    base: Job
+
+
+def rounds(session: Session, autopilot_id: uuid.UUID) -> list[AutopilotRound]:
+    return list(
+        session.exec(
+            select(AutopilotRound).where(AutopilotRound.autopilot_id == autopilot_id).order_by(AutopilotRound.round)
+        ).all()
+    )
+
+
+def outcome_of(session: Session, child_id: uuid.UUID | None) -> ForkOutcome | None:
+    if child_id is None:
+        return None
+    return session.exec(select(ForkOutcome).where(ForkOutcome.child_id == child_id)).first()
+
+
+def diagnosis(session: Session, job: Job, metric: str, settings: Settings, explore: bool = False) -> Diagnosis:
+    return analysis_service.diagnose(
+        session=session,
+        job=job,
+        max_cached_epochs=settings.analysis_history_cache_epochs,
+        ranking_metric=metric,
+        explore=explore,
+    )
+
+
+def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, dict] | None:
+    """The newest succeeded learning-rate range test of this job: its suggested rate and where it came from.
+    None when this deployment has no `probes` table (yet), or no such probe ran."""
+    bind = session.connection()
+    if not inspect(bind).has_table("probes"):
+        return None
+    probes = Table("probes", MetaData(), autoload_with=bind)
+    needed = {"job_id", "kind", "status", "result"}
+    if not needed <= set(probes.c.keys()):
+        return None
+    order = [probes.c[c].desc() for c in ("created_at", "id") if c in probes.c]
+    same_job = probes.c.job_id == bindparam("job_id", job_id, type_=Job.__table__.c.id.type)  # uuid or CHAR(32)
+    rows = session.execute(
+        sa_select(probes).where(same_job, probes.c.kind == "lr_range", probes.c.status == "succeeded").order_by(*order)
+    ).mappings()
+    for row in rows:
+        result = row["result"] or {}
+        if isinstance(result, str):  # a JSON column reflected as text
+            result = json.loads(result)
+        rate = result.get("suggested_lr") if isinstance(result, dict) else None
+        if isinstance(rate, (int, float)) and rate > 0:
+            evidence = {"probe": "lr_range", "probe_job_id": str(job_id)}
+            if "id" in row:
+                evidence["probe_id"] = str(row["id"])
+            return float(rate), evidence
+    return None
+
+
+def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Settings) -> Measured:
+    """The current job's diagnosis and bests, the last round's outcome (measured now if its child just ended), the
+    job the next fork would start from and its diagnosis, the remedies tried and those that made things worse,
+    the follow-up the records support, and a measured learning rate."""
+    current = session.get(Job, ap.current_job_id)
+    done = rounds(session, ap.id)
+    last_round = done[-1] if done and done[-1].round == ap.rounds_done else None
+    last_outcome = outcome_of(session, last_round.child_id) if last_round else None
+    if last_outcome is not None:
+        last_outcome = outcomes.measure(session, last_outcome, min_gain=config.min_gain)
+    last = None
+    if last_round is not None:
+        direction = (last_outcome.comparison or {}).get("direction") if last_outcome else None
+        last = LastRound(cause=last_round.cause, remedies=(last_round.remedy,), direction=direction)
+    base = current if helped(last) or last_round is None else session.get(Job, last_round.parent_id)
+    current_diagnosis = diagnosis(session, current, config.metric, settings)
+    base_diagnosis = diagnosis(session, base, config.metric, settings, explore=True)  # the remedy to try next
+    tried = frozenset(r.remedy for r in done)
+    worse = frozenset(
+        r.remedy
+        for r in done
+        if (o := outcome_of(session, r.child_id)) is not None and (o.comparison or {}).get("direction") == "worse"
+    )
+    follow = None
+    if last_round is not None and helped(last):  # the last child is the base: should its remedy go further?
+        history = analysis_service.history(session, base, max_cached_epochs=settings.analysis_history_cache_epochs)
+        parent = session.get(Job, last_round.parent_id)
+        named = next(
+            (
+                [r.id for r in f.remedies]
+                for f in diagnosis(session, parent, config.metric, settings).findings
+                if f.cause == last_round.cause
+            ),
+            [],
+        )
+        follow = followup.follow_up(
+            history,
+            analysis_service.context(session, base),
+            applied=[last_round.remedy],
+            named=named,
+            tried=set(tried | worse),
+            metric=config.metric,
+        )
+    bests = {m: outcomes.best(session, current.id, m)[0] for m in (config.target or {})}
+    measured_lr = measured_learning_rate(session, base.id)
+    if measured_lr is None and base.id != ap.root_job_id:
+        measured_lr = measured_learning_rate(session, ap.root_job_id)
+    checkpoints = frozenset(
+        c
+        for c in ("best", "last")
+        if (c == "best" or base.status == "succeeded") and checkpoint_file(settings.artifacts_dir, base.id, c).is_file()
+    )
+    facts = Facts(
+        rounds_done=ap.rounds_done,
+        current=current_diagnosis,
+        base=base_diagnosis,
+        last=last,
+        tried=tried,
+        worse=worse,
+        follow_up=follow,
+        current_bests=bests,
+        learning_rate=(base.spec.get("optimizer") or {}).get("learning_rate"),
+        measured_lr=measured_lr,
+        base_job_id=str(base.id),
+        base_checkpoints=checkpoints,
+        base_epochs=outcomes.best(session, base.id, config.metric)[1],
+        base_best_epoch=(outcomes.val_predictions(session, base.id) or {}).get("epoch"),
+        base_warm=bool((base.spec.get("model") or {}).get("init_from")),
+    )
+    return Measured(facts=facts, current=current, base=base)
