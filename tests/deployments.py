@@ -54,6 +54,13 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 class Embedded:
     """`plateau-embedded`: API and worker under one launcher, a SQLite file, kombu's filesystem broker.
     It runs in its own folder, so anything it writes to its current directory shows up there."""
@@ -104,7 +111,8 @@ class Embedded:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def worker_pid(self) -> int:
-        kids = children(self.launcher.p.pid)
+        """The launcher's Celery worker (its other child is the reconciler)."""
+        kids = [k for k in children(self.launcher.p.pid) if b"celery" in _cmdline(k)]
         assert len(kids) == 1, (kids, self.logs())
         return kids[0]
 
