@@ -48,10 +48,14 @@ def tagged_pids(tag: str) -> list[int]:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """Children of every thread of `pid` (the launcher restarts its worker from a thread of its own)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return kids
 
 
 def _cmdline(pid: int) -> bytes:
@@ -111,10 +115,14 @@ class Embedded:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def worker_pid(self) -> int:
-        """The launcher's Celery worker (its other child is the reconciler)."""
-        kids = [k for k in children(self.launcher.p.pid) if b"celery" in _cmdline(k)]
-        assert len(kids) == 1, (kids, self.logs())
-        return kids[0]
+        """The launcher's Celery worker (its other child is the reconciler); a worker just restarted may need
+        a moment to exec."""
+
+        def celery_children():
+            kids = [k for k in children(self.launcher.p.pid) if b"celery" in _cmdline(k)]
+            return kids if len(kids) == 1 else None
+
+        return wait_for(celery_children, 10, lambda: f"no single worker child\n{self.logs()}")[0]
 
     def kill_worker(self) -> None:
         os.kill(self.worker_pid(), signal.SIGKILL)

@@ -92,11 +92,11 @@ def test_a_failed_enqueue_write_leaves_no_message_file(tmp_path):
 @pytest.mark.slow
 def test_killed_worker_is_restarted_and_its_expired_job_requeued_meanwhile(tmp_path):
     # the first restart waits longer than the lease: only the launcher's own reconciler can requeue the job
-    service = Embedded(tmp_path, PLATEAU_RESTART_BACKOFF_SECONDS="20")
+    service = Embedded(tmp_path, PLATEAU_RESTART_BACKOFF_SECONDS="15")
     service.start()
     try:
         with service.client() as api:
-            jid = api.post("/jobs", json=running_spec(epochs=6)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=3)).json()["id"]
             wait_epochs(api, jid, 1, 300, service.logs)
             first = service.worker_pid()
             os.kill(first, signal.SIGKILL)
@@ -110,7 +110,7 @@ def test_killed_worker_is_restarted_and_its_expired_job_requeued_meanwhile(tmp_p
             assert restarts(api) == 1
             done = wait_status(api, jid, TERMINAL, 400, service.logs)
             assert done["status"] == "succeeded" and done["attempts"] == 2, done
-            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 6)
+            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 3)
             assert any("lease expired" in (e["reason"] or "") for e in done["events"]), done["events"]
         logs = service.logs(10_000_000)
         assert '"embedded child exited"' in logs and '"embedded child restarting"' in logs
