@@ -1,6 +1,8 @@
 """The embedded default: API and one worker on this machine, a SQLite file and a broker that needs no server.
 
-`plateau-embedded --port 8000` (state lives under ./var unless PLATEAU_* variables say otherwise).
+`plateau-embedded --port 8000` (state lives under ./var unless PLATEAU_* variables say otherwise). The launcher
+serves the API and supervises two children, the Celery worker and the reconciler, restarting either when it exits
+(`api.embedded_worker`); a missing database whose WAL or artifacts show an earlier one stops it at start-up.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ class Child:
     exit_code: int | None = None
 
     def start(self) -> None:
+        # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: restarts come from the supervisor
+        # thread, which lives as long as the launcher and ends only in `stop`, which stops the children anyway.
         parent = os.getpid()
         env = {**os.environ, PARENT_ENV: str(parent), "PLATEAU_RECONCILE_IN_WORKER": "false"}
         self.process = subprocess.Popen(
