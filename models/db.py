@@ -86,26 +86,28 @@ class SQLiteFile:
         if self.identity is None:
             self.identity = self._stat()
 
-    def problem(self) -> str | None:
-        """Why the file is not the database this process opened, or cannot be written; None when all is well."""
+    def gone(self) -> str | None:
+        """Why the file at the path is no longer the one this process opened; None before it opened one."""
+        if self.identity is None:
+            return None
         try:
             now = self._stat()
         except FileNotFoundError:
-            return f"{self.path} was deleted while in use" if self.identity else f"{self.path} is missing"
-        except OSError as exc:
-            return f"{self.path} cannot be read: {exc.strerror}"
-        if self.identity is not None and now != self.identity:
-            return f"{self.path} was replaced by another file while in use"
+            return f"{self.path} was deleted while in use"
+        except OSError:  # cannot tell (a permission change, say): let the connection itself fail or not
+            return None
+        return f"{self.path} was replaced by another file while in use" if now != self.identity else None
+
+    def problem(self) -> str | None:
+        """For readiness: why the file is not the database this process opened, or cannot be written."""
+        if gone := self.gone():
+            return gone
+        if not self.path.exists():
+            return f"{self.path} is missing"
         for target in (self.path, self.path.parent):  # the folder too: SQLite writes its -wal and -shm files there
             if not os.access(target, os.W_OK):
                 return f"{target} is not writable"
         return None
-
-    def gone(self) -> str | None:
-        if self.identity is None:
-            return None
-        problem = self.problem()
-        return problem if problem and "writable" not in problem else None
 
 
 _SQLITE_FILES: weakref.WeakKeyDictionary[Engine, SQLiteFile | None] = weakref.WeakKeyDictionary()
