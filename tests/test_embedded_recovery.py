@@ -182,6 +182,32 @@ def test_a_read_only_database_answers_503_with_retry_after(tmp_path):
         assert r.status_code == 503 and "read-only" in r.json()["failing"]["database"], r.json()
 
 
+def test_a_read_only_postgresql_answers_503_with_retry_after(client):
+    """PostgreSQL refusing writes (a hot standby, `default_transaction_read_only`): SQLSTATE 25006 is a 503."""
+    from sqlalchemy import event
+
+    from models.db import get_engine
+
+    engine = get_engine()
+
+    def read_only(dbapi_conn, _record):
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET default_transaction_read_only = on")
+        dbapi_conn.commit()
+
+    event.listen(engine, "connect", read_only)
+    engine.dispose()
+    try:
+        r = client.post("/jobs", json=small_spec(epochs=1))
+        assert r.status_code == 503 and int(r.headers["retry-after"]) > 0, (r.status_code, r.text)
+        assert "25006" in r.json()["detail"], r.json()
+        assert client.get("/jobs").status_code == 200
+    finally:
+        event.remove(engine, "connect", read_only)
+        engine.dispose()
+        get_engine.cache_clear()  # a fresh engine: readiness forgets the refused write
+
+
 # --- inputs -------------------------------------------------------------------------------------------------
 
 
