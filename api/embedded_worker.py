@@ -73,6 +73,11 @@ def _die_with(parent: int):
     return preexec
 
 
+def restart_wait(quick_exits: int, *, first: float, cap: float) -> float:
+    """Seconds to wait before restarting a child after its `quick_exits`-th exit in a row: doubling, capped."""
+    return min(cap, first * 2 ** (quick_exits - 1))
+
+
 @dataclass
 class Child:
     name: str
@@ -127,7 +132,7 @@ class Supervisor:
                 return
             ran = now - child.started_at
             child.quick_exits = child.quick_exits + 1 if ran < STABLE_SECONDS else 1
-            wait = min(self.backoff_max, self.backoff * 2 ** (child.quick_exits - 1))
+            wait = restart_wait(child.quick_exits, first=self.backoff, cap=self.backoff_max)
             child.exit_code, child.restart_at = code, now + wait
             log.error("embedded child exited", process=child.name, code=code, ran_s=round(ran, 1), restart_in_s=wait)
         elif now >= child.restart_at and not self._stopping.is_set():

@@ -89,6 +89,32 @@ def test_a_failed_enqueue_write_leaves_no_message_file(tmp_path):
 # --- supervision --------------------------------------------------------------------------------------------
 
 
+def test_restart_waits_double_up_to_the_cap():
+    from api.embedded_worker import restart_wait
+
+    assert [restart_wait(n, first=1, cap=60) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_a_child_that_keeps_exiting_is_restarted_and_counted():
+    from api.embedded_worker import Child, Supervisor
+    from api.observability.metrics import REGISTRY
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("plateau_embedded_restarts_total", {"process": "crasher"}) or 0.0
+
+    before = counted()
+    child = Child("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    supervisor = Supervisor([child], backoff=0.1, backoff_max=0.2)
+    supervisor.start()
+    try:
+        wait_for(lambda: child.restarts >= 3, 30)
+    finally:
+        supervisor.stop(timeout=5)
+    assert child.exit_code == 3
+    assert counted() - before == child.restarts
+    assert child.process.poll() is not None  # stopped: nothing restarts it after `stop`
+
+
 @pytest.mark.slow
 def test_killed_worker_is_restarted_and_its_expired_job_requeued_meanwhile(tmp_path):
     # the first restart waits longer than the lease: only the launcher's own reconciler can requeue the job
