@@ -133,7 +133,8 @@ class Embedded:
         self.launcher.p.wait(150)
 
     def restart_worker(self) -> None:
-        """The launcher owns its worker: a dead worker comes back with a new launcher."""
+        """A new launcher, and with it a new worker (the launcher also restarts a dead worker itself, after a
+        backoff: `tests/test_embedded_recovery.py`)."""
         self.stop()
         self.start()
 
