@@ -7,7 +7,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
+from models.db import get_engine, note_unavailable, storage_unavailable
 from models.errors import Conflict, InvalidField, LimitExceeded, NotFound, field_error
 from models.lifecycle import IllegalTransition
 
@@ -54,6 +56,9 @@ def _rendered(field: str, value: Any) -> Any:
     return renderable(value, cut=MESSAGE_CHARS)
 
 
+RETRY_AFTER_SECONDS = 30  # when the database cannot take writes (disk full, read-only, I/O error, away)
+
+
 def install(app: FastAPI) -> None:
     from api.auth import Unauthorized
     from api.json_body import refuse_hostile_json
@@ -84,6 +89,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(IllegalTransition)
     async def _illegal(_: Request, exc: IllegalTransition) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        reason = storage_unavailable(exc)
+        if reason is None:
+            raise exc  # a bug, not the store: a 500 with its traceback in the log
+        note_unavailable(get_engine(), reason)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"the database cannot take this request now ({reason}); retry later"},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(InvalidField)
     async def _invalid(_: Request, exc: InvalidField) -> JSONResponse:

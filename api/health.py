@@ -9,19 +9,26 @@ from sqlalchemy import text
 from api import embedded_worker
 from api.deps import SettingsDep
 from models.artifacts import space_problem
-from models.db import get_engine
+from models.db import get_engine, recent_unavailable, sqlite_file
 from models.settings import Settings
 
 router = APIRouter(tags=["health"])
 
 
 def database_ok() -> str | None:
+    """It answers, it is still the SQLite file this process opened and can be written, and no write failed
+    for want of storage just now."""
+    file = sqlite_file(get_engine())
+    if file is not None and (problem := file.problem()):
+        return problem
     try:
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
-        return None
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         return f"database unreachable: {type(exc).__name__}"
+    if failure := recent_unavailable(get_engine()):
+        return f"a request failed just now: {failure}"
+    return None
 
 
 def broker_ok(settings: Settings) -> str | None:

@@ -12,6 +12,7 @@ from celery import Celery
 from sqlalchemy import update
 from sqlmodel import Session
 
+from models.broker_files import REJECTED
 from models.lifecycle import record_event
 from models.settings import Settings, get_settings
 from models.tables import Job, JobStatus, utcnow
@@ -20,10 +21,10 @@ TRAIN_TASK = "plateau.train"
 
 
 def filesystem_broker_folder(settings: Settings) -> Path:
-    """The filesystem broker's folder with its queue, processed and control subfolders, created if missing
-    (also after someone deleted them: the reconciler re-sends what was lost)."""
+    """The filesystem broker's folder with its queue, processed, control and rejected subfolders, created if
+    missing (also after someone deleted them: the reconciler re-sends what was lost)."""
     folder = settings.broker_dir.resolve()
-    for sub in ("queue", "processed", "control"):
+    for sub in ("queue", "processed", "control", REJECTED):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -46,6 +47,9 @@ def broker_options(settings: Settings) -> dict:
 def make_celery(settings: Settings | None = None, include: tuple[str, ...] = ()) -> Celery:
     settings = settings or get_settings()
     app = Celery("plateau", broker=settings.broker_url, include=list(include))
+    if settings.broker_url.startswith("filesystem://"):
+        # kombu's filesystem transport, with atomic writes and undecodable files set aside
+        app.conf.broker_transport = "models.broker_files:Transport"
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,

@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="A job redelivered more often than this fails.")
     lease_seconds: float = Field(60.0, gt=0, description="A running job's lease; a worker renews it while it trains.")
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between the worker's reconciler passes.")
+    reconcile_in_worker: bool = Field(
+        True,
+        description="The worker runs the reconciler; the embedded launcher runs one of its own and turns this off.",
+    )
+    restart_backoff_seconds: float = Field(
+        1.0, gt=0, description="Embedded launcher: first wait before restarting a child that exited; doubles each time."
+    )
+    restart_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="Embedded launcher: the longest wait between restarts of a child that keeps exiting."
+    )
+    init_new_database: bool = Field(
+        False,
+        description="Create a new SQLite database although its WAL file or the artifacts folder shows an earlier one.",
+    )
     requeue_after: float = Field(
         300.0, gt=0, description="A job queued this long whose message is not waiting on the broker is sent again."
     )

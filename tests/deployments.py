@@ -48,10 +48,21 @@ def tagged_pids(tag: str) -> list[int]:
 
 
 def children(pid: int) -> list[int]:
+    """Children of every thread of `pid` (the launcher restarts its worker from a thread of its own)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return kids
+
+
+def _cmdline(pid: int) -> bytes:
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return []
+        return b""
 
 
 class Embedded:
@@ -104,9 +115,14 @@ class Embedded:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def worker_pid(self) -> int:
-        kids = children(self.launcher.p.pid)
-        assert len(kids) == 1, (kids, self.logs())
-        return kids[0]
+        """The launcher's Celery worker (its other child is the reconciler); a worker just restarted may need
+        a moment to exec."""
+
+        def celery_children():
+            kids = [k for k in children(self.launcher.p.pid) if b"celery" in _cmdline(k)]
+            return kids if len(kids) == 1 else None
+
+        return wait_for(celery_children, 10, lambda: f"no single worker child\n{self.logs()}")[0]
 
     def kill_worker(self) -> None:
         os.kill(self.worker_pid(), signal.SIGKILL)
@@ -117,7 +133,8 @@ class Embedded:
         self.launcher.p.wait(150)
 
     def restart_worker(self) -> None:
-        """The launcher owns its worker: a dead worker comes back with a new launcher."""
+        """A new launcher, and with it a new worker (the launcher also restarts a dead worker itself, after a
+        backoff: `tests/test_embedded_recovery.py`)."""
         self.stop()
         self.start()
 

@@ -27,10 +27,13 @@ def sqlite_client(home: Path) -> Iterator:
 
     before = os.environ["PLATEAU_DATABASE_URL"]
     os.environ["PLATEAU_DATABASE_URL"] = f"sqlite:///{home}/plateau.db"
+    # a new database beside the session's shared artifacts folder, on purpose
+    os.environ["PLATEAU_INIT_NEW_DATABASE"] = "true"
     _reload()
     try:
         with TestClient(app) as client:
             yield client
     finally:
         os.environ["PLATEAU_DATABASE_URL"] = before
+        os.environ.pop("PLATEAU_INIT_NEW_DATABASE", None)
         _reload()

@@ -440,3 +440,8 @@ def test_docker_compose_config():
         [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr or result.stdout
+
+
+def test_every_service_is_restarted_when_it_exits(services):
+    """Docker restarts every container; the embedded launcher restarts its own children (docs/reliability.md, P4)."""
+    assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(services, "unless-stopped")

@@ -58,7 +58,8 @@ def test_sigterm_and_sigkill_of_the_launcher_leave_no_worker(launcher_env):
 
 
 def test_killed_worker_job_resumes_and_readyz_names_the_worker(tmp_path):
-    service = Embedded(tmp_path)
+    # the launcher would restart its worker itself (tests/test_embedded_recovery.py): here a new launcher does
+    service = Embedded(tmp_path, PLATEAU_RESTART_BACKOFF_SECONDS="600")
     service.start()
     try:
         with service.client() as api:
@@ -89,7 +90,7 @@ def test_killed_worker_job_resumes_and_readyz_names_the_worker(tmp_path):
 
 
 def test_cancel_of_a_job_whose_worker_died_ends_it(tmp_path):
-    service = Embedded(tmp_path)
+    service = Embedded(tmp_path, PLATEAU_RESTART_BACKOFF_SECONDS="600")  # the worker stays dead
     service.start()
     try:
         with service.client() as api:

@@ -5,6 +5,7 @@ next pass, and never keeps the others from being requeued or re-sent."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 
@@ -106,3 +107,22 @@ class Reconciler(threading.Thread):
 
     def close(self) -> None:
         self._done.set()
+
+
+def main() -> None:
+    """`python -m worker.reconciler`: passes forever, as the embedded launcher runs it beside its worker."""
+    from models.db import prepare_database
+    from models.logs import configure_logging
+    from worker.parent_watch import watch_parent
+
+    configure_logging()
+    parent = os.environ.get("PLATEAU_PARENT_PID", "")
+    if parent.isdigit():
+        watch_parent(int(parent), grace=10)
+    prepare_database()
+    log.info("reconciler started", interval_s=get_settings().reconcile_interval)
+    Reconciler(get_settings().reconcile_interval).run()
+
+
+if __name__ == "__main__":
+    main()

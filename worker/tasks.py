@@ -22,7 +22,8 @@ def _start_reconciler(**_: object) -> None:
     from worker.reconciler import Reconciler
 
     prepare_database()
-    Reconciler(get_settings().reconcile_interval).start()
+    if get_settings().reconcile_in_worker:  # the embedded launcher runs its own, alive even while this worker is not
+        Reconciler(get_settings().reconcile_interval).start()
     from models.webhooks.sender import start_sender
 
     start_sender()  # delivers the webhook outbox, whichever process staged the rows

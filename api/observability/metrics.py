@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 import structlog
-from prometheus_client import CollectorRegistry, GCCollector, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func
@@ -32,6 +32,13 @@ REQUEST_SECONDS = Histogram(
     "Time to answer an HTTP request, by route template, method and status code.",
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+
+EMBEDDED_RESTARTS = Counter(
+    "plateau_embedded_restarts",
+    "Children of the embedded launcher (worker, reconciler) started again after they exited.",
+    ["process"],
     registry=REGISTRY,
 )
 

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 from pydantic_core import from_json
 from sqlalchemy import JSON, Text, and_, cast, func, or_, text
@@ -228,7 +228,10 @@ def encode_cursor(job: Job) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(ident)
+        moment = datetime.fromisoformat(created)
+        # in UTC, as the column stores it: a date at the edge of the calendar overflows here, not in the query
+        moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        return moment, uuid.UUID(ident)
     except Exception as exc:  # noqa: BLE001 - any malformed cursor is the client's error
         raise InvalidField(
             [{"loc": ["query", "cursor"], "msg": "not a cursor this service issued", "type": "value_error"}]
