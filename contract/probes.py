@@ -21,7 +21,9 @@ DEFAULT_BUDGET_SECONDS = 120
 MAX_BUDGET_SECONDS = 3600
 BudgetSeconds = Annotated[
     int,
-    Field(ge=1, le=MAX_BUDGET_SECONDS, description="Wall-clock seconds each probe may run; it stops and says so after."),
+    Field(
+        ge=1, le=MAX_BUDGET_SECONDS, description="Wall-clock seconds each probe may run; it stops and says so after."
+    ),
 ]
 
 
@@ -51,7 +53,9 @@ class ProbeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     probes: list[ProbeName] | None = Field(None, min_length=1, description="Which probes; all when omitted.")
-    budget_seconds: BudgetSeconds | None = Field(None, description="Per probe; the job's diagnosis.budget_seconds when omitted.")
+    budget_seconds: BudgetSeconds | None = Field(
+        None, description="Per probe; the job's diagnosis.budget_seconds when omitted."
+    )
 
     def names(self) -> list[str]:
         return list(PROBE_NAMES) if self.probes is None else list(dict.fromkeys(self.probes))
@@ -66,7 +70,9 @@ class ProbeRead(BaseModel):
     status: ProbeStatus
     trigger: ProbeTrigger
     inputs: dict[str, Any]
-    result: dict[str, Any] | None = Field(description="The probe's result (see the *Result schemas); null until it ends.")
+    result: dict[str, Any] | None = Field(
+        description="The probe's result (see the *Result schemas); null until it ends."
+    )
     error: str | None
     attempts: int
     cancel_requested: bool
@@ -107,7 +113,7 @@ class MemorizationResult(_Result):
     per_class: int
     steps: int
     accuracy: float
-    loss: float
+    loss: float | None = Field(description="Null when the loss went non-finite.")
     chance_loss: float = Field(description="ln K: the loss of a uniform guess.")
     fitted: bool = Field(description="accuracy ≥ 0.95 or loss ≤ 0.1·ln K with regularization off.")
 

@@ -46,7 +46,10 @@ def request(
 
     A stall triggers the probes once per job (a resumed attempt detects the same stall again); a request for a
     probe that is already queued or running is refused, as it would measure the same thing twice."""
-    if trigger == "stall" and session.exec(select(Probe.id).where(Probe.job_id == job.id, Probe.trigger == "stall")).first():
+    if (
+        trigger == "stall"
+        and session.exec(select(Probe.id).where(Probe.job_id == job.id, Probe.trigger == "stall")).first()
+    ):
         return []
     busy = session.exec(
         select(Probe.name).where(Probe.job_id == job.id, Probe.status.in_(ACTIVE), Probe.name.in_(names))
@@ -234,6 +237,19 @@ def _end(
     )
     session.commit()
     return done.rowcount == 1
+
+
+def release(session: Session, probe_id: uuid.UUID, *, worker_host: str) -> bool:
+    """Hand a running probe back (its worker is shutting down): queued again, sent again, the attempt not counted."""
+    result = session.execute(
+        update(Probe)
+        .where(Probe.id == probe_id, Probe.status == JobStatus.running.value, Probe.worker_host == worker_host)
+        .values(status=JobStatus.queued.value, lease_until=None, attempts=Probe.attempts - 1)
+    )
+    session.commit()
+    if result.rowcount == 1:
+        send(session, probe_id)
+    return result.rowcount == 1
 
 
 def expired_running(session: Session, now: datetime | None = None) -> list[Probe]:

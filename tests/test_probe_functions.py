@@ -99,20 +99,27 @@ def test_confident_joint_counts_known_probabilities():
 def test_range_summary_reads_a_known_curve():
     lrs = lr_range.rates(1e-7, 10, 100)
     # a textbook curve: flat, falling from 1e-4 to 1e-2, then diverging
-    raw = [2.0 if lr < 1e-4 else max(0.2, 2.0 - 0.9 * math.log10(lr / 1e-4)) if lr < 1e-2 else 0.2 * (lr / 1e-2) ** 2 for lr in lrs]
+    raw = [
+        2.0 if lr < 1e-4 else max(0.2, 2.0 - 0.9 * math.log10(lr / 1e-4)) if lr < 1e-2 else 0.2 * (lr / 1e-2) ** 2
+        for lr in lrs
+    ]
     result = lr_range.summarize(lrs, raw, job_rate=3.0, part="head", truncated=False)
     lo, hi = result["usable_range"]
     assert 1e-5 <= lo <= 1e-3 and 1e-3 <= hi <= 1e-1
     assert lo <= result["suggested_rate"] <= hi
     assert result["job_rate_verdict"] == "too_high" and result["diverged"]
     assert "this job uses 3" in result["statement"]
-    assert lr_range.summarize(lrs, raw, job_rate=1e-3, part="head", truncated=False)["job_rate_verdict"] == "within_range"
+    assert (
+        lr_range.summarize(lrs, raw, job_rate=1e-3, part="head", truncated=False)["job_rate_verdict"] == "within_range"
+    )
     assert lr_range.summarize(lrs, raw, job_rate=1e-7, part="head", truncated=False)["job_rate_verdict"] == "too_low"
 
 
 def test_range_summary_stops_at_a_non_finite_loss():
     lrs = lr_range.rates(1e-3, 1, 10)
-    result = lr_range.summarize(lrs, [1, 0.9, 0.7, 0.5, float("nan"), 3, 3, 3, 3, 3], job_rate=0.1, part="head", truncated=False)
+    result = lr_range.summarize(
+        lrs, [1, 0.9, 0.7, 0.5, float("nan"), 3, 3, 3, 3, 3], job_rate=0.1, part="head", truncated=False
+    )
     assert len(result["rates"]) == 4 and result["diverged"]
 
 
@@ -167,7 +174,9 @@ def test_memorization_fits_with_a_normal_rate_and_not_with_1e_9():
 
 def test_memorization_budget_truncates():
     x, y = blobs(8, 2)
-    result = memorization.run(head(2, 16, 1e-2), x, np.eye(2, dtype="float32")[y], steps=100, budget=Budget(0), batch_size=4)
+    result = memorization.run(
+        head(2, 16, 1e-2), x, np.eye(2, dtype="float32")[y], steps=100, budget=Budget(0), batch_size=4
+    )
     assert result["truncated"] and result["steps"] == 0
 
 

@@ -18,7 +18,9 @@ FIT_ACCURACY = 0.95
 FIT_LOSS_SHARE = 0.1  # of ln K
 
 
-def balanced_subset(labels: list[int], n_classes: int, *, per_class: int = PER_CLASS, seed: int | None = 0) -> list[int]:
+def balanced_subset(
+    labels: list[int], n_classes: int, *, per_class: int = PER_CLASS, seed: int | None = 0
+) -> list[int]:
     """Indices of up to `per_class` images of each class (as many as every class has, so the subset is balanced)."""
     by_class = [[i for i, label in enumerate(labels) if label == k] for k in range(n_classes)]
     take = min([per_class, *(len(members) for members in by_class)])

@@ -31,9 +31,18 @@ class ImageSet:
         return len(self.paths)
 
 
-def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, root: Path | None = None) -> ImageSet:
+def scan(
+    folder: Path,
+    *,
+    field_name: str,
+    classes: list[str] | None = None,
+    root: Path | None = None,
+    exclude: list[str] | None = None,
+) -> ImageSet:
     """The images of `folder`, checked. Symlinks may point anywhere inside `root` (the data root; `folder`
-    itself when not given), never out of it: a class folder or file leading out fails the job, named."""
+    itself when not given), never out of it: a class folder or file leading out fails the job, named.
+    `exclude`: files to leave out, as paths relative to `folder` (the spec's `dataset.exclude`)."""
+    left_out = {Path(p).as_posix() for p in exclude or []}
     boundary = "the data root" if root is not None else field_name
     root = (root or folder).resolve()
     if not folder.is_dir():
@@ -50,9 +59,14 @@ def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, roo
     images = ImageSet(classes=classes)
     for label, name in enumerate(classes):
         _inside(folder / name, root, boundary, f"{field_name} class folder {name!r}")
-        files = sorted(p for p in (folder / name).iterdir() if p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            p
+            for p in (folder / name).iterdir()
+            if p.is_file() and not p.name.startswith(".") and f"{name}/{p.name}" not in left_out
+        )
         if not files:
-            raise DataError(f"{field_name} class folder {name!r} has no images")
+            shown = " left after dataset.exclude" if left_out else ""
+            raise DataError(f"{field_name} class folder {name!r} has no images{shown}")
         for path in files:
             _inside(path, root, boundary, f"{field_name} file {path.relative_to(folder).as_posix()}")
             if path.suffix.lower() not in IMAGE_SUFFIXES:
