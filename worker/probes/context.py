@@ -6,7 +6,9 @@ is written, so its training and files stay as they are."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,11 +99,28 @@ def build(spec: JobSpec, n_classes: int, weights: Weights, *, data_root: Path):
             if weights.base_path is not None:
                 model.get_layer(BASE_LAYER).load_weights(str(weights.base_path))
             split_model(model)[1].load_weights(str(weights.path))
+        elif weights.path is not None and weights.path.suffix == ".keras":
+            load_keras_weights(model, weights.path)
         elif weights.path is not None:
             model.load_weights(str(weights.path))
     except Exception as exc:  # noqa: BLE001 - a checkpoint being rewritten, or a model that no longer fits
         raise ModelError(f"could not load the job's {weights.source} ({type(exc).__name__}: {exc})") from exc
     return model
+
+
+def load_keras_weights(model, path: Path) -> None:
+    """The weights of a saved .keras model, read from a private copy of its weights file: Keras reads them
+    several times faster from a plain .weights.h5 than from inside the zip archive."""
+    with tempfile.TemporaryDirectory(prefix="plateau-probe-") as tmp, zipfile.ZipFile(path) as archive:
+        target = Path(tmp) / "model.weights.h5"
+        with archive.open("model.weights.h5") as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        model.load_weights(str(target))
+
+
+def cached_features(key: tuple) -> np.ndarray | None:
+    return _features_cache.get(key)
 
 
 def features(model, data: JobData, *, key: tuple, stop: threading.Event | None = None) -> np.ndarray | None:

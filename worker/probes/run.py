@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 
 from contract.spec import JobSpec
@@ -50,9 +51,14 @@ class Target:
     def model(self, spec: JobSpec | None = None):
         return context.build(spec or self.spec, len(self.data.classes), self.weights, data_root=self.data_root)
 
-    def features(self, model, stop: threading.Event):
+    def features(self, stop: threading.Event, model=None):
+        """The base's pooled features of the training images; the model is built only when they are not cached
+        (consecutive probes of a job on one worker share them). Any copy of the job's model will do: the
+        base and its weights are the same whatever the head's regularization."""
         key = (str(self.job_id), self.weights.key(), tuple(self.data.files), self.spec.dataset.image_size)
-        found = context.features(model, self.data, key=key, stop=stop)
+        found = context.cached_features(key)
+        if found is None:
+            found = context.features(model or self.model(), self.data, key=key, stop=stop)
         if found is None:
             raise Stopped()
         return found
@@ -82,7 +88,7 @@ def probe_lr_range(target: Target, budget: Budget, inputs: dict[str, Any]) -> di
     model = target.model()
     num_it = int(inputs.get("num_it", lr_range.NUM_IT))
     if target.head_only:
-        feats = target.features(model, budget.stop)
+        feats = target.features(budget.stop, model)
         trained = split_model(model)[1]
         batches = context.feature_batches(
             feats, target.data.labels, len(target.data.classes), spec.batch_size, target.seed
@@ -117,10 +123,8 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
     )
     model = target.model(plain)
     if target.head_only:
-        feats = target.features(target.model(), budget.stop)  # the base is frozen: same features as the job's
+        feats = target.features(budget.stop, model)
         trained, x = split_model(model)[1], feats[idx]
-        import numpy as np
-
         y = np.eye(k, dtype="float32")[target.data.labels[idx]]
     else:
         trained = model
@@ -131,7 +135,7 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
 
 
 def _probabilities(target: Target, budget: Budget):
-    feats = target.features(target.model(), budget.stop)
+    feats = target.features(budget.stop)
     probs, _ = linear.out_of_fold(feats, target.data.labels, len(target.data.classes), seed=target.seed)
     return feats, probs
 
