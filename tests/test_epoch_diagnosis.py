@@ -88,3 +88,34 @@ def test_on_stagnation_rules_limit_what_may_stop():
     for epoch in range(5):
         cb.on_epoch_end(epoch, at_chance(epoch))
     assert cb.model.stop_training is False  # not_learning fired, but only overfitting may stop this job
+
+
+class ProbingSink(MemorySink):
+    """The worker's sink queues probes on a stall; this one records the request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalls: list[tuple[int, list[str], int]] = []
+
+    def stalled(self, epoch: int, probes: list[str], budget_seconds: int) -> None:
+        self.stalls.append((epoch, probes, budget_seconds))
+
+
+def test_the_first_stall_asks_for_the_specs_probes_once():
+    spec = small_spec(epochs=10, diagnosis={"probes": ["lr_range", "label_check"], "budget_seconds": 45})
+    sink = ProbingSink()
+    cb = EpochDiagnosis(JobSpec.model_validate(spec), BALANCED, sink)
+    cb.set_model(SimpleNamespace(stop_training=False))
+    cb.on_epoch_end(0, learning(0))
+    assert sink.stalls == []
+    for epoch in range(1, 6):
+        cb.on_epoch_end(epoch, at_chance(epoch))
+    assert sink.stalls == [(findings(sink)[0]["epoch"], ["lr_range", "label_check"], 45)]
+    for off in ({"probes": "off"}, None):
+        spec = small_spec(epochs=10, **({"diagnosis": off} if off else {}))
+        sink = ProbingSink()
+        cb = EpochDiagnosis(JobSpec.model_validate(spec), BALANCED, sink)
+        cb.set_model(SimpleNamespace(stop_training=False))
+        for epoch in range(5):
+            cb.on_epoch_end(epoch, at_chance(epoch))
+        assert findings(sink) and sink.stalls == []

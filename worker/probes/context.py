@@ -21,7 +21,8 @@ from worker.training.errors import DataError, ModelError
 from worker.training.scan import ImageSet, scan, split
 
 FEATURE_BATCH = 32
-_features_cache: dict[tuple, np.ndarray] = {}  # one entry: consecutive probes of a job share the forward pass
+# One entry: consecutive probes of a job on one worker share the forward pass and the model build.
+_features_cache: dict[tuple, tuple[np.ndarray, dict[str, list[np.ndarray]]]] = {}
 
 
 @dataclass
@@ -119,17 +120,42 @@ def load_keras_weights(model, path: Path) -> None:
         model.load_weights(str(target))
 
 
-def cached_features(key: tuple) -> np.ndarray | None:
-    return _features_cache.get(key)
+def head_weights(model) -> dict[str, list[np.ndarray]]:
+    """The head's weights by layer name (`model.HEAD`)."""
+    from worker.training.model import HEAD_LAYERS
+
+    return {name: model.get_layer(name).get_weights() for name in HEAD_LAYERS}
 
 
-def features(model, data: JobData, *, key: tuple, stop: threading.Event | None = None) -> np.ndarray | None:
-    """Pooled features of every training image through `model`'s base in inference mode; None if stopped."""
+def head_model(spec: JobSpec, n_classes: int, width: int, weights: dict[str, list[np.ndarray]]):
+    """The job's head on pooled features, as `spec` builds it (its dropout and l2), holding `weights`: a copy
+    that costs milliseconds, where a whole Inception-V3 costs seconds."""
+    import keras
+
+    from worker.training.model import HEAD
+
+    l2 = keras.regularizers.L2(spec.regularization.l2) if spec.regularization.l2 else None
+    inputs = keras.Input((width,), name="features")
+    x = inputs
+    for layer in HEAD:
+        x = layer.make(spec, n_classes, l2)(x)
+    model = keras.Model(inputs, x, name="probe_head")
+    for name, values in weights.items():
+        model.get_layer(name).set_weights(values)
+    return model
+
+
+def features(
+    build_model, data: JobData, *, key: tuple, stop: threading.Event | None = None
+) -> tuple[np.ndarray, dict[str, list[np.ndarray]]] | None:
+    """Pooled features of every training image through the base in inference mode, and the head's weights, of
+    the model `build_model()` returns (built only when `key` is not cached); None if stopped."""
     from worker.training.features import extract, split_model
     from worker.training.pipeline import make_dataset
 
     if key in _features_cache:
         return _features_cache[key]
+    model = build_model()
     ds = make_dataset(
         data.train_set,
         image_size=data.spec.dataset.image_size,
@@ -142,8 +168,8 @@ def features(model, data: JobData, *, key: tuple, stop: threading.Event | None =
     if out is None:
         return None
     _features_cache.clear()
-    _features_cache[key] = out[0]
-    return out[0]
+    _features_cache[key] = (out[0], head_weights(model))
+    return _features_cache[key]
 
 
 def images(data: JobData, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -51,17 +51,22 @@ class Target:
     def model(self, spec: JobSpec | None = None):
         return context.build(spec or self.spec, len(self.data.classes), self.weights, data_root=self.data_root)
 
-    def features(self, stop: threading.Event, model=None):
-        """The base's pooled features of the training images; the model is built only when they are not cached
-        (consecutive probes of a job on one worker share them). Any copy of the job's model will do: the
-        base and its weights are the same whatever the head's regularization."""
+    def _prepared(self, stop: threading.Event):
         key = (str(self.job_id), self.weights.key(), tuple(self.data.files), self.spec.dataset.image_size)
-        found = context.cached_features(key)
-        if found is None:
-            found = context.features(model or self.model(), self.data, key=key, stop=stop)
+        found = context.features(self.model, self.data, key=key, stop=stop)
         if found is None:
             raise Stopped()
         return found
+
+    def features(self, stop: threading.Event) -> np.ndarray:
+        """The base's pooled features of the training images. Consecutive probes of a job on one worker share
+        them and the model build: the base and its weights are the same whatever the head's regularization."""
+        return self._prepared(stop)[0]
+
+    def head(self, stop: threading.Event, spec: JobSpec | None = None):
+        """A copy of the job's head with its latest weights, built as `spec` (default: the job's) asks."""
+        feats, weights = self._prepared(stop)
+        return context.head_model(spec or self.spec, len(self.data.classes), feats.shape[1], weights)
 
 
 class Stopped(Exception):
@@ -82,20 +87,18 @@ def _compile(model, spec: JobSpec, *, label_smoothing: float) -> None:
 
 def probe_lr_range(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
     """The sweep over what trains: the head on cached features, or the whole unfrozen model on images."""
-    from worker.training.features import split_model
 
     spec, job_rate = target.spec, target.spec.optimizer.learning_rate
-    model = target.model()
     num_it = int(inputs.get("num_it", lr_range.NUM_IT))
     if target.head_only:
-        feats = target.features(budget.stop, model)
-        trained = split_model(model)[1]
+        feats, trained = target.features(budget.stop), target.head(budget.stop)
         batches = context.feature_batches(
             feats, target.data.labels, len(target.data.classes), spec.batch_size, target.seed
         )
         part = "head"
     else:
-        trained, batches, part = model, context.image_batches(target.data, spec.batch_size, target.seed), "model"
+        trained, part = target.model(), "model"
+        batches = context.image_batches(target.data, spec.batch_size, target.seed)
     _compile(trained, spec, label_smoothing=spec.regularization.label_smoothing)
     return lr_range.run(trained, batches, job_rate=job_rate, part=part, budget=budget, num_it=num_it)
 
@@ -111,7 +114,6 @@ def without_regularization(spec: JobSpec) -> JobSpec:
 
 
 def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
-    from worker.training.features import split_model
 
     plain = without_regularization(target.spec)
     k = len(target.data.classes)
@@ -121,13 +123,11 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
         per_class=int(inputs.get("per_class", memorization.PER_CLASS)),
         seed=target.seed,
     )
-    model = target.model(plain)
     if target.head_only:
-        feats = target.features(budget.stop, model)
-        trained, x = split_model(model)[1], feats[idx]
+        trained, x = target.head(budget.stop, plain), target.features(budget.stop)[idx]
         y = np.eye(k, dtype="float32")[target.data.labels[idx]]
     else:
-        trained = model
+        trained = target.model(plain)
         x, y = context.images(target.data, idx)
     _compile(trained, plain, label_smoothing=0.0)
     steps = int(inputs.get("steps", memorization.STEPS))
