@@ -15,6 +15,7 @@ from tests.procs import start_api, start_worker, wait_for
 from tests.specs import small_spec
 
 pytestmark = pytest.mark.slow
+ENDED = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def service(tmp_path_factory):
     api_proc.stop()
 
 
-def test_every_probe_runs_on_a_trained_job_and_leaves_it_alone(service):
+def test_every_probe_runs_on_a_trained_job_can_be_cancelled_respects_its_budget_and_leaves_the_job_alone(service):
     api, worker = service
     spec = small_spec(epochs=2, diagnosis={"probes": "off", "budget_seconds": 60})
     done = run_small_job_to_success(api, spec, worker.tail)
@@ -44,20 +45,30 @@ def test_every_probe_runs_on_a_trained_job_and_leaves_it_alone(service):
     r = api.post(f"/jobs/{done['id']}/probes", json={})
     assert r.status_code == 202, r.text
     ids = {p["name"]: p["id"] for p in r.json()["items"]}
+    # the first probe builds the model and computes the features (seconds): cancel it while it runs
+    first = f"/jobs/{done['id']}/probes/{ids['lr_range']}"
+    wait_for(lambda: api.get(first).json()["status"] != "queued", 120, worker.tail, interval=0.2)
+    assert api.post(f"{first}/cancel").status_code == 202
+    cancelled = wait_for(lambda: (p := api.get(first).json())["status"] in ENDED and p, 60, worker.tail, interval=0.5)
+    assert cancelled["status"] == "cancelled", cancelled
 
     def all_ended():
         items = api.get(f"/jobs/{done['id']}/probes").json()["items"]
-        return items if all(p["status"] in ("succeeded", "failed", "cancelled") for p in items) else None
+        return items if all(p["status"] in ENDED for p in items) else None
 
-    items = {p["name"]: p for p in wait_for(all_ended, 300, worker.tail, interval=1)}
+    wait_for(all_ended, 300, worker.tail, interval=1)
+    # the sweep again, with a budget of one second: it stops early and says so
+    again = api.post(f"/jobs/{done['id']}/probes", json={"probes": ["lr_range"], "budget_seconds": 1}).json()["items"]
+    assert again[0]["inputs"] == {"budget_seconds": 1}
+    items = {p["name"]: p for p in wait_for(all_ended, 300, worker.tail, interval=1) if p["status"] != "cancelled"}
     assert set(items) == set(ids)
     for name, probe in items.items():
         assert probe["status"] == "succeeded", (name, probe["error"], worker.tail())
         assert probe["duration_seconds"] > 0 and probe["started_at"] and probe["finished_at"]
         assert probe["result"]["weights"] == "final model" and probe["result"]["statement"]
     lr = items["lr_range"]["result"]
-    assert lr["part"] == "head" and lr["job_rate"] == 1e-3 and len(lr["rates"]) == len(lr["losses"]) > 10
-    assert lr["job_rate_verdict"] in ("too_high", "too_low", "within_range", "unknown")
+    assert lr["part"] == "head" and lr["job_rate"] == 1e-3 and lr["truncated"] is True
+    assert len(lr["rates"]) == len(lr["losses"]) < 100 and "budget ran out" in lr["statement"]
     mem = items["memorization"]["result"]
     assert mem["images"] == 24 and mem["per_class"] == 8 and isinstance(mem["fitted"], bool)
     lin = items["linear_probe"]["result"]
