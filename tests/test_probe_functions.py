@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,80 @@ def test_balanced_subset():
     labels = [0] * 20 + [1] * 5 + [2] * 9
     idx = memorization.balanced_subset(labels, 3, per_class=8, seed=1)
     assert [labels[i] for i in idx].count(0) == 5 and len(idx) == 15
+
+
+# --- the job's files: exclusions honoured, suspects named by their path under train_dir -------------------------
+
+
+def test_label_check_names_the_files_moved_between_class_folders(tmp_path):
+    """Move known files into the wrong class folder; features that know each image's true class (here: its
+    original folder, as a perfect base would) make the moved files, and only them, the suspects."""
+    from contract.spec import JobSpec
+    from samples.shapes import generate
+    from worker.probes.context import load_data
+
+    generate(tmp_path / "set", classes=3, train=20, val=2, size=32, seed=3)
+    train = tmp_path / "set" / "train"
+    moved = {
+        "circle/circle_0003.png": "square",
+        "square/square_0011.png": "triangle",
+        "triangle/triangle_0007.png": "circle",
+    }
+    for src, to in moved.items():
+        (train / src).rename(train / to / Path(src).name)
+    spec = JobSpec.model_validate(
+        {"dataset": {"train_dir": "set/train", "val_dir": "set/val", "image_size": 75}, "model": {"weights": None}}
+    )
+    data = load_data(spec, data_root=tmp_path)
+    truth = np.array([data.classes.index(Path(f).name.split("_")[0]) for f in data.files])
+    rng = np.random.default_rng(0)
+    features = (np.eye(3)[truth] * 3 + rng.normal(0, 1, (len(truth), 3))).astype("float32")
+    result = linear.label_check(features, data.labels, data.classes, data.files, use_cleanlab=False)
+    expected = {f"{to}/{Path(src).name}" for src, to in moved.items()}
+    found = {issue["file"] for issue in result["issues"]}
+    assert len(found & expected) >= 2 and len(found & expected) / len(found) >= 0.8, (found, expected)
+    for issue in result["issues"]:
+        if issue["file"] in expected:  # named by its folder now, suspected of its true class
+            assert issue["given"] == issue["file"].split("/")[0]
+            assert issue["suspected"] == Path(issue["file"]).name.split("_")[0]
+    # the fork's exclusion list leaves them out of the job's data, and of the next check
+    spec.dataset.exclude = sorted(found)
+    after = load_data(spec, data_root=tmp_path)
+    assert len(after.files) == len(data.files) - len(found) and not found & set(after.files)
+
+
+def test_prepare_data_honours_dataset_exclude(data_root):
+    from contract.spec import JobSpec
+    from tests.specs import small_spec
+    from worker.training.fit import prepare_data
+    from worker.training.sink import MemorySink
+
+    spec = small_spec()
+    spec["dataset"] = {**spec["dataset"], "exclude": ["circle/circle_0000.png", "circle/circle_0001.png"]}
+    prepared = prepare_data(JobSpec.model_validate(spec), data_root=data_root, sink=MemorySink())
+    assert prepared.counts["train"] == {"circle": 6, "square": 8, "triangle": 8}
+    assert prepared.counts["val"] == {"circle": 4, "square": 4, "triangle": 4}
+
+
+# --- what the analysis reads ----------------------------------------------------------------------------------
+
+
+def test_analysis_reads_probe_results_as_evidence():
+    from analysis import probes as evidence
+
+    lrs = lr_range.rates(1e-7, 10, 100)
+    raw = [
+        2.0 if lr < 1e-4 else max(0.2, 2.0 - 0.9 * math.log10(lr / 1e-4)) if lr < 1e-2 else 0.2 * (lr / 1e-2) ** 2
+        for lr in lrs
+    ]
+    results = {
+        "lr_range": lr_range.summarize(lrs, raw, job_rate=3.0, part="head", truncated=False),
+        "memorization": memorization.summarize(0.4, 1.0, images=24, n_classes=3, steps=100, truncated=False),
+        "unknown_probe": {"x": 1},
+        "linear_probe": {"broken": True},
+    }
+    assert evidence.lr_verdict(results) == "too_high"
+    assert evidence.optimisation_fault(results) is True
+    said = evidence.statements(results)
+    assert len(said) == 2 and "this job uses 3" in said[0] and "does not fit" in said[1]
+    assert evidence.lr_verdict({}) is None and evidence.optimisation_fault({}) is None
