@@ -40,11 +40,12 @@ class JobData:
         return np.asarray(self.train_set.labels, dtype="int64")
 
 
-def load_data(spec: JobSpec, *, data_root: Path) -> JobData:
+def load_data(spec: JobSpec, *, data_root: Path, verify: bool = True) -> JobData:
     """The job's training images exactly as its training sees them: its exclusions, its validation split."""
     ds = spec.dataset
     train_dir = resolve_under(data_root, ds.train_dir)
-    images = scan(train_dir, field_name="train_dir", root=data_root, exclude=ds.exclude)
+    # A probe of a job that never started checks the images as training would; later ones trust that check.
+    images = scan(train_dir, field_name="train_dir", root=data_root, exclude=ds.exclude, verify=verify)
     if ds.val_dir is None:
         images, _ = split(images, ds.validation_split, ds.seed)
     files = [Path(p).relative_to(train_dir).as_posix() for p in images.paths]

@@ -87,7 +87,6 @@ def _compile(model, spec: JobSpec, *, label_smoothing: float) -> None:
 
 def probe_lr_range(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
     """The sweep over what trains: the head on cached features, or the whole unfrozen model on images."""
-
     spec, job_rate = target.spec, target.spec.optimizer.learning_rate
     num_it = int(inputs.get("num_it", lr_range.NUM_IT))
     if target.head_only:
@@ -114,7 +113,7 @@ def without_regularization(spec: JobSpec) -> JobSpec:
 
 
 def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
-
+    """A balanced subset, regularization off, the job's optimizer and rate, a fixed number of steps."""
     plain = without_regularization(target.spec)
     k = len(target.data.classes)
     idx = memorization.balanced_subset(
@@ -136,6 +135,8 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
 
 def _probabilities(target: Target, budget: Budget):
     feats = target.features(budget.stop)
+    if budget.stop.is_set():  # cancelled after the features: the fit across folds is not interruptible
+        raise Stopped()
     probs, _ = linear.out_of_fold(feats, target.data.labels, len(target.data.classes), seed=target.seed)
     return feats, probs
 
@@ -217,6 +218,7 @@ def _run_probe(probe_id: uuid.UUID) -> str:
         name, inputs = probe.name, dict(probe.inputs or {})
         job = s.get(Job, probe.job_id)
         job_id, spec_raw, model_path = job.id, dict(job.spec), job.model_path
+        verified = job.started_at is not None  # its training scanned and decoded every image already
         workdir = Path(job.artifacts_dir) if job.artifacts_dir else settings.artifacts_dir.resolve() / str(job.id)
     log.info("probe claimed", name=name, job_id=str(job_id))
     stop = threading.Event()
@@ -227,7 +229,7 @@ def _run_probe(probe_id: uuid.UUID) -> str:
     status, result, error = JobStatus.succeeded, None, None
     try:
         spec = JobSpec.model_validate(spec_raw)
-        data = context.load_data(spec, data_root=settings.data_root)
+        data = context.load_data(spec, data_root=settings.data_root, verify=not verified)
         weights = context.latest_weights(model_path=model_path, workdir=workdir)
         target = Target(job_id, spec, data, weights, settings.data_root)
         result = PROBES[name](target, budget, inputs)
