@@ -161,6 +161,10 @@ def test_a_probe_is_claimed_once_and_a_lost_workers_probe_is_requeued(client):
         assert probes.renew(s, pid, worker_host="w1", lease_seconds=60) is None  # no longer w1's
         again, _ = probes.claim(s, pid, worker_host="w2", lease_seconds=60, max_attempts=3)
         assert again is not None and again.attempts == 2
+        assert probes.renew(s, pid, worker_host="w2", lease_seconds=60) is False  # carry on
+        flagged = probes.request_cancel(s, s.get(Probe, pid))
+        assert flagged.status == "running" and flagged.cancel_requested  # a running probe stops at its next step
+        assert probes.renew(s, pid, worker_host="w2", lease_seconds=60) is True  # which its worker learns here
         assert not probes.finish(s, pid, probes.JobStatus.succeeded, worker_host="w1", result={})
         assert probes.finish(s, pid, probes.JobStatus.succeeded, worker_host="w2", result={"x": 1}, duration_seconds=2)
     done = client.get(f"/jobs/{job['id']}/probes/{probe_id}").json()
