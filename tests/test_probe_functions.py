@@ -262,3 +262,18 @@ def test_analysis_reads_probe_results_as_evidence():
     said = evidence.statements(results)
     assert len(said) == 2 and "this job uses 3" in said[0] and "does not fit" in said[1]
     assert evidence.lr_verdict({}) is None and evidence.optimisation_fault({}) is None
+
+
+def test_cleanlab_when_installed_agrees_with_the_own_counting():
+    pytest.importorskip("cleanlab")  # the optional `labels` extra (AGPL-3.0)
+    x, y = blobs(40, 3, spread=3.0, seed=1)
+    noisy, flipped = flip(y, 0.1, 3, seed=11)
+    files = [str(i) for i in range(len(noisy))]
+    probs, _ = linear.out_of_fold(x, noisy, 3)
+    theirs = linear.label_check(x, noisy, ["a", "b", "c"], files, probs=probs, use_cleanlab=True)
+    ours = linear.label_check(x, noisy, ["a", "b", "c"], files, probs=probs, use_cleanlab=False)
+    assert theirs["method"] == "cleanlab" and ours["method"] == "plateau"
+    found = {int(i["file"]) for i in theirs["issues"]}
+    assert len(found & flipped) / max(1, len(found)) >= 0.8 and len(found & flipped) / len(flipped) >= 0.5
+    mine = {int(i["file"]) for i in ours["issues"]}
+    assert len(found & mine) >= 0.8 * max(len(found), len(mine))
