@@ -8,19 +8,34 @@ from datetime import timedelta
 
 import pytest
 import redis
+from sqlalchemy import update
 
 from models import probes
 from models.db import session_scope
 from models.settings import get_settings
-from models.tables import Probe, utcnow
+from models.tables import Job, Probe, utcnow
 from tests.specs import small_spec
 from worker.training.errors import DataError
 from worker.training.scan import scan
+
+SUBMITTED: list[uuid.UUID] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leave_no_active_jobs():
+    """Jobs here stay queued (no worker): end them, as they count against the tenant's active-job limit."""
+    yield
+    with session_scope() as s:
+        s.execute(
+            update(Job).where(Job.id.in_(SUBMITTED), Job.status.in_(["queued", "running"])).values(status="cancelled")
+        )
+        s.commit()
 
 
 def submit(client, spec=None) -> dict:
     r = client.post("/jobs", json=spec or small_spec())
     assert r.status_code == 202, r.text
+    SUBMITTED.append(uuid.UUID(r.json()["id"]))
     return r.json()
 
 
@@ -174,8 +189,6 @@ def test_a_probe_is_claimed_once_and_a_lost_workers_probe_is_requeued(client):
 def test_a_stall_queues_the_probes_once(client):
     job = submit(client, small_spec(diagnosis={"probes": "auto", "budget_seconds": 20}))
     with session_scope() as s:
-        from models.tables import Job
-
         row = s.get(Job, uuid.UUID(job["id"]))
         first = probes.request(s, job=row, names=["lr_range", "label_check"], budget_seconds=20, trigger="stall")
         again = probes.request(s, job=row, names=["lr_range", "label_check"], budget_seconds=20, trigger="stall")

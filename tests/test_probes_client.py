@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from client.cli import app
 from client.sdk import PlateauClient, PlateauError
+from models.db import session_scope
+from models.tables import Job
 from tests.procs import start_api
 from tests.specs import small_spec
 from tests.test_probes_api import SUSPECTS, finished_label_check
@@ -19,6 +22,13 @@ def api(tmp_path_factory):
     proc, url = start_api({}, tmp_path_factory.mktemp("probes-client") / "api.log")
     yield url
     proc.stop()
+    with session_scope() as s:  # leave no active jobs behind for the per-tenant limit
+        s.execute(
+            update(Job)
+            .where(Job.name == "probes-cli", Job.status.in_(["queued", "running"]))
+            .values(status="cancelled")
+        )
+        s.commit()
 
 
 def plateau(api: str, *args: str):
