@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analysis.findings import Remedy
 from analysis.spec import SpecView
+from contract.spec import MAX_EXCLUDED
 
 
 def balance_class_weights(spec: SpecView) -> Remedy | None:
@@ -32,9 +33,6 @@ def confirm_with_cleanlab() -> Remedy:
         text="Confirm with cleanlab's find_label_issues on out-of-sample predicted probabilities "
         "(cross-validation); a learning curve alone cannot confirm label noise.",
     )
-
-
-MAX_EXCLUDED = 10_000  # contract.spec's limit on dataset.exclude
 
 
 def exclude_label_issues(spec: SpecView, suspects: list[str]) -> Remedy | None:

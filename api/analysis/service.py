@@ -191,6 +191,9 @@ def fork(
     return child, applied
 
 
+EXCLUDE_LABEL_ISSUES = "exclude_label_issues"  # built from the latest label check (models.probes), not a rule
+
+
 def _resolve_probe_remedies(
     session: Session, job: Job, apply: list[str], resolved: list[analysis.Remedy]
 ) -> tuple[list[str], list[analysis.Remedy]]:
@@ -213,9 +216,6 @@ def _resolve_probe_remedies(
             ]
         )
     return [a for a in apply if a != EXCLUDE_LABEL_ISSUES], [*resolved, remedy]
-
-
-EXCLUDE_LABEL_ISSUES = "exclude_label_issues"
 
 
 def pre_training_findings(*, session: Session, job: Job) -> list[dict]:
