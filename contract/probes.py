@@ -138,7 +138,10 @@ class LabelCheckResult(_Result):
     method: Literal["cleanlab", "plateau"]
     images: int
     classes: list[str]
-    noise_rate: float = Field(description="Estimated share of images whose given label is wrong.")
+    noise_rate: float | None = Field(
+        description="Estimated share of images whose given label is wrong; null when the features do not separate "
+        "the classes better than chance (then no image is suspected)."
+    )
     pair_noise: list[dict[str, Any]] = Field(description="{given, true, rate}: the off-diagonal confident joint.")
     issues: list[LabelIssue] = Field(description="Suspects, most suspect first.")
 

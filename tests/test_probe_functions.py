@@ -77,6 +77,13 @@ def test_label_check_finds_planted_flips(seed):
     assert result["pair_noise"] and all(p["given"] != p["true"] for p in result["pair_noise"])
 
 
+def test_label_check_suspects_nothing_when_the_features_are_uninformative():
+    x, y = blobs(20, 3)
+    random_labels = np.random.default_rng(5).permutation(y)
+    result = linear.label_check(x, random_labels, ["a", "b", "c"], [str(i) for i in range(60)], use_cleanlab=False)
+    assert result["issues"] == [] and result["noise_rate"] is None and "better than chance" in result["statement"]
+
+
 def test_label_check_on_clean_labels_suspects_almost_nothing():
     x, y = blobs(40, 3, spread=4.0)
     result = linear.label_check(x, y, ["a", "b", "c"], [str(i) for i in range(len(y))], use_cleanlab=False)

@@ -108,6 +108,24 @@ def label_check(
                 "truncated": False,
                 "statement": f"too few images for out-of-sample probabilities (the smallest class has {folds})",
             }
+    correct = int(np.sum(probs.argmax(1) == labels))
+    lower = wilson(correct, len(labels))[0]
+    chance = float(max(1 / len(classes), np.bincount(labels, minlength=len(classes)).max() / len(labels)))
+    if lower <= chance:
+        # features that do not separate the classes make every label look doubtful: suspect none
+        return {
+            "method": "plateau",
+            "images": len(labels),
+            "classes": classes,
+            "noise_rate": None,
+            "pair_noise": [],
+            "issues": [],
+            "truncated": False,
+            "statement": (
+                f"the base's features do not separate these classes better than chance (out-of-fold accuracy "
+                f"{correct / len(labels):.2f}), so a label check cannot tell wrong labels from weak features"
+            ),
+        }
     found = confident.find_issues(labels, probs, use_cleanlab=use_cleanlab)
     joint = found["joint"]
     pair_noise = [
