@@ -48,3 +48,10 @@ def optimisation_fault(results: dict[str, dict[str, Any]]) -> bool | None:
     fault, not a generalisation one); None without a memorization probe."""
     probe = parsed(results).get("memorization")
     return None if probe is None or probe.truncated and not probe.fitted else not probe.fitted
+
+
+def suggested_rate(results: dict[str, dict[str, Any]]) -> float | None:
+    """The rate where the range test's loss fell fastest, for a remedy to take its value from; None without a
+    range test that read one."""
+    test = parsed(results).get("lr_range")
+    return None if test is None else test.suggested_rate

@@ -135,6 +135,8 @@ def test_sweep_respects_its_budget():
     budget = Budget(0.0)
     lrs, losses = lr_range.sweep(lambda lr, x, y: 1.0, iter(lambda: (0, 0), None), budget=budget)
     assert lrs == [] and budget.truncated
+    result = lr_range.summarize(lrs, losses, job_rate=0.01, part="head", truncated=True)
+    assert result["job_rate_verdict"] == "unknown" and "budget ran out after 0 steps" in result["statement"]
 
 
 # --- with Keras: a softmax head on synthetic features ----------------------------------------------------------
@@ -265,6 +267,7 @@ def test_analysis_reads_probe_results_as_evidence():
         "linear_probe": {"broken": True},
     }
     assert evidence.lr_verdict(results) == "too_high"
+    assert 1e-4 <= evidence.suggested_rate(results) <= 1e-2
     assert evidence.optimisation_fault(results) is True
     said = evidence.statements(results)
     assert len(said) == 2 and "this job uses 3" in said[0] and "does not fit" in said[1]

@@ -109,8 +109,10 @@ def summarize(lrs: list[float], raw: list[float], *, job_rate: float, part: str,
             f"the {part}'s loss falls fastest near {suggested:.1g} and keeps falling from {usable[0]:.1g} to "
             f"{usable[1]:.1g}; this job uses {job_rate:g}, {words}"
         )
-    else:
+    elif lrs:
         statement = f"the {part}'s loss did not fall over rates {lrs[0]:.1g}–{lrs[-1]:.1g}; this job uses {job_rate:g}"
+    else:
+        statement = f"no step of the range test ran; this job uses {job_rate:g}"
     if truncated:
         statement += f" (budget ran out after {len(lrs)} steps)"
     return {
