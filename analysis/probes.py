@@ -3,12 +3,17 @@
 The worker runs short experiments on a job's own data (a learning-rate range test, a memorization probe, a
 linear probe of the base's features, a label check by confident learning) and records each result; the
 analysis reads them from `JobContext.probes` keyed by probe name. Plain pydantic, so tests and benchmarks can
-pass them without a database. Unknown keys are ignored so a recorded result can be passed as is.
+pass them without a database. Unknown keys are ignored so a recorded result (`contract.probes`) can be passed
+as is. The helpers at the end read the recorded shapes for the statements a finding cites.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contract.probes import LabelCheckResult, LinearProbeResult, LrRangeResult, MemorizationResult
 
 
 class _Result(BaseModel):
@@ -20,9 +25,22 @@ class _Result(BaseModel):
 class LrRange(_Result):
     """Learning-rate range test (Smith 2017; fastai lr_find): where the smoothed loss falls fastest."""
 
-    suggested_lr: float = Field(gt=0, description="The rate where the loss falls fastest (fastai's 'valley').")
+    suggested_lr: float = Field(
+        gt=0,
+        validation_alias=AliasChoices("suggested_lr", "suggested_rate"),
+        description="The rate where the loss falls fastest (the recorded result's `suggested_rate`).",
+    )
     min_lr: float | None = Field(None, gt=0, description="Lowest rate of the usable range.")
     max_lr: float | None = Field(None, gt=0, description="Highest rate before the loss diverges.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_recorded(cls, data: Any) -> Any:
+        """A recorded `LrRangeResult` gives its usable range as `[lo, hi]`."""
+        if isinstance(data, dict) and data.get("usable_range") and "min_lr" not in data:
+            lo, hi = data["usable_range"]
+            data = {**data, "min_lr": lo, "max_lr": hi}
+        return data
 
 
 class Memorization(_Result):
@@ -48,6 +66,14 @@ class LabelCheck(_Result):
     suspects: int | None = Field(None, ge=0)
     images: int | None = Field(None, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_recorded(cls, data: Any) -> Any:
+        """A recorded `LabelCheckResult` lists its suspects as `issues`."""
+        if isinstance(data, dict) and isinstance(data.get("issues"), list) and "suspects" not in data:
+            data = {**data, "suspects": len(data["issues"])}
+        return data
+
 
 KINDS: dict[str, type[_Result]] = {
     "lr_range": LrRange,
@@ -64,7 +90,60 @@ def parse(probes: dict[str, dict] | None) -> dict[str, _Result]:
         kind = KINDS.get(name)
         if kind is None or not isinstance(raw, dict):
             continue
-        result = kind.model_validate(raw)
+        try:
+            result = kind.model_validate(raw)
+        except ValidationError:  # e.g. a label check whose features did not separate the classes (no noise rate)
+            continue
         if result.status == "succeeded":
             out[name] = result
     return out
+
+
+# --- the recorded shapes, for the measured statements a finding cites ------------------------------------
+
+_SHAPES = {
+    "lr_range": LrRangeResult,
+    "memorization": MemorizationResult,
+    "linear_probe": LinearProbeResult,
+    "label_check": LabelCheckResult,
+}
+
+
+def recorded(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The results a rule can use, validated; an unknown or malformed one is left out, never raised."""
+    out = {}
+    for name, raw in (results or {}).items():
+        shape = _SHAPES.get(name)
+        if shape is None or not raw:
+            continue
+        try:
+            out[name] = shape.model_validate(raw)
+        except ValueError:
+            continue
+    return out
+
+
+def statements(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One measured sentence per probe, in a fixed order, for a finding's evidence."""
+    found = recorded(results)
+    return [found[name].statement for name in _SHAPES if name in found]
+
+
+def lr_verdict(results: dict[str, dict[str, Any]]) -> str | None:
+    """ "too_high" | "too_low" | "within_range" | "unknown" from the range test; None without one."""
+    test = recorded(results).get("lr_range")
+    return None if test is None else test.job_rate_verdict
+
+
+def optimisation_fault(results: dict[str, dict[str, Any]]) -> bool | None:
+    """True when the model could not fit a small subset with regularization off (an optimisation or wiring
+    fault, not a generalisation one); None without a memorization probe."""
+    probe = recorded(results).get("memorization")
+    return None if probe is None or probe.truncated and not probe.fitted else not probe.fitted
+
+
+def suggested_rate(results: dict[str, dict[str, Any]]) -> float | None:
+    """The rate where the range test's loss fell fastest, for a remedy to take its value from; None without a
+    range test that read one."""
+    test = recorded(results).get("lr_range")
+    return None if test is None else test.suggested_rate

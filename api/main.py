@@ -17,6 +17,7 @@ from api.events.routes import router as events_router
 from api.jobs.routes import router as jobs_router
 from api.observability.middleware import RequestObservability
 from api.observability.routes import router as observability_router
+from api.probes.routes import router as probes_router
 from models.db import prepare_database
 from models.logs import configure_logging
 from models.settings import get_settings
@@ -52,6 +53,7 @@ def create_app() -> FastAPI:
     app.include_router(autopilot_router)
     app.include_router(events_router)
     app.include_router(artifacts_router)
+    app.include_router(probes_router)
     app.include_router(observability_router)
     app.include_router(dashboard_router)
     return app

@@ -487,5 +487,70 @@ def outcomes(
     out().print(table)
 
 
+@app.command()
+@handled
+def probes(
+    ctx: typer.Context,
+    job_id: JobIdArg,
+    run: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--run",
+            "-r",
+            metavar="PROBE",
+            help="Queue this probe (repeatable): lr_range, memorization, linear_probe, label_check; or all.",
+        ),
+    ] = None,
+    budget: Annotated[int | None, typer.Option("--budget", min=1, help="Seconds each probe may run.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the job's probes and what they measured; with --run, queue probes first."""
+    with connect(ctx) as client:
+        if run:
+            names = None if "all" in run else run
+            queued = client.run_probes(job_id, names, budget)
+            if not as_json:
+                out().print(f"queued: {', '.join(p.name for p in queued)}", markup=False)
+        found = client.probes(job_id)
+    if as_json:
+        emit([p.model_dump(mode="json") for p in found])
+        return
+    table = Table(title=f"probes of job {job_id}", title_justify="left")
+    for column in ("probe", "status", "trigger", "seconds", "measured"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for p in found:
+        said = p.error or ((p.result or {}).get("statement") or "")
+        seconds = "—" if p.duration_seconds is None else f"{p.duration_seconds:.1f}"
+        table.add_row(p.name, p.status, p.trigger, seconds, escape(said))
+    out().print(table)
+
+
+@app.command("label-issues")
+@handled
+def label_issues(
+    ctx: typer.Context,
+    job_id: JobIdArg,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many suspects.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Training images whose label the latest label check suspects, most suspect first."""
+    with connect(ctx) as client:
+        found = list(client.label_issues(job_id, limit=limit))
+    if as_json:
+        emit([i.model_dump(mode="json") for i in found])
+        return
+    if not found:
+        out().print(
+            f"no label issues for job {job_id} (run `plateau probes {job_id} --run label_check` first)", markup=False
+        )
+        return
+    table = Table(title=f"label issues of job {job_id}", title_justify="left")
+    for column in ("#", "file", "given", "suspected", "score"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for i in found:
+        table.add_row(str(i.n), escape(i.file), escape(i.given), escape(i.suspected), f"{i.score:.2f}")
+    out().print(table)
+
+
 if __name__ == "__main__":
     app()

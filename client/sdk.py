@@ -28,6 +28,7 @@ from contract.analysis import AnalysisRead
 from contract.autopilot import AutopilotRead, AutopilotSpec, LineageRead, LineageStep, OutcomesRead
 from contract.epoch import EpochRead
 from contract.jobs import JobDetail, JobRead, MetricsPage
+from contract.probes import LabelIssueRead, ProbeRead, ProbeRequest
 from contract.spec import JobSpec
 from contract.status import TERMINAL_STATUSES
 
@@ -39,12 +40,14 @@ __all__ = [
     "EpochRead",
     "JobDetail",
     "JobRead",
+    "LabelIssueRead",
     "LineageRead",
     "LineageStep",
     "OutcomesRead",
     "PlateauClient",
     "PlateauConnectionError",
     "PlateauError",
+    "ProbeRead",
     "ServerEvent",
     "parse_sse",
 ]
@@ -272,6 +275,50 @@ class PlateauClient:
         `patch` applied, linked to this job as its parent."""
         body = {"apply": list(apply), "patch": dict(patch or {})}
         return JobRead.model_validate(self._request("POST", f"{_job_path(job_id)}/fork", json=body).json())
+
+    # -- probes -----------------------------------------------------------------------------------------------------
+
+    def run_probes(
+        self, job_id: JobId, probes: Iterable[str] | None = None, budget_seconds: int | None = None
+    ) -> list[ProbeRead]:
+        """Queue probes (all when `probes` is None) on the job's data and latest weights; they run on the worker
+        queue and never change the job. 409 when one of them is already queued or running."""
+        try:
+            request = ProbeRequest.model_validate(
+                {"probes": None if probes is None else list(probes), "budget_seconds": budget_seconds}
+            )
+        except ValidationError as exc:
+            raise PlateauError(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors()]) from None
+        body = request.model_dump(exclude_none=True)
+        page = self._request("POST", f"{_job_path(job_id)}/probes", json=body).json()
+        return [ProbeRead.model_validate(p) for p in page["items"]]
+
+    def probes(self, job_id: JobId) -> list[ProbeRead]:
+        """The job's probes, newest first, with their results."""
+        page = self._request("GET", f"{_job_path(job_id)}/probes").json()
+        return [ProbeRead.model_validate(p) for p in page["items"]]
+
+    def cancel_probe(self, job_id: JobId, probe_id: str | uuid.UUID) -> ProbeRead:
+        """Cancel a queued probe, or ask a running one to stop; an ended probe raises `PlateauError(409)`."""
+        return ProbeRead.model_validate(self._request("POST", f"{_job_path(job_id)}/probes/{probe_id}/cancel").json())
+
+    def label_issues(self, job_id: JobId, limit: int | None = None, page_size: int = 200) -> Iterator[LabelIssueRead]:
+        """Suspect labels of the latest label check, most suspect first, following the cursor; at most `limit`."""
+        cursor: str | None = None
+        seen = 0
+        while True:
+            params: dict[str, Any] = {"limit": page_size if limit is None else max(1, min(page_size, limit - seen))}
+            if cursor:
+                params["cursor"] = cursor
+            page = self._request("GET", f"{_job_path(job_id)}/label-issues", params=params).json()
+            for item in page["items"]:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield LabelIssueRead.model_validate(item)
+            cursor = page.get("next_cursor")
+            if not cursor or (limit is not None and seen >= limit):
+                return
 
     # -- autopilot --------------------------------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract.probes import DiagnosisSpec
 from contract.webhook import WebhookSpec
 
+MAX_EXCLUDED = 10_000  # dataset.exclude entries
 Metric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
 INCEPTION_BLOCK = re.compile(r"^mixed(10|[0-9])$")
 
@@ -34,6 +36,11 @@ class DatasetSpec(_Strict):
     )
     image_size: int = Field(299, ge=75, le=512, description="Square input size; Inception-V3 needs at least 75.")
     seed: Seed | None = Field(None, description="Seed of the train/validation split and shuffling, 0 <= seed < 2**32.")
+    exclude: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        None,
+        max_length=MAX_EXCLUDED,
+        description="Files under train_dir (e.g. suspects of a label check) the job leaves out, relative to train_dir.",
+    )
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> DatasetSpec:
@@ -166,6 +173,7 @@ class JobSpec(_Strict):
     callbacks: CallbacksSpec = CallbacksSpec()
     performance: PerformanceSpec = PerformanceSpec()
     on_stagnation: OnStagnationSpec | None = None
+    diagnosis: DiagnosisSpec | None = Field(None, description="Probes run when a stall is first detected.")
     batch_size: int = Field(32, ge=1, le=4096)
     epochs: int = Field(10, ge=1, le=100_000)
     seed: Seed | None = Field(None, description="Seeds Keras, shuffling and augmentation, 0 <= seed < 2**32.")
@@ -190,3 +198,7 @@ class JobSpec(_Strict):
         if self.model.weights not in (None, "imagenet"):
             paths[("model", "weights")] = self.model.weights
         return paths
+
+    def excluded_paths(self) -> dict[tuple[str | int, ...], str]:
+        """Every file of `dataset.exclude`, by its location in the spec: paths under train_dir."""
+        return {("dataset", "exclude", i): p for i, p in enumerate(self.dataset.exclude or [])}

@@ -283,3 +283,27 @@ class AutopilotRound(SQLModel, table=True):
     start: str = Field(default="cold", max_length=10, description="warm (from the parent's weights) | cold")
     child_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Probe(SQLModel, table=True):
+    """One budgeted experiment on a job's data and latest weights (`contract.probes`); never changes the job."""
+
+    __tablename__ = "probes"
+    __table_args__ = (Index("ix_probes_job_created", "job_id", "created_at"), Index("ix_probes_status", "status"))
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="jobs.id")
+    name: str = Field(max_length=40)
+    status: str = Field(default=JobStatus.queued.value, max_length=20)
+    trigger: str = Field(default="request", max_length=20, description="stall | request")
+    inputs: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error: str | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    worker_host: str | None = Field(default=None, max_length=255)
+    lease_until: datetime | None = _ts(nullable=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    started_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+    duration_seconds: float | None = None

@@ -373,3 +373,18 @@ def test_lineage_cards_overlay_parent_and_child_curves(api, jobs):
     assert svg.one("g", data_series="parent").attrs["data-points"] == "10"
     assert svg.one("g", data_series="child").attrs["data-points"] == "7"
     assert "Forks from" in dom.by_id("lineage-state").text()
+
+
+@needs_chromium
+def test_job_page_shows_probes_and_label_issue_thumbnails(api, jobs):
+    from tests.test_probes_api import SUSPECTS, finished_label_check
+
+    jid = jobs["overfit"]
+    finished_label_check(jid, SUSPECTS[:3])
+    dom = dump_dom(f"{api}/ui/jobs/{jid}")
+    rows = dom.one(data_testid="probes-table").all("tr", data_probe="label_check")
+    assert rows and "succeeded" in rows[0].text()
+    items = dom.one(data_testid="label-issues").all("li")
+    assert [li.attrs["data-file"] for li in items] == [s["file"] for s in SUSPECTS[:3]]
+    for li in items:  # each thumbnail was fetched (with the API key, when one is set) and shown
+        assert li.one("img").attrs.get("src", "").startswith("blob:"), li.attrs

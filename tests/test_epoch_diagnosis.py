@@ -104,3 +104,34 @@ def test_count_only_imbalance_never_stops_an_improving_job():
         cb.on_epoch_end(epoch, {**logs, "val_recall": {"a": acc + 0.01, "b": acc - 0.01}})
     assert cb.model.stop_training is False and cb.stop_reason() is None
     assert "class_imbalance" not in {f.get("cause") for f in findings(sink)}
+
+
+class ProbingSink(MemorySink):
+    """The worker's sink queues probes on a stall; this one records the request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalls: list[tuple[int, list[str], int]] = []
+
+    def stalled(self, epoch: int, probes: list[str], budget_seconds: int) -> None:
+        self.stalls.append((epoch, probes, budget_seconds))
+
+
+def test_the_first_stall_asks_for_the_specs_probes_once():
+    spec = small_spec(epochs=10, diagnosis={"probes": ["lr_range", "label_check"], "budget_seconds": 45})
+    sink = ProbingSink()
+    cb = EpochDiagnosis(JobSpec.model_validate(spec), BALANCED, sink)
+    cb.set_model(SimpleNamespace(stop_training=False))
+    cb.on_epoch_end(0, learning(0))
+    assert sink.stalls == []
+    for epoch in range(1, 6):
+        cb.on_epoch_end(epoch, at_chance(epoch))
+    assert sink.stalls == [(findings(sink)[0]["epoch"], ["lr_range", "label_check"], 45)]
+    for off in ({"probes": "off"}, None):
+        spec = small_spec(epochs=10, **({"diagnosis": off} if off else {}))
+        sink = ProbingSink()
+        cb = EpochDiagnosis(JobSpec.model_validate(spec), BALANCED, sink)
+        cb.set_model(SimpleNamespace(stop_training=False))
+        for epoch in range(5):
+            cb.on_epoch_end(epoch, at_chance(epoch))
+        assert findings(sink) and sink.stalls == []

@@ -77,6 +77,18 @@ class DbSink:
             val_loss=row.get("val_loss"),
         )
 
+    def stalled(self, epoch: int, probes: list[str], budget_seconds: int) -> None:
+        """A stall was first detected: queue the spec's probes (once per job). Never stops training."""
+        from models import probes as probe_rows
+
+        try:
+            with session_scope() as s:
+                job = s.get(Job, self.job_id)
+                queued = probe_rows.request(s, job=job, names=probes, budget_seconds=budget_seconds, trigger="stall")
+            log.info("probes queued on a stall", job_id=str(self.job_id), epoch=epoch, probes=[p.name for p in queued])
+        except Exception as exc:  # noqa: BLE001 - probes are advice: training goes on without them
+            log.warning("could not queue probes", job_id=str(self.job_id), error=f"{type(exc).__name__}: {exc}")
+
     @db_retry
     def event(self, kind: str, reason: str, data: dict[str, Any] | None = None) -> None:
         self._check()

@@ -41,6 +41,7 @@ def reconcile_once() -> dict[str, int]:
             )
             or 0
         )
+    counts["probes"] = _recover_probes()
     try:  # autopilot lineages whose current job ended (the sweep never raises; this guards its import too)
         __import__("models.autopilot.hooks", fromlist=["sweep_safely"]).sweep_safely()
     except Exception as exc:  # noqa: BLE001 - never breaks the reconcile pass
@@ -48,6 +49,20 @@ def reconcile_once() -> dict[str, int]:
     if any(counts.values()):
         log.info("reconciled", **counts)
     return counts
+
+
+def _recover_probes() -> int:
+    """Probes whose worker stopped renewing their lease go back to the queue (or end, if cancelled)."""
+    from models import probes
+
+    n = 0
+    try:
+        with session_scope() as s:
+            for probe in probes.expired_running(s):
+                n += probes.recover_expired(s, probe) is not None
+    except Exception as exc:  # noqa: BLE001 - next pass
+        log.warning("reconcile step failed", step="recover lost probes", error=f"{type(exc).__name__}: {exc}")
+    return n
 
 
 def _per_job(what: str, job_id, fn, *args):

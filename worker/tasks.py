@@ -6,6 +6,7 @@ from celery.signals import worker_ready, worker_shutting_down
 
 from models.broker import TRAIN_TASK
 from models.db import prepare_database
+from models.probes import PROBE_TASK
 from models.settings import get_settings
 from worker.celery_app import app
 from worker.runner import request_shutdown, run_job
@@ -15,6 +16,14 @@ from worker.runner import request_shutdown, run_job
 def train(job_id: str) -> str:
     """Train one job; idempotent, since a job can only be claimed by one worker at a time."""
     return run_job(job_id)
+
+
+@app.task(name=PROBE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def probe(probe_id: str) -> str:
+    """Run one probe on a copy of its job; idempotent, since a probe can only be claimed by one worker at a time."""
+    from worker.probes.run import run_probe
+
+    return run_probe(probe_id)
 
 
 @worker_ready.connect

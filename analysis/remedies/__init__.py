@@ -7,7 +7,12 @@ from analysis.remedies.capacity import (
     unfreeze_top_blocks,
     use_imagenet_weights,
 )
-from analysis.remedies.data import balance_class_weights, collect_more_data, confirm_with_cleanlab
+from analysis.remedies.data import (
+    balance_class_weights,
+    collect_more_data,
+    confirm_with_cleanlab,
+    exclude_label_issues,
+)
 from analysis.remedies.optimize import (
     add_reduce_lr_on_plateau,
     increase_batch_size,
@@ -50,6 +55,7 @@ __all__ = [
     "balance_class_weights",
     "collect_more_data",
     "confirm_with_cleanlab",
+    "exclude_label_issues",
     "freeze_more_layers",
     "increase_batch_size",
     "increase_dropout",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analysis.findings import Remedy
 from contract.resolved import ResolvedSpec
+from contract.spec import MAX_EXCLUDED
 
 
 def balance_class_weights(spec: ResolvedSpec) -> Remedy | None:
@@ -31,4 +32,21 @@ def confirm_with_cleanlab() -> Remedy:
         patch={},
         text="Confirm with cleanlab's find_label_issues on out-of-sample predicted probabilities "
         "(cross-validation); a learning curve alone cannot confirm label noise.",
+    )
+
+
+def exclude_label_issues(spec: ResolvedSpec, suspects: list[str]) -> Remedy | None:
+    """Leave out the files a label check (confident learning) suspects of a wrong label: `dataset.exclude` gains
+    them, kept sorted and within the spec's limit. None when there is nothing new to exclude."""
+    dataset = spec.raw.get("dataset") if isinstance(spec.raw.get("dataset"), dict) else {}
+    already = list(dataset.get("exclude") or [])
+    new = [f for f in dict.fromkeys(suspects) if f not in set(already)]
+    if not new:
+        return None
+    files = sorted(already + new)[:MAX_EXCLUDED]
+    return Remedy(
+        id="exclude_label_issues",
+        patch={"dataset": {"exclude": files}},
+        text=f"Leave out the {len(new)} training image(s) a label check suspects of a wrong label "
+        "(GET /jobs/{id}/label-issues lists them).",
     )

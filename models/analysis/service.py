@@ -133,6 +133,7 @@ def fork(
     parent's records (the autopilot's follow-ups). Every fork gets a fork-outcome row (`outcome` adds the
     autopilot's metric, id, round and cause), measured when the child ends."""
     spec = dict(job.spec)
+    apply, resolved = _resolve_probe_remedies(session, job, apply, list(resolved))
     applied = [r.id for r in resolved]
     remedy_patches = [r.patch for r in resolved]
     for remedy in resolved:
@@ -192,6 +193,33 @@ def fork(
         **extra,
     )
     return child, applied
+
+
+EXCLUDE_LABEL_ISSUES = "exclude_label_issues"  # built from the latest label check (models.probes), not a rule
+
+
+def _resolve_probe_remedies(
+    session: Session, job: Job, apply: list[str], resolved: list[analysis.Remedy]
+) -> tuple[list[str], list[analysis.Remedy]]:
+    """Remedies built from the job's probe results rather than its diagnosis: `exclude_label_issues` reads the
+    latest label check's suspects."""
+    from models import probes
+
+    if EXCLUDE_LABEL_ISSUES not in apply:
+        return apply, resolved
+    remedy = probes.exclusion_remedy(session, job)
+    if remedy is None:
+        raise InvalidField(
+            [
+                {
+                    "loc": ["body", "apply", apply.index(EXCLUDE_LABEL_ISSUES)],
+                    "msg": f"{EXCLUDE_LABEL_ISSUES!r} needs a finished label check with suspects "
+                    '(POST /jobs/{id}/probes with probes ["label_check"])',
+                    "type": "value_error",
+                }
+            ]
+        )
+    return [a for a in apply if a != EXCLUDE_LABEL_ISSUES], [*resolved, remedy]
 
 
 def pre_training_findings(*, session: Session, job: Job) -> list[dict]:

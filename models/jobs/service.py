@@ -53,6 +53,7 @@ def check_spec_in_context(*, spec: JobSpec, settings: Settings) -> None:
             continue
         if not exists:
             errors.append(field_error(loc, f"{shown} does not exist under the data root", "path_missing"))
+    errors += _exclusion_errors(spec=spec, settings=settings)
     if spec.on_stagnation is not None and spec.on_stagnation.rules is not None:
         unknown = [r for r in spec.on_stagnation.rules if r not in RULES]
         if unknown:
@@ -135,6 +136,29 @@ def check_init_from(*, session: Session, spec: JobSpec, owner: str, settings: Se
         )
     if errors:
         raise InvalidField(errors)
+
+
+def _exclusion_errors(*, spec: JobSpec, settings: Settings) -> list[dict]:
+    """Each `dataset.exclude` entry must name a file inside train_dir (its class folders)."""
+    if not spec.dataset.exclude:
+        return []
+    try:
+        train_dir = resolve_under(settings.data_root, spec.dataset.train_dir)
+    except PathEscape:
+        return []  # reported on dataset.train_dir
+    errors = []
+    for loc, user_path in spec.excluded_paths().items():
+        shown = _shown(user_path)
+        try:
+            target = resolve_under(train_dir, user_path)
+        except PathEscape as exc:
+            errors.append(field_error(loc, f"{shown} {str(exc).replace('data root', 'train_dir')}", "path_escape"))
+            continue
+        if len(target.relative_to(train_dir).parts) != 2:
+            errors.append(field_error(loc, f"{shown} must be a file in a class folder: CLASS/FILE", "value_error"))
+        elif not target.is_file():
+            errors.append(field_error(loc, f"{shown} is not a file under train_dir", "path_missing"))
+    return errors
 
 
 def _shown(user_path: str, limit: int = 120) -> str:
@@ -302,7 +326,13 @@ def job_children(*, session: Session, job: Job) -> list[uuid.UUID]:
 
 
 def cancel_job(*, session: Session, job: Job) -> Job:
-    return lifecycle.request_cancel(session, job)
+    """Cancelling a job also cancels its queued and running probes."""
+    from models import probes
+
+    job = lifecycle.request_cancel(session, job)
+    probes.cancel_for_job(session, job.id)
+    session.refresh(job)
+    return job
 
 
 def ancestors(*, session: Session, job: Job, limit: int = 50) -> list[uuid.UUID]:

@@ -91,7 +91,9 @@ def prepare_data(spec: JobSpec, *, data_root: Path, sink: Sink) -> Prepared:
     from worker.training.stagnation import check_before_training
 
     ds_spec = spec.dataset
-    train_set = scan(resolve_under(data_root, ds_spec.train_dir), field_name="train_dir", root=data_root)
+    train_set = scan(
+        resolve_under(data_root, ds_spec.train_dir), field_name="train_dir", root=data_root, exclude=ds_spec.exclude
+    )
     if ds_spec.val_dir is not None:
         val_set = scan(
             resolve_under(data_root, ds_spec.val_dir), field_name="val_dir", classes=train_set.classes, root=data_root

@@ -32,9 +32,20 @@ class ImageSet:
         return len(self.paths)
 
 
-def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, root: Path | None = None) -> ImageSet:
+def scan(
+    folder: Path,
+    *,
+    field_name: str,
+    classes: list[str] | None = None,
+    root: Path | None = None,
+    exclude: list[str] | None = None,
+    verify: bool = True,
+) -> ImageSet:
     """The images of `folder`, checked. Symlinks may point anywhere inside `root` (the data root; `folder`
-    itself when not given), never out of it: a class folder or file leading out fails the job, named."""
+    itself when not given), never out of it: a class folder or file leading out fails the job, named.
+    `exclude`: files to leave out, as paths relative to `folder` (the spec's `dataset.exclude`). `verify=False`
+    skips decoding every image (a probe reads images its job's training already checked)."""
+    left_out = {Path(p).as_posix() for p in exclude or []}
     boundary = "the data root" if root is not None else field_name
     root = (root or folder).resolve()
     if not folder.is_dir():
@@ -52,9 +63,14 @@ def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, roo
     for label, name in enumerate(classes):
         _inside(folder / name, root, boundary, f"{field_name} class folder {name!r}")
         # Everything but folders: a FIFO, socket, device or broken link named like an image is reported, not skipped.
-        files = sorted(p for p in (folder / name).iterdir() if not p.name.startswith(".") and not p.is_dir())
+        files = sorted(
+            p
+            for p in (folder / name).iterdir()
+            if not p.name.startswith(".") and not p.is_dir() and f"{name}/{p.name}" not in left_out
+        )
         if not files:
-            raise DataError(f"{field_name} class folder {name!r} has no images")
+            shown = " left after dataset.exclude" if left_out else ""
+            raise DataError(f"{field_name} class folder {name!r} has no images{shown}")
         for path in files:
             _inside(path, root, boundary, f"{field_name} file {path.relative_to(folder).as_posix()}")
             _regular(path, f"{field_name} file {path.relative_to(folder).as_posix()}")
@@ -63,7 +79,8 @@ def scan(folder: Path, *, field_name: str, classes: list[str] | None = None, roo
                 raise DataError(f"file {shown} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
             images.paths.append(str(path))
             images.labels.append(label)
-    _check_images([Path(p) for p in images.paths], folder)
+    if verify:
+        _check_images([Path(p) for p in images.paths], folder)
     return images
 
 

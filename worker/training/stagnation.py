@@ -53,6 +53,7 @@ class EpochDiagnosis(keras.callbacks.Callback):
         self.policy = spec.on_stagnation
         self.stopped_by: analysis.Finding | None = None
         self._cause: str | None = None
+        self._stall_reported = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row = epoch_row(epoch, logs or {})
@@ -61,6 +62,7 @@ class EpochDiagnosis(keras.callbacks.Callback):
         ctx = context(self.spec, self.counts, lr_cuts(self.rows))
         found = analysis.diagnose(history, ctx)
         self._report(found, row["epoch"])
+        self._maybe_probe(found, row["epoch"])
         self._maybe_stop(found, len(history))
 
     def _report(self, found: analysis.Diagnosis, epoch: int) -> None:
@@ -81,6 +83,16 @@ class EpochDiagnosis(keras.callbacks.Callback):
                 {**top.model_dump(mode="json"), "epoch": epoch, "verdict": found.verdict, "previous": self._cause},
             )
         self._cause = cause
+
+    def _maybe_probe(self, found: analysis.Diagnosis, epoch: int) -> None:
+        """The first stall asks for the spec's probes; they run as their own tasks, never inside this loop."""
+        diagnosis = self.spec.diagnosis
+        if self._stall_reported or found.verdict != "stagnating" or diagnosis is None or not diagnosis.names():
+            return
+        self._stall_reported = True
+        stalled = getattr(self.sink, "stalled", None)  # sinks without probes (tests, benchmarks) skip this
+        if stalled is not None:
+            stalled(epoch, diagnosis.names(), diagnosis.budget_seconds)
 
     def _maybe_stop(self, found: analysis.Diagnosis, epochs: int) -> None:
         policy = self.policy

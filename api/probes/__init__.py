@@ -1,0 +1,1 @@
+"""Probes of a job and the label issues they found."""
