@@ -228,58 +228,35 @@ def test_a_fork_that_can_never_be_valid_ends_the_lineage_naming_the_field(deploy
 
 
 def test_a_learning_rate_remedy_takes_the_range_tests_suggested_rate(tmp_path):
-    """Where the deployment has a `probes` table (the range-test probe), the round uses its measured rate and
-    records which probe chose it. A fresh SQLite file, so the table made here stands in for the probes' own."""
-    import sqlalchemy as sa
-
-    from models.db import get_engine
+    """The round uses the newest succeeded range test's measured rate and records which probe chose it."""
+    from models.tables import Probe
 
     with sqlite_client(tmp_path) as client:
         root = client.post("/jobs", json={**planted(), "autopilot": AUTO}).json()
-        probes = sa.Table(
-            "probes",
-            sa.MetaData(),
-            sa.Column("id", sa.Integer, primary_key=True),
-            sa.Column("job_id", sa.Uuid),
-            sa.Column("kind", sa.String(40)),
-            sa.Column("status", sa.String(20)),
-            sa.Column("result", sa.JSON),
-            sa.Column("created_at", sa.DateTime(timezone=True)),
-        )
-        probes.create(get_engine())
         jid = uuid.UUID(root["id"])
-        with get_engine().begin() as conn:
-            conn.execute(
-                probes.insert(),
-                [
-                    {
-                        "job_id": jid,
-                        "kind": "lr_range",
-                        "status": "succeeded",
-                        "result": {"suggested_lr": 1e-2},
-                        "created_at": utcnow().replace(year=2020),
-                    },
-                    {"job_id": jid, "kind": "lr_range", "status": "failed", "result": None, "created_at": utcnow()},
-                    {
-                        "job_id": jid,
-                        "kind": "lr_range",
-                        "status": "succeeded",
-                        "result": {"suggested_lr": 3e-4},
-                        "created_at": utcnow(),
-                    },
-                ],
-            )
+        chosen = uuid.uuid4()
+        with session_scope() as s:
+            for pid, status, result, year in (
+                (uuid.uuid4(), "succeeded", {"suggested_rate": 1e-2}, 2020),
+                (uuid.uuid4(), "failed", None, 2030),
+                (chosen, "succeeded", {"suggested_rate": 3e-4}, 2025),
+            ):
+                when = utcnow().replace(year=year)
+                s.add(Probe(id=pid, job_id=jid, name="lr_range", status=status, result=result, finished_at=when))
+            s.commit()
         run_as_worker(root["id"], FLAT)
         ap, rounds, children = state(root["id"])
         assert children[0].spec["optimizer"]["learning_rate"] == pytest.approx(3e-4)  # not the rule's ×100 (1e-4)
-        assert rounds[0].evidence["learning_rate_from"] == "range_test" and rounds[0].evidence["probe_id"] == "3"
+        assert rounds[0].evidence["learning_rate_from"] == "range_test" and rounds[0].evidence["probe_id"] == str(
+            chosen
+        )
         step = client.get(f"/jobs/{root['id']}/lineage").json()["steps"][1]
         assert step["patch"] == {"optimizer": {"learning_rate": 3e-4}} and step["evidence"]["suggested_lr"] == 3e-4
         assert step["parent_patch_values"] == {"optimizer": {"learning_rate": 1e-6}}
         finish_lineage(root["id"])
 
 
-def test_without_a_probes_table_the_rule_chooses_the_rate(deployment):
+def test_without_a_range_test_the_rule_chooses_the_rate(deployment):
     from models.autopilot.measure import measured_learning_rate
 
     root = start(deployment)

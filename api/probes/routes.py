@@ -12,9 +12,9 @@ from fastapi.responses import FileResponse
 from api.auth import CallerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import Conflict, InvalidField, NotFound
-from api.jobs import service as jobs
 from contract.probes import LabelIssuePage, ProbeList, ProbeRead, ProbeRequest
 from models import probes
+from models.jobs import service as jobs
 
 router = APIRouter(prefix="/jobs", tags=["probes"])
 

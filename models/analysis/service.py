@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 import analysis
 from analysis.ranking import rerank
 from contract.spec import JobSpec
+from models import probes
 from models.analysis import history_cache
 from models.autopilot import outcomes
 from models.errors import InvalidField
@@ -48,6 +49,7 @@ def context(session: Session, job: Job) -> analysis.JobContext:
         planned_epochs=job.spec.get("epochs"),
         lr_reductions=[d["epoch"] for d in cuts if d and "epoch" in d],
         status=job.status,
+        probes=probes.results(session, job.id),  # measured by the worker's probes: inputs like the epoch rows
     )
 
 
@@ -203,8 +205,6 @@ def _resolve_probe_remedies(
 ) -> tuple[list[str], list[analysis.Remedy]]:
     """Remedies built from the job's probe results rather than its diagnosis: `exclude_label_issues` reads the
     latest label check's suspects."""
-    from models import probes
-
     if EXCLUDE_LABEL_ISSUES not in apply:
         return apply, resolved
     remedy = probes.exclusion_remedy(session, job)

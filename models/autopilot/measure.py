@@ -5,16 +5,14 @@ only write is the last round's measured outcome, which is a fact about a job tha
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData, Table, bindparam, inspect
-from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from analysis import Diagnosis, followup
 from contract.autopilot import AutopilotSpec
+from models import probes
 from models.analysis import service as analysis_service
 from models.autopilot import outcomes
 from models.autopilot.decide import Facts, LastRound, helped
@@ -55,31 +53,15 @@ def diagnosis(session: Session, job: Job, metric: str, settings: Settings, explo
 
 
 def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, dict] | None:
-    """The newest succeeded learning-rate range test of this job: its suggested rate and where it came from.
-    None when this deployment has no `probes` table (yet), or no such probe ran."""
-    bind = session.connection()
-    if not inspect(bind).has_table("probes"):
+    """The newest succeeded learning-rate range test of this job (`models.probes`): its suggested rate and which
+    probe measured it. None when no range test ran or it read no rate."""
+    probe = probes.latest(session, job_id, "lr_range")
+    if probe is None:
         return None
-    probes = Table("probes", MetaData(), autoload_with=bind)
-    needed = {"job_id", "kind", "status", "result"}
-    if not needed <= set(probes.c.keys()):
+    rate = (probe.result or {}).get("suggested_rate")
+    if not isinstance(rate, (int, float)) or rate <= 0:
         return None
-    order = [probes.c[c].desc() for c in ("created_at", "id") if c in probes.c]
-    same_job = probes.c.job_id == bindparam("job_id", job_id, type_=Job.__table__.c.id.type)  # uuid or CHAR(32)
-    rows = session.execute(
-        sa_select(probes).where(same_job, probes.c.kind == "lr_range", probes.c.status == "succeeded").order_by(*order)
-    ).mappings()
-    for row in rows:
-        result = row["result"] or {}
-        if isinstance(result, str):  # a JSON column reflected as text
-            result = json.loads(result)
-        rate = result.get("suggested_lr") if isinstance(result, dict) else None
-        if isinstance(rate, (int, float)) and rate > 0:
-            evidence = {"probe": "lr_range", "probe_job_id": str(job_id)}
-            if "id" in row:
-                evidence["probe_id"] = str(row["id"])
-            return float(rate), evidence
-    return None
+    return float(rate), {"probe": "lr_range", "probe_job_id": str(job_id), "probe_id": str(probe.id)}
 
 
 def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Settings) -> Measured:
