@@ -485,12 +485,20 @@ def test_a_target_ends_the_lineage_on_the_job_that_reached_it(client):
 
 
 def test_the_workers_sink_keeps_one_row_of_predictions_a_job_the_latest_best(client):
-    from worker.db_sink import DbSink
-
     job = client.post("/jobs", json=planted()).json()
-    sink = DbSink(uuid.UUID(job["id"]))
+    sink = fenced_sink(uuid.UUID(job["id"]))
     sink.predictions(predictions.encode(2, [0, 1, 1], [0, 1, 0]))
     sink.predictions(predictions.encode(5, [0, 1, 0], [0, 1, 0]))  # a later, better epoch replaces it
     with session_scope() as s:
         rows = s.exec(select(ValPredictions).where(ValPredictions.job_id == uuid.UUID(job["id"]))).all()
         assert [r.epoch for r in rows] == [5] and predictions.correct(rows[0].stored)[0] == [True, True, True]
+
+
+def fenced_sink(job_id: uuid.UUID):
+    """The sink a worker writes through once it claimed the job (its writes carry that attempt)."""
+    from models.lifecycle import Fence, claim
+    from worker.db_sink import DbSink
+
+    with session_scope() as s:
+        taken = claim(s, job_id, worker_host="w-sink:1", lease_seconds=60, max_attempts=3)
+    return DbSink(Fence(job_id, taken.job.attempts, "w-sink:1"))

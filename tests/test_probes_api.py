@@ -273,14 +273,18 @@ def test_fork_excluding_label_issues_reads_the_latest_label_check(client):
 
 
 def test_the_workers_sink_queues_stall_probes_once_and_never_raises(client):
+    from models.lifecycle import Fence
+    from tests.test_autopilot_logic import fenced_sink
     from worker.db_sink import DbSink
 
     job = submit(client, small_spec(diagnosis={"probes": ["label_check"], "budget_seconds": 30}))
-    sink = DbSink(uuid.UUID(job["id"]))
+    sink = fenced_sink(uuid.UUID(job["id"]))
     sink.stalled(3, ["label_check"], 30)
     sink.stalled(4, ["label_check"], 30)  # a resumed attempt detecting the stall again
     items = client.get(f"/jobs/{job['id']}/probes").json()["items"]
     assert [(p["name"], p["trigger"], p["inputs"]) for p in items] == [("label_check", "stall", {"budget_seconds": 30})]
     events = [e for e in client.get(f"/jobs/{job['id']}").json()["events"] if e["kind"] == "probes"]
     assert len(events) == 1 and events[0]["data"]["trigger"] == "stall"
-    DbSink(uuid.uuid4()).stalled(3, ["label_check"], 30)  # a job that is gone: logged, training goes on
+    DbSink(Fence(uuid.uuid4(), 1, "w-sink:1")).stalled(3, ["label_check"], 30)  # a job that is gone: logged
+    DbSink(Fence(uuid.UUID(job["id"]), 9, "w-sink:1")).stalled(5, ["lr_range"], 30)  # an attempt that lost it
+    assert [p["name"] for p in client.get(f"/jobs/{job['id']}/probes").json()["items"]] == ["label_check"]

@@ -81,8 +81,11 @@ class DbSink:
         """A stall was first detected: queue the spec's probes (once per job). Never stops training."""
         from models import probes as probe_rows
 
+        if self.lost is not None:
+            return
         try:
             with session_scope() as s:
+                hold(s, self.fence)  # only while this attempt owns the job
                 job = s.get(Job, self.job_id)
                 queued = probe_rows.request(s, job=job, names=probes, budget_seconds=budget_seconds, trigger="stall")
             log.info("probes queued on a stall", job_id=str(self.job_id), epoch=epoch, probes=[p.name for p in queued])
