@@ -165,5 +165,6 @@ def test_the_server_wheel_ships_the_server_packages_with_their_data(checkout, tm
     assert "models/migrations/script.py.mako" in names
     assert any(n.startswith("models/migrations/versions/") and n.endswith(".py") for n in names)
     assert any(n.startswith("api/dashboard/templates/") for n in names)
+    assert "analysis/calibration/params.json" in names  # the fitted confidence calibration the rules read
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "plateau-embedded = api.embedded:main" in wheel.read(entry_points).decode()
