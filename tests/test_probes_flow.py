@@ -95,3 +95,33 @@ def test_every_probe_runs_on_a_trained_job_can_be_cancelled_respects_its_budget_
         "epoch seconds:",
         round(epoch_seconds, 3),
     )
+
+
+def test_probes_run_on_the_embedded_default(tmp_path):
+    """The same path on SQLite and the filesystem broker: the launcher's worker takes the probe tasks too, and the
+    label issues are served from the recorded label check."""
+    from tests.deployments import Embedded
+
+    service = Embedded(tmp_path)
+    service.start()
+    try:
+        with service.client() as api:
+            done = run_small_job_to_success(api, small_spec(epochs=1), service.logs)
+            r = api.post(f"/jobs/{done['id']}/probes", json={"probes": ["linear_probe", "label_check"]})
+            assert r.status_code == 202, r.text
+
+            def all_ended():
+                items = api.get(f"/jobs/{done['id']}/probes").json()["items"]
+                return items if all(p["status"] in ENDED for p in items) else None
+
+            items = {p["name"]: p for p in wait_for(all_ended, 300, service.logs, interval=1)}
+            assert {n: p["status"] for n, p in items.items()} == {
+                "linear_probe": "succeeded",
+                "label_check": "succeeded",
+            }, (items, service.logs())
+            page = api.get(f"/jobs/{done['id']}/label-issues", params={"limit": 5}).json()
+            assert page["probe_id"] == items["label_check"]["id"]
+            assert page["total"] == len(items["label_check"]["result"]["issues"])
+            assert api.get(f"/jobs/{done['id']}").json()["status"] == "succeeded"
+    finally:
+        service.stop()
