@@ -56,3 +56,12 @@ def test_primary_cause_f1_counts_only_the_primary_and_healthy_runs_against_preci
     assert s["per_cause"]["learning_rate_too_high"] == {"planted": 2, "primary": 2, "right": 2, "f1": 1.0}
     assert s["per_cause"]["label_noise_suspected"] == {"planted": 2, "primary": 2, "right": 1, "f1": 0.5}
     assert s["macro_f1"] == 0.75
+
+
+def test_moved_files_are_the_copies_named_for_another_class(tmp_path):
+    from benchmarks.diagnosis.run import moved_files
+
+    for rel in ("sea/sea-sea_0001.png", "sea/night-night_0002.png", "night/night-night_0003.png", "night/x.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert moved_files(tmp_path) == ["sea/night-night_0002.png"]
