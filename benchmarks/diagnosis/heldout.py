@@ -155,11 +155,8 @@ def targets(result: dict) -> list[tuple[str, str, str]]:
             f"curves {fmt(c['primary']['macro_f1'])}, with probes {fmt(p['primary']['macro_f1'])} "
             f"({fmt(result['with_probes_recorded_accepted']['primary']['macro_f1'])} without accepting the confirmed `label_noise`) "
             f"(any-finding macro-F1 {fmt(c['macro_f1'])} / {fmt(p['macro_f1'])}; {c['counted']} of {c['runs']} runs manifested)",
-            met(
-                None
-                if p["primary"]["macro_f1"] is None
-                else max(c["primary"]["macro_f1"], p["primary"]["macro_f1"]) >= 0.95
-            ),
+            f"{'met' if (c['primary']['macro_f1'] or 0) >= 0.95 else '**not met**'} with curves only; "
+            f"{'met' if (p['primary']['macro_f1'] or 0) >= 0.95 else '**not met**'} with probes",
         ),
         (
             "false alarms ≤ 2 % on realistic healthy runs, curves",
