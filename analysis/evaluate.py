@@ -106,6 +106,57 @@ def reliability(pairs: list[tuple[float, bool]], bins: int = 5) -> dict:
     return {"bins": table, "findings": len(pairs), "ece": round(ece, 4) if pairs else None}
 
 
+def primary_cause_f1(runs: list[dict]) -> dict:
+    """Per planted cause F1 of the primary cause alone (run summaries, manifested only), and their macro mean.
+
+    An accepted alternative counts as the planted cause; a symptom or no cause as the primary is "none"; a
+    healthy run whose primary cause is some cause counts against that cause's precision.
+    """
+    counted = [r for r in runs if r["manifested"] is True]
+
+    def primary(r: dict) -> str:
+        p = r["primary_cause"]
+        if not p or p in SYMPTOMS:
+            return "none"
+        return r["planted"] if p in (r.get("accepted") or []) else p
+
+    per_cause = {}
+    for cause in sorted({r["planted"] for r in counted if r["planted"]}):
+        flagged = [r for r in counted if primary(r) == cause]
+        truth = [r for r in counted if r["planted"] == cause]
+        hits = [r for r in flagged if r["planted"] == cause]
+        p, rec = _ratio(len(hits), len(flagged)), _ratio(len(hits), len(truth))
+        per_cause[cause] = {"planted": len(truth), "primary": len(flagged), "right": len(hits), "f1": _f1(p, rec)}
+    f1s = [v["f1"] for v in per_cause.values()]
+    return {"per_cause": per_cause, "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None}
+
+
+def label_issue_scores(ranked: list[str], moved: set[str]) -> dict:
+    """Per-image precision and recall of a label check's ranked suspects against the files known to be moved.
+
+    `ranked`: suspect files, most suspect first (the label_check result's `issues`); `moved`: the planted ones.
+    Also the precision of the shortest prefix of the ranking that reaches recall 0.5 (None when none does).
+    """
+    hits = [f in moved for f in ranked]
+    tp = sum(hits)
+    at_half = None
+    if moved:
+        found_so_far = 0
+        for k, hit in enumerate(hits, 1):
+            found_so_far += hit
+            if found_so_far / len(moved) >= 0.5:
+                at_half = round(found_so_far / k, 4)
+                break
+    return {
+        "suspects": len(ranked),
+        "moved": len(moved),
+        "true_positives": tp,
+        "precision": _ratio(tp, len(ranked)),
+        "recall": _ratio(tp, len(moved)),
+        "precision_at_half_recall": at_half,
+    }
+
+
 def run_summary(fx: dict, first: bool = True) -> dict:
     d = diagnose_fixture(fx)
     last = fx["history"][-1] if fx["history"] else {}

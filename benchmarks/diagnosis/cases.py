@@ -70,7 +70,8 @@ CASES: dict[str, Case] = {
         unfrozen=True,
     ),
     "imbalance_mild": Case(plant.imbalanced, {}, "class_imbalance", check="imbalance_mild"),
-    "label_noise": Case(plant.noisy, {}, "label_noise_suspected", check="label_noise"),
+    # "label_noise" is the same rule's cause once a label check confirmed it (analysis/rules/label_noise.py)
+    "label_noise": Case(plant.noisy, {}, "label_noise_suspected", ("label_noise",), check="label_noise"),
 }
 BASELINE_CASE = "healthy_converged"  # what every manifestation check compares with
 

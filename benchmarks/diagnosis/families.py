@@ -10,6 +10,11 @@ generic source task the base is pre-trained on.
   grey distractor stroke, on noise.
 - "glyphs" (held out): a letter (A, F, T, Z) in a random size, colour, place and tilt on noise. Never looked at
   while choosing recipes, manifestation checks, rules or thresholds.
+- "scenes" (held out): a landscape layout per class, a horizon at a random height and tilt with random colours:
+  sea (a horizon over horizontal wave lines), forest (vertical trunks standing on the ground), night (a dark
+  sky with a moon and scattered stars), mountains (a jagged ridge silhouette against the sky). The class is
+  the arrangement of the whole image, not one object. Never looked at while choosing recipes, manifestation
+  checks, rules, thresholds or calibrations.
 - source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
   hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
   so both targets are transfer tasks.
@@ -165,6 +170,53 @@ def draw_glyph(name: str, size: int, rng: random.Random) -> Image.Image:
     return img
 
 
+SCENES = ("sea", "forest", "night", "mountains")
+
+
+def draw_scene(name: str, size: int, rng: random.Random) -> Image.Image:
+    """A landscape: sky above a horizon at 35-70 % of the height, tilted ±8°, the class's structure drawn over it."""
+    sky, ground = _colours(rng)
+    if name == "night":
+        sky = np.array([rng.randrange(0, 50) for _ in range(3)], np.float32)
+    img = _noise(size, rng) * 0.4
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    h0, tilt = rng.uniform(0.35, 0.7) * size, np.tan(np.radians(rng.uniform(-8, 8)))
+    below = y > h0 + (x - size / 2) * tilt
+    img[~below] += sky * 0.6
+    img[below] += ground * 0.6
+    out = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(out)
+    bright = tuple(rng.randrange(170, 256) for _ in range(3))
+    if name == "sea":  # wave lines parallel to the horizon
+        step = rng.uniform(4, 8)
+        for k in range(1, 20):
+            yy = h0 + k * step
+            d.line([(0, yy - size / 2 * tilt), (size, yy + size / 2 * tilt)], fill=bright, width=1)
+    elif name == "forest":  # trunks from the horizon down, crowns above
+        for _ in range(rng.randint(4, 8)):
+            cx, w = rng.uniform(0, size), rng.uniform(2, 5)
+            top = h0 + (cx - size / 2) * tilt - rng.uniform(5, 20)
+            d.rectangle((cx - w / 2, top, cx + w / 2, size), fill=bright)
+            d.ellipse((cx - 3 * w, top - 4 * w, cx + 3 * w, top + w), fill=tuple(int(c * 0.6) for c in bright))
+    elif name == "night":  # a moon and stars in the sky
+        r = rng.uniform(4, 9)
+        mx, my = rng.uniform(r, size - r), rng.uniform(r, max(r + 1, h0 - r))
+        d.ellipse((mx - r, my - r, mx + r, my + r), fill=(240, 240, 210))
+        for _ in range(rng.randint(10, 25)):
+            sx, sy = rng.uniform(0, size), rng.uniform(0, h0)
+            d.point((sx, sy), fill=(255, 255, 255))
+            d.point((sx + 1, sy), fill=(255, 255, 255))
+    else:  # mountains: a jagged ridge rising from the horizon
+        pts = [(0.0, float(size)), (0.0, h0 - size / 2 * tilt)]
+        for k in range(1, rng.randint(3, 6) * 2):
+            xx = k * size / 10 + rng.uniform(-2, 2)
+            peak = rng.uniform(0.15, 0.45) * size if k % 2 else rng.uniform(0.0, 0.1) * size
+            pts.append((xx, h0 + (xx - size / 2) * tilt - peak))
+        pts += [(float(size), h0 + size / 2 * tilt), (float(size), float(size))]
+        d.polygon(pts, fill=tuple(int(c * 0.5) for c in bright))
+    return out
+
+
 @dataclass(frozen=True)
 class Family:
     classes: tuple[str, ...]
@@ -178,6 +230,7 @@ FAMILIES = {
     "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=False),
     "colours": Family(tuple(HUES), draw_colour, 33, held_out=False),
     "glyphs": Family(GLYPHS, draw_glyph, 44, held_out=True),
+    "scenes": Family(SCENES, draw_scene, 55, held_out=True),
 }
 
 SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")

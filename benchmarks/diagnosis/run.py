@@ -9,6 +9,12 @@ builds them (models/analysis/service.py) as one fixture, tests/analysis/corpus/<
 judges whether the plant manifested (benchmarks/diagnosis/manifest.py), and finally scores the corpus
 with analysis/evaluate.py into benchmarks/results/diagnosis.json. Runs whose fixture exists with the same
 spec and base weights are skipped (resume); `--rerun` records them again.
+
+With `--probes`, each finished job then also gets all four probes on demand (POST /jobs/{id}/probes, one
+budget each); their results and durations are stored in the fixture beside the context recorded before
+they ran (`probes`, `probe_runs`), with the job's own training time and, for a label-noise plant, the files
+that were moved (`moved`), so the same runs can be scored with and without probes
+(benchmarks/diagnosis/heldout.py).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import httpx
 
 from analysis import evaluate
 from benchmarks.common import ROOT, embedded_env, start_embedded_service, work_dir
+from benchmarks.diagnosis import plant
 from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
 from benchmarks.diagnosis.families import FAMILIES
 from benchmarks.diagnosis.manifest import judge
@@ -66,7 +73,52 @@ def recorded(job_id: str) -> tuple[dict, list[dict]]:
         engine.dispose()
 
 
-def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict, base: str) -> dict:
+def moved_files(train_dir: Path) -> list[str]:
+    """Training files a label-noise plant moved: plant.noisy names each copy `<origin class>-<file>`."""
+    return sorted(
+        f"{f.parent.name}/{f.name}"
+        for f in train_dir.glob("*/*")
+        if "-" in f.name and f.name.split("-", 1)[0] != f.parent.name
+    )
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    from datetime import datetime
+
+    if not (start and end):
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 2)
+
+
+def run_probes(api: httpx.Client, job_id: str, budget: int) -> tuple[dict, list[dict]]:
+    """All four probes on the finished job, waited for: newest result by name, and each probe's run."""
+    r = api.post(f"/jobs/{job_id}/probes", json={"budget_seconds": budget})
+    if r.status_code != 202:
+        raise SystemExit(f"probes refused ({r.status_code}): {r.text}")
+    ids = {p["id"] for p in r.json()["items"]}
+    while True:
+        items = [p for p in api.get(f"/jobs/{job_id}/probes").json()["items"] if p["id"] in ids]
+        if all(p["status"] not in ("queued", "running") for p in items):
+            break
+        time.sleep(1)
+    results = {p["name"]: p["result"] for p in items if p["status"] == "succeeded" and p["result"]}
+    runs = [
+        {
+            "name": p["name"],
+            "status": p["status"],
+            "error": p["error"],
+            "duration_seconds": p["duration_seconds"],
+            "queued_to_finished_seconds": seconds_between(p["created_at"], p["finished_at"]),
+            "truncated": (p["result"] or {}).get("truncated"),
+        }
+        for p in items
+    ]
+    return results, runs
+
+
+def record(
+    api: httpx.Client, family: str, case: str, seed: int, spec: dict, base: str, probe_budget: int | None = None
+) -> dict:
     t0 = time.perf_counter()
     r = api.post("/jobs", json=spec)
     if r.status_code != 202:
@@ -95,6 +147,7 @@ def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict, bas
                 "seconds": seconds,
                 "spec": spec,
                 "base_sha256": base,
+                "training_seconds": seconds_between(job.get("started_at"), job.get("finished_at")),
             },
             "context": context,
             "history": rows,
@@ -108,6 +161,11 @@ def record(api: httpx.Client, family: str, case: str, seed: int, spec: dict, bas
             f"({[f['cause'] for f in served['findings']]} vs {[f.cause for f in replayed.findings]})",
             flush=True,
         )
+    if probe_budget is not None:  # after the context above was recorded: it stays the probe-free one
+        results, runs = run_probes(api, job_id, probe_budget)
+        fx.update(probes=compact(results), probe_runs=compact(runs), probe_budget_seconds=probe_budget)
+        if c.data is plant.noisy:
+            fx["moved"] = moved_files(WORK / "data" / spec["dataset"]["train_dir"])
     return fx
 
 
@@ -142,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--corpus", type=Path, default=evaluate.CORPUS)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "diagnosis.json")
+    parser.add_argument("--probes", type=int, metavar="BUDGET", help="also run all probes on each job, BUDGET s each")
     parser.add_argument("--rerun", action="store_true", help="record runs again even when their fixture exists")
     args = parser.parse_args(argv)
     args.families, args.cases = args.families.split(","), args.cases.split(",")
@@ -167,10 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with httpx.Client(base_url=url, timeout=60) as api:
                 for family, case, seed, spec, path in todo:
-                    fx = record(api, family, case, seed, spec, base)
+                    fx = record(api, family, case, seed, spec, base, args.probes)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(fx, separators=(",", ":")) + "\n")
-                    print(f"{family}/{case}/s{seed}: {fx['job']['status']} in {fx['job']['seconds']} s", flush=True)
+                    probed = sum(r["duration_seconds"] or 0 for r in fx.get("probe_runs", []))
+                    print(
+                        f"{family}/{case}/s{seed}: {fx['job']['status']} in {fx['job']['seconds']} s"
+                        f" (training {fx['job']['training_seconds']} s, probes {probed:.1f} s)",
+                        flush=True,
+                    )
         finally:
             service.stop(timeout=120)
     judge_all(args.corpus, args.families)
