@@ -85,6 +85,7 @@ def test_every_probe_runs_on_a_trained_job_can_be_cancelled_respects_its_budget_
     lr = short["result"]
     assert short["status"] == "succeeded" and lr["truncated"] is True, short
     assert lr["part"] == "head" and lr["job_rate"] == 1e-3 and len(lr["rates"]) < 100
+    assert lr["start"] == "initial weights"  # the sweep starts where the job started, not from its latest weights
     assert "budget ran out" in lr["statement"]
     # what each probe cost against an epoch of the job's own training (reported in docs/probes.md)
     epochs = api.get(f"/jobs/{done['id']}/metrics").json()["items"]

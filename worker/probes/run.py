@@ -86,20 +86,30 @@ def _compile(model, spec: JobSpec, *, label_smoothing: float) -> None:
 
 
 def probe_lr_range(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
-    """The sweep over what trains: the head on cached features, or the whole unfrozen model on images."""
+    """The sweep over what trains, from the weights the job started with (Smith's test is a pre-training
+    experiment: from a converged model's weights every rate looks too high, as the loss has nowhere left to fall):
+    a freshly initialised head on cached features, or the whole unfrozen model from its initial weights."""
+    import keras
+
     spec, job_rate = target.spec, target.spec.optimizer.learning_rate
     num_it = int(inputs.get("num_it", lr_range.NUM_IT))
+    keras.utils.set_random_seed(target.seed)
     if target.head_only:
-        feats, trained = target.features(budget.stop), target.head(budget.stop)
+        # the frozen base is the same at the start as at the end, so the features shared with the other probes serve
+        feats = target.features(budget.stop)
+        trained = context.head_model(spec, len(target.data.classes), feats.shape[1], {})
         batches = context.feature_batches(
             feats, target.data.labels, len(target.data.classes), spec.batch_size, target.seed
         )
         part = "head"
     else:
-        trained, part = target.model(), "model"
+        initial = context.Weights("initial")
+        trained = context.build(spec, len(target.data.classes), initial, data_root=target.data_root)
         batches = context.image_batches(target.data, spec.batch_size, target.seed)
+        part = "model"
     _compile(trained, spec, label_smoothing=spec.regularization.label_smoothing)
-    return lr_range.run(trained, batches, job_rate=job_rate, part=part, budget=budget, num_it=num_it)
+    result = lr_range.run(trained, batches, job_rate=job_rate, part=part, budget=budget, num_it=num_it)
+    return {**result, "start": "initial weights"}
 
 
 def without_regularization(spec: JobSpec) -> JobSpec:
