@@ -37,7 +37,8 @@ from tests.specs import small_spec
 from tests.sqlite_app import sqlite_client
 
 EXAMPLES_PER_OPERATION = 50
-STREAM_SECONDS = 1  # an event stream of a job that is not finished is cut after this long
+# An event stream of a job that is not finished is cut after this long (1 s once timed out a 404 under load).
+STREAM_SECONDS = 2
 
 ARTIFACT_FILES = ("model.keras", "backup/epoch.json", "tensorboard/train/events.out.tfevents.1")
 SEEDED: list[str] = []  # ids of real jobs, filled by the `seeded_jobs` fixture before any case is drawn
