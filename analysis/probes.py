@@ -4,7 +4,7 @@ The worker runs short experiments on a job's own data (a learning-rate range tes
 linear probe of the base's features, a label check by confident learning) and records each result; the
 analysis reads them from `JobContext.probes` keyed by probe name. Plain pydantic, so tests and benchmarks can
 pass them without a database. Unknown keys are ignored so a recorded result (`contract.probes`) can be passed
-as is. The helpers at the end read the recorded shapes for the statements a finding cites.
+as is; the helpers at the end give the measured statements a finding cites.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from contract.probes import LabelCheckResult, LinearProbeResult, LrRangeResult, MemorizationResult
-
 
 class _Result(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     status: str = Field("succeeded", description='"succeeded", or why there is no result ("failed", "cancelled"…).')
+    truncated: bool = Field(False, description="The probe's budget ran out before it finished its plan.")
+    statement: str | None = Field(None, description="What the probe measured, in one sentence.")
 
 
 class LrRange(_Result):
@@ -32,6 +32,7 @@ class LrRange(_Result):
     )
     min_lr: float | None = Field(None, gt=0, description="Lowest rate of the usable range.")
     max_lr: float | None = Field(None, gt=0, description="Highest rate before the loss diverges.")
+    job_rate_verdict: str | None = Field(None, description="too_high | too_low | within_range | unknown")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,51 +100,26 @@ def parse(probes: dict[str, dict] | None) -> dict[str, _Result]:
     return out
 
 
-# --- the recorded shapes, for the measured statements a finding cites ------------------------------------
-
-_SHAPES = {
-    "lr_range": LrRangeResult,
-    "memorization": MemorizationResult,
-    "linear_probe": LinearProbeResult,
-    "label_check": LabelCheckResult,
-}
-
-
-def recorded(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The results a rule can use, validated; an unknown or malformed one is left out, never raised."""
-    out = {}
-    for name, raw in (results or {}).items():
-        shape = _SHAPES.get(name)
-        if shape is None or not raw:
-            continue
-        try:
-            out[name] = shape.model_validate(raw)
-        except ValueError:
-            continue
-    return out
-
-
-def statements(results: dict[str, dict[str, Any]]) -> list[str]:
+def statements(probes: dict[str, dict] | None) -> list[str]:
     """One measured sentence per probe, in a fixed order, for a finding's evidence."""
-    found = recorded(results)
-    return [found[name].statement for name in _SHAPES if name in found]
+    found = parse(probes)
+    return [found[name].statement for name in KINDS if name in found and found[name].statement]
 
 
-def lr_verdict(results: dict[str, dict[str, Any]]) -> str | None:
+def lr_verdict(probes: dict[str, dict] | None) -> str | None:
     """ "too_high" | "too_low" | "within_range" | "unknown" from the range test; None without one."""
-    test = recorded(results).get("lr_range")
-    return None if test is None else test.job_rate_verdict
+    test = parse(probes).get("lr_range")
+    return None if test is None else test.job_rate_verdict or "unknown"
 
 
-def optimisation_fault(results: dict[str, dict[str, Any]]) -> bool | None:
+def optimisation_fault(probes: dict[str, dict] | None) -> bool | None:
     """True when the model could not fit a small subset with regularization off (an optimisation or wiring
-    fault, not a generalisation one); None without a memorization probe."""
-    probe = recorded(results).get("memorization")
+    fault, not a generalisation one); None without a memorization probe, or one whose budget ran out first."""
+    probe = parse(probes).get("memorization")
     return None if probe is None or probe.truncated and not probe.fitted else not probe.fitted
 
 
-def suggested_rate(results: dict[str, dict[str, Any]]) -> float | None:
-    """The rate where the range test's loss fell fastest, for a remedy to take its value from; None without a
-    range test that read one."""
-    test = recorded(results).get("lr_range")
-    return None if test is None else test.suggested_rate
+def suggested_rate(probes: dict[str, dict] | None) -> float | None:
+    """The rate where the range test's loss fell fastest, for a remedy to take its value from."""
+    test = parse(probes).get("lr_range")
+    return None if test is None else test.suggested_lr
