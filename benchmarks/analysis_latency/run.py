@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 from analysis import EpochRecord, JobContext, diagnose
-from benchmarks.common import machine, summary, timed
+from benchmarks.common import ROOT, machine, summary, timed
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "analysis_latency.json"
 TARGET_MS = 50.0
 CLASSES = ["circle", "square", "triangle", "cross"]

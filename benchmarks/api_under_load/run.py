@@ -47,7 +47,6 @@ from benchmarks.common import (
     start_api,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 GRACE_SECONDS = 30  # after the measured window: for in-flight requests to finish before everything stops
 

@@ -55,6 +55,7 @@ import psycopg
 from benchmarks.api_vs_mlflow.load import Request, merge, run_cell
 from benchmarks.common import (
     REDIS_URL,
+    ROOT,
     Proc,
     busy_processes,
     create_database,
@@ -69,7 +70,6 @@ from benchmarks.common import (
     wait_for,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "api_vs_mlflow.json"
 MLFLOW = os.environ.get("PLATEAU_BENCH_MLFLOW", "/tmp/mlflow-venv/bin/mlflow")
 SPEC = {

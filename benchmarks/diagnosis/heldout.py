@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 from analysis import evaluate
+from benchmarks.common import ROOT
 from benchmarks.diagnosis.cases import CASES
 
-ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = ROOT / "tests" / "analysis" / "heldout"
 SYNTHETIC_HELDOUT = evaluate.CORPUS / "synthetic_heldout"
 PROBES = ("lr_range", "memorization", "linear_probe", "label_check")

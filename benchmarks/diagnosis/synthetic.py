@@ -27,11 +27,10 @@ from __future__ import annotations
 import json
 import math
 import random
-from pathlib import Path
 
+from benchmarks.common import ROOT
 from contract.resolved import train_eval_size
 
-ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "analysis" / "corpus"
 SEED = 20
 HEALTHY_DEV, HEALTHY_HELD_OUT, PREMATURE, BATCHNORM = 48, 16, 6, 4

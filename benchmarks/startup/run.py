@@ -45,6 +45,7 @@ import httpx
 
 from benchmarks.common import (
     REDIS_URL,
+    ROOT,
     Proc,
     busy_processes,
     create_database,
@@ -58,7 +59,6 @@ from benchmarks.common import (
 )
 from contract.status import TERMINAL_STATUSES
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "startup.json"
 SPEC = {
     "name": "startup-bench",

@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.common import busy_processes, load_average
+from benchmarks.common import ROOT, busy_processes, load_average
 
-ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-training"
 IMAGE_SIZE = 75
 BATCH = 32
