@@ -37,7 +37,10 @@ class LrRange(_Result):
     @model_validator(mode="before")
     @classmethod
     def _from_recorded(cls, data: Any) -> Any:
-        """A recorded `LrRangeResult` gives its usable range as `[lo, hi]`."""
+        """A recorded `LrRangeResult` gives its usable range as `[lo, hi]`; one recorded without a range (the loss
+        never fell) measured no rate, whatever its steepest point."""
+        if isinstance(data, dict) and "usable_range" in data and not data["usable_range"]:
+            return {**data, "suggested_rate": None, "suggested_lr": None}
         if isinstance(data, dict) and data.get("usable_range") and "min_lr" not in data:
             lo, hi = data["usable_range"]
             data = {**data, "min_lr": lo, "max_lr": hi}

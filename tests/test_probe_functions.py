@@ -123,6 +123,20 @@ def test_range_summary_reads_a_known_curve():
     assert lr_range.summarize(lrs, raw, job_rate=1e-7, part="head", truncated=False)["job_rate_verdict"] == "too_low"
 
 
+def test_a_loss_that_never_falls_suggests_no_rate():
+    lrs = lr_range.rates(1e-7, 10, 100)
+    # a random-init head whose loss wanders without falling: its steepest point is noise
+    raw = [1.1 + 0.01 * math.sin(i) + (0.5 if i > 90 else 0) for i in range(len(lrs))]
+    result = lr_range.summarize(lrs, raw, job_rate=1e-6, part="head", truncated=False)
+    assert result["usable_range"] is None and result["suggested_rate"] is None
+    assert result["job_rate_verdict"] == "unknown" and "did not fall" in result["statement"]
+    # a record made before this rule, with a steepest point but no range, is no measurement either
+    from analysis.probes import parse, suggested_rate
+
+    old = {**result, "suggested_rate": 0.35, "status": "succeeded"}
+    assert suggested_rate({"lr_range": old}) is None and "lr_range" not in parse({"lr_range": old})
+
+
 def test_range_summary_stops_at_a_non_finite_loss():
     lrs = lr_range.rates(1e-3, 1, 10)
     result = lr_range.summarize(

@@ -58,8 +58,9 @@ def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, 
     probe = probes.latest(session, job_id, "lr_range")
     if probe is None:
         return None
-    rate = (probe.result or {}).get("suggested_rate")
-    if not isinstance(rate, (int, float)) or rate <= 0:
+    result = probe.result or {}
+    rate = result.get("suggested_rate")
+    if not result.get("usable_range") or not isinstance(rate, (int, float)) or rate <= 0:
         return None
     return float(rate), {"probe": "lr_range", "probe_job_id": str(job_id), "probe_id": str(probe.id)}
 

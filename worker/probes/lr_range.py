@@ -96,7 +96,8 @@ def summarize(lrs: list[float], raw: list[float], *, job_rate: float, part: str,
             # Smith: from where the loss starts to fall (here: a tenth of its whole fall) to where it is lowest
             start = next(i for i, v in enumerate(smoothed) if v <= ref - 0.1 * fall)
             usable = [lrs[start], lrs[best]]
-    suggested = lrs[steep] if steep is not None else None
+    # the steepest point of a loss that never fell is noise, not a measured rate: no range, no suggestion
+    suggested = lrs[steep] if steep is not None and usable else None
     kind = verdict(job_rate, usable)
     words = {
         "too_high": "above the range where the loss falls",
