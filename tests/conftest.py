@@ -108,10 +108,30 @@ FAST = (
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+def _module_fixtures(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture its own module declares to outlive one test (a service, a trained model)."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        if defs and defs[-1].scope != "function" and defs[-1].baseid == item.nodeid.split("::")[0]:
+            return True
+    return False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow_modules = set()
     for item in items:
-        if item.path.relative_to(_ROOT).as_posix().startswith(FAST):
+        module = item.path.relative_to(_ROOT).as_posix()
+        if module.startswith(FAST):
             item.add_marker(pytest.mark.fast)
+        if item.get_closest_marker("slow"):
+            slow_modules.add(module)
+        # scripts/test.sh runs the suite on several xdist workers (`--dist loadgroup`): a module whose fixtures
+        # outlive one test runs on one worker, so its service or trained model is built once
+        if _module_fixtures(item):
+            item.add_marker(pytest.mark.xdist_group(module))
+    # the modules that train and restart processes first, the quick ones after: a long test started last would
+    # run alone at the end while the other workers idle (stable: each module's tests stay together, in order)
+    items.sort(key=lambda item: item.path.relative_to(_ROOT).as_posix() not in slow_modules)
 
 
 @pytest.fixture(scope="session")
