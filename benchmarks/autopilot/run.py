@@ -1,7 +1,7 @@
 """Autopilot benchmark on the diagnosis benchmark's planted causes, through the real embedded service.
 
     .venv/bin/python -m benchmarks.autopilot.run --families textures,colours,scenes --held-out scenes \\
-        --seed-list 0,1,2 --epochs 12 --out benchmarks/results/autopilot-v3.json
+        --seed-list 0,1,2 --epochs 12 --out benchmarks/results/autopilot-3x3.json
     .venv/bin/python -m benchmarks.autopilot.run ... --resume     # skip the cases already in --out
     .venv/bin/python -m benchmarks.autopilot.run --smoke           # one case, one seed, a few epochs
 

@@ -283,6 +283,13 @@ def render_group(title: str, runs: list[dict], names: list[str]) -> list[str]:
             f"| {name} | {share_text(reach(runs, name))} | {t['epochs']} | {t['epochs_saved']} "
             f"| {t['mean_rounds']:.2f} | {probe} |"
         )
+    no_fork = [
+        f"{r['family']}/{r['case']}/s{r['seed']} ({r['strategies']['probe_only']['no_fork']})"
+        for r in runs
+        if (r["strategies"].get("probe_only") or {}).get("no_fork")
+    ]
+    if no_fork:
+        lines += ["", f"Probe only did not fork (no rate): {'; '.join(no_fork)}."]
     causes = per_cause(runs)
     if causes:
         rounds = sorted({n for c in causes.values() for n in c["rounds"]})
