@@ -1,6 +1,7 @@
 """The autopilot benchmark's "probe only" strategy against the real embedded service, on a tiny job (no
 pre-trained base): the planted job, the learning-rate range test requested through POST /jobs/{id}/probes,
-and one fork at its suggested rate, recorded as the benchmark records every strategy."""
+and one fork at its suggested rate, recorded as the benchmark records every strategy; then what a resumed run
+does with the jobs an interrupted one left going."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import httpx
 import pytest
 
 from benchmarks.autopilot import run
-from tests.procs import embedded_env, start_embedded
-from tests.specs import small_spec
+from tests.procs import embedded_env, start_embedded, wait_for
+from tests.specs import running_spec, small_spec
 
 pytestmark = pytest.mark.slow
 
 
-def test_probe_only_forks_once_at_the_range_tests_rate_and_counts_the_probe_apart(tmp_path):
+def test_probe_only_forks_once_at_the_range_tests_rate_and_counts_the_probe_apart_and_resume_cancels_left_overs(
+    tmp_path,
+):
     proc, url = start_embedded(embedded_env(tmp_path / "home", PLATEAU_RECONCILE_INTERVAL="1"), tmp_path / "e.log")
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
@@ -39,5 +42,10 @@ def test_probe_only_forks_once_at_the_range_tests_rate_and_counts_the_probe_apar
                 assert lineage["steps"][1]["patch"] == {"optimizer": {"learning_rate": record["learning_rate"]}}
                 assert (record["rounds"], record["epochs"]) == (1, 4)
             assert record["reached"] is True and record["epochs_saved_by_warm_starts"] == 0
+
+            left = api.post("/jobs", json=running_spec(epochs=30)).json()["id"]
+            assert run.cancel_left_over(api) == [left]
+            wait_for(lambda: api.get(f"/jobs/{left}").json()["status"] == "cancelled", 120, proc.tail, interval=1)
+            assert run.cancel_left_over(api) == []  # the ended jobs are left alone
     finally:
         proc.stop(timeout=60)

@@ -22,7 +22,8 @@ remedy gets from the oracle.
 Every (family, seed) needs one healthy run (the goal) and every (family, case, seed) one plant-check job
 (did the plant manifest?) besides the strategies' lineages; their epochs are recorded as overhead. The
 --out file is rewritten after every strategy of every case, so an interrupted run keeps its work; --resume
-reads it back, reuses its tenants and healthy runs, and runs only the (case, strategy) pairs it lacks.
+reads it back, reuses its tenants and healthy runs, cancels the jobs the interrupted run left going, and runs
+only the (case, strategy) pairs it lacks.
 `benchmarks/autopilot/table.py` reads the file.
 
 Cases, data sets, the pre-trained base and the manifestation checks are imported from
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import httpx
 
@@ -48,6 +50,7 @@ from benchmarks.diagnosis.cases import BASELINE_CASE, CASES, spec_for
 from benchmarks.diagnosis.families import FAMILIES
 from benchmarks.diagnosis.manifest import judge
 from benchmarks.diagnosis.pretrain import pretrain
+from contract.status import ActiveStatus
 
 WORK = work_dir("autopilot")
 TOLERANCE = 0.02
@@ -151,6 +154,17 @@ def summarise(runs: list[dict]) -> dict:
                     "mean_epochs": round(statistics.fmean(x["epochs"] for x in results), 1),
                 }
     return out
+
+
+def cancel_left_over(api: httpx.Client) -> list[str]:
+    """Cancel the tenant's queued and running jobs: what an interrupted run left going (an autopilot lineage goes
+    on in the service) would otherwise train beside the resumed one and feed its tenant's ranking."""
+    cancelled = []
+    for status in get_args(ActiveStatus):
+        for job in api.get("/jobs", params={"status": status, "limit": 1000}).json()["items"]:
+            if api.post(f"/jobs/{job['id']}/cancel").status_code == 202:
+                cancelled.append(job["id"])
+    return cancelled
 
 
 def case_key(family: str, case: str, seed: int) -> str:
@@ -281,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     tenants = {name: client(url, result["tenants"][name]) for name in strategies}
     try:
         with client(url, result["tenants"]["setup"]) as api:
+            if args.resume:
+                for tenant_api in (api, *tenants.values()):
+                    left = cancel_left_over(tenant_api)
+                    if left:
+                        print(f"cancelled {len(left)} jobs an interrupted run left going", flush=True)
             for family in args.families.split(","):
                 for seed in seeds:
                     todo = [
@@ -297,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                         healthy = {"job_id": job, "goal": goal, "rows": kept}
                         result["healthy"][f"{family}/s{seed}"] = healthy
                         result["overhead"]["healthy_epochs"] += len(kept)
+                        save(args.out, result)
                     if healthy["goal"] is None:
                         print(f"{family}/s{seed}: the healthy run recorded no val_accuracy; skipped", flush=True)
                         continue
