@@ -90,6 +90,7 @@ FAST = (
     "tests/test_api.py",
     "tests/test_architecture.py",
     "tests/test_artifacts.py",
+    "tests/test_autopilot_bench_table.py",
     "tests/test_autopilot_logic.py",
     "tests/test_compose.py",
     "tests/test_epoch_contract.py",
