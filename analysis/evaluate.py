@@ -308,13 +308,20 @@ def score_family(runs: list[dict]) -> dict:
     }
 
 
-def _parts(runs: list[dict], held: dict[str, bool]) -> dict:
+UNTIMED = ("first_correct", "first_correct_fraction_by_cause")  # not computed in the probes view
+
+
+def _parts(runs: list[dict], held: dict[str, bool], timed: bool = True) -> dict:
+    def scored(part: list[dict]) -> dict:
+        s = score_family(part)
+        return s if timed else {k: v for k, v in s.items() if k not in UNTIMED}
+
     families = sorted({r["family"] for r in runs})
     return {
-        "families": {f: {"held_out": held[f], **score_family([r for r in runs if r["family"] == f])} for f in families},
-        "development": score_family([r for r in runs if not held[r["family"]]]),
-        "held_out": score_family([r for r in runs if held[r["family"]]]),
-        "all": score_family(runs),
+        "families": {f: {"held_out": held[f], **scored([r for r in runs if r["family"] == f])} for f in families},
+        "development": scored([r for r in runs if not held[r["family"]]]),
+        "held_out": scored([r for r in runs if held[r["family"]]]),
+        "all": scored(runs),
     }
 
 
@@ -324,7 +331,12 @@ def score(fixtures: list[dict]) -> dict:
     # probes ran after the job ended: no first-correct epoch in this view (it would be anachronistic)
     probe_runs = [run_summary(fx, first=False) for fx in probed(fixtures)]
     held = {fx["family"]: bool(fx.get("held_out")) for fx in fixtures}
-    return {**_parts(runs, held), "with_probes": _parts(probe_runs, held), "runs": runs, "probe_runs": probe_runs}
+    return {
+        **_parts(runs, held),
+        "with_probes": _parts(probe_runs, held, timed=False),
+        "runs": runs,
+        "probe_runs": probe_runs,
+    }
 
 
 # The corpus gate: what the analysis must keep on the recorded and synthetic runs.

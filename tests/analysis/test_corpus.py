@@ -138,6 +138,7 @@ def test_runs_recorded_with_probes_are_scored_in_both_views():
     assert dev["runs"] == sum(not fx.get("held_out") for fx in probed)
     assert dev["calibration"]["findings"] > 0 and dev["calibration"]["ece"] is not None
     assert dev["healthy_runs"] >= 6  # scenes' healthy runs, with their memorization, linear probe and label check
+    assert "first_correct" not in dev  # the probes ran after the last epoch: no first-correct figure in this view
 
 
 def test_the_gate_holds_the_probes_view_to_its_own_bounds():
