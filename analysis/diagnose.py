@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analysis import calibration
 from analysis.findings import Abstention, Diagnosis, Finding, Remedy
+from analysis.probes import memorization_verdict
 from analysis.records import JobContext
 from analysis.rules import RULES
 from analysis.view import View
@@ -65,10 +66,10 @@ GENERALISATION = frozenset({"overfitting", "label_noise_suspected", "label_noise
 
 
 def _rank(f: Finding, view: View) -> tuple:
-    """Causes before symptoms; when the memorization probe could not fit a small subset, optimisation causes before
-    generalisation ones (a model that cannot fit has an optimisation fault first); then by confidence."""
-    memo = view.probes.get("memorization")
-    demoted = memo is not None and not memo.fitted and f.cause in GENERALISATION
+    """Causes before symptoms; when the memorization probe shows the model could not fit a small subset
+    (`analysis.probes.memorization_verdict`), optimisation causes before generalisation ones (a model that cannot
+    fit has an optimisation fault first); then by confidence."""
+    demoted = f.cause in GENERALISATION and memorization_verdict(view.probes) == "does_not_fit"
     return (f.cause in SYMPTOMS, demoted, -f.confidence)
 
 

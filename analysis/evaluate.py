@@ -7,6 +7,14 @@ planted, null for a healthy run), `accepted` (cause ids that count as finding th
 (whether the plant's symptom was observed in the run, judged from its metrics, not from any diagnosis).
 Only manifested runs are scored; the others are listed.
 
+A fixture recorded with probes (`benchmarks.diagnosis.run --probes`) also holds the probes' results (`probes`),
+run after the job ended, beside the context recorded before they ran. Such a run is scored in two views: curves
+only (the context as recorded) and with probes (`with_probes`: the results in `JobContext.probes`, as the
+analysis endpoint reads them once the probes have run). The curves view is the one every figure below is
+about; the probes view has its own false alarms, per-cause scores and calibration under `with_probes`. Its
+first correct finding is not computed: the probes ran after the last epoch, so an earlier prefix with their
+results would be anachronistic.
+
     .venv/bin/python -m analysis.evaluate                     # score tests/analysis/corpus
     .venv/bin/python -m analysis.evaluate --record-baseline   # and store the figures the regression test holds
 """
@@ -14,6 +22,7 @@ Only manifested runs are scored; the others are listed.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -34,6 +43,19 @@ BASELINE = CORPUS / "baseline.json"
 
 def load_corpus(root: Path = CORPUS) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))]
+
+
+def with_probes(fx: dict) -> dict:
+    """The fixture as the analysis endpoint would see it once the probes had run: their results in the context."""
+    out = copy.deepcopy(fx)
+    out["context"]["probes"] = fx.get("probes") or {}
+    out["view"] = "probes"
+    return out
+
+
+def probed(fixtures: list[dict]) -> list[dict]:
+    """The probes view of every fixture that holds probe results."""
+    return [with_probes(fx) for fx in fixtures if fx.get("probes")]
 
 
 def diagnose_fixture(fx: dict, upto: int | None = None) -> Diagnosis:
@@ -165,6 +187,7 @@ def run_summary(fx: dict, first: bool = True) -> dict:
         "family": fx["family"],
         "case": fx["case"],
         "seed": fx["seed"],
+        "view": fx.get("view", "curves"),
         "planted": fx["planted"],
         "accepted": fx.get("accepted") or [],
         "manifested": fx.get("manifested"),
@@ -285,22 +308,42 @@ def score_family(runs: list[dict]) -> dict:
     }
 
 
-def score(fixtures: list[dict]) -> dict:
-    runs = [run_summary(fx) for fx in fixtures]
+UNTIMED = ("first_correct", "first_correct_fraction_by_cause")  # not computed in the probes view
+
+
+def _parts(runs: list[dict], held: dict[str, bool], timed: bool = True) -> dict:
+    def scored(part: list[dict]) -> dict:
+        s = score_family(part)
+        return s if timed else {k: v for k, v in s.items() if k not in UNTIMED}
+
     families = sorted({r["family"] for r in runs})
+    return {
+        "families": {f: {"held_out": held[f], **scored([r for r in runs if r["family"] == f])} for f in families},
+        "development": scored([r for r in runs if not held[r["family"]]]),
+        "held_out": scored([r for r in runs if held[r["family"]]]),
+        "all": scored(runs),
+    }
+
+
+def score(fixtures: list[dict]) -> dict:
+    """Curves-only scores of every fixture, and under `with_probes` the probes view of those that hold results."""
+    runs = [run_summary(fx) for fx in fixtures]
+    # probes ran after the job ended: no first-correct epoch in this view (it would be anachronistic)
+    probe_runs = [run_summary(fx, first=False) for fx in probed(fixtures)]
     held = {fx["family"]: bool(fx.get("held_out")) for fx in fixtures}
     return {
-        "families": {f: {"held_out": held[f], **score_family([r for r in runs if r["family"] == f])} for f in families},
-        "development": score_family([r for r in runs if not held[r["family"]]]),
-        "held_out": score_family([r for r in runs if held[r["family"]]]),
-        "all": score_family(runs),
+        **_parts(runs, held),
+        "with_probes": _parts(probe_runs, held, timed=False),
         "runs": runs,
+        "probe_runs": probe_runs,
     }
 
 
 # The corpus gate: what the analysis must keep on the recorded and synthetic runs.
 MAX_FALSE_ALARM_RATE = 0.02  # on healthy runs, all families together
-MAX_ECE = 0.05  # expected calibration error on the development corpus
+MAX_ECE = 0.05  # expected calibration error on the development corpus, curves only
+MAX_ECE_WITH_PROBES = 0.05  # the same, on the development runs recorded with probes, scored with their results
+MAX_FALSE_ALARM_RATE_WITH_PROBES = MAX_FALSE_ALARM_RATE  # healthy runs recorded with probes, scored with them
 MAX_RULE_MISCALIBRATION = 0.15  # |mean confidence − fraction right| of one rule's findings (≥ MIN_RULE_FINDINGS)
 MIN_RULE_FINDINGS = 3
 MAX_SYMPTOM_CONFIDENCE = 0.5  # plateau / not_learning describe a stall; they never pass for its cause
@@ -312,6 +355,9 @@ def gate_numbers(result: dict) -> dict:
     a = result["all"]
     return {
         "per_cause_f1": {c: v["f1"] for c, v in a["per_cause"].items() if v["f1"] is not None},
+        "per_cause_f1_with_probes": {
+            c: v["f1"] for c, v in result["with_probes"]["all"]["per_cause"].items() if v["f1"] is not None
+        },
         "first_correct_fraction_by_cause": a["first_correct_fraction_by_cause"],
         "stalls_judged": a["stalls_judged"],
     }
@@ -325,15 +371,31 @@ def gate(result: dict, baseline: dict) -> list[str]:
         got = a["per_cause"].get(cause, {}).get("f1") or 0.0
         if got < was - EPS:
             failures.append(f"{cause}: F1 {got} < baseline {was}")
+    for cause, was in baseline.get("per_cause_f1_with_probes", {}).items():
+        got = result["with_probes"]["all"]["per_cause"].get(cause, {}).get("f1") or 0.0
+        if got < was - EPS:
+            failures.append(f"{cause}: F1 with probes {got} < baseline {was}")
     if a["false_alarm_rate"] is not None and a["false_alarm_rate"] > MAX_FALSE_ALARM_RATE + EPS:
         failures.append(f"false alarms on healthy runs {a['false_alarm_rate']} > {MAX_FALSE_ALARM_RATE}")
     ece = dev["calibration"]["ece"]
     if ece is not None and ece > MAX_ECE + EPS:
         failures.append(f"development ECE {ece} > {MAX_ECE}")
-    for rule, c in dev["rule_calibration"].items():
-        off = abs(c["mean_confidence"] - c["fraction_correct"])
-        if c["findings"] >= MIN_RULE_FINDINGS and off > MAX_RULE_MISCALIBRATION + EPS:
-            failures.append(f"{rule}: mean confidence {c['mean_confidence']} vs {c['fraction_correct']} right")
+    probes = result.get("with_probes")
+    if probes:
+        pa, pdev = probes["all"], probes["development"]
+        ece = pdev["calibration"]["ece"]
+        if ece is not None and ece > MAX_ECE_WITH_PROBES + EPS:
+            failures.append(f"development ECE with probes {ece} > {MAX_ECE_WITH_PROBES}")
+        rate = pa["false_alarm_rate"]
+        if rate is not None and rate > MAX_FALSE_ALARM_RATE_WITH_PROBES + EPS:
+            failures.append(f"false alarms with probes on healthy runs {rate} > {MAX_FALSE_ALARM_RATE_WITH_PROBES}")
+    for view, part in (("", dev), (" with probes", probes["development"] if probes else None)):
+        for rule, c in (part or {}).get("rule_calibration", {}).items():
+            off = abs(c["mean_confidence"] - c["fraction_correct"])
+            if c["findings"] >= MIN_RULE_FINDINGS and off > MAX_RULE_MISCALIBRATION + EPS:
+                failures.append(
+                    f"{rule}{view}: mean confidence {c['mean_confidence']} vs {c['fraction_correct']} right"
+                )
     for cause, was in baseline["first_correct_fraction_by_cause"].items():
         got = a["first_correct_fraction_by_cause"].get(cause, 1.0)
         if got > was + FIRST_CORRECT_SLACK + EPS:
@@ -370,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: macro-F1 {part['macro_f1']}, false alarms {part['false_alarm_rate']}, "
             f"ECE {part['calibration']['ece']}, first correct (median fraction) {part['first_correct']['median_fraction']}"
         )
+        part = result["with_probes"][name]
+        if part["runs"]:
+            print(
+                f"{name} with probes ({part['runs']} runs recorded with probes): macro-F1 {part['macro_f1']}, "
+                f"false alarms {part['false_alarms']}/{part['healthy_runs']}, "
+                f"ECE {part['calibration']['ece']} ({part['calibration']['findings']} findings)"
+            )
     if args.record_baseline:
         baseline = {"families": headline(result), "gate": gate_numbers(result)}
         (args.corpus / BASELINE.name).write_text(json.dumps(baseline, indent=2) + "\n")

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from analysis.stats import wilson
+
 
 class _Result(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -50,8 +52,14 @@ class LrRange(_Result):
 class Memorization(_Result):
     """Can the model fit a small balanced subset with regularization off (Karpathy's 'overfit one batch')?"""
 
-    fitted: bool
-    train_accuracy: float | None = Field(None, ge=0, le=1)
+    fitted: bool = Field(description="The worker's point verdict: accuracy ≥ 0.95 or loss ≤ 0.1·ln K.")
+    train_accuracy: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        validation_alias=AliasChoices("train_accuracy", "accuracy"),
+        description="Accuracy on the subset after the steps (the recorded result's `accuracy`).",
+    )
     images: int | None = Field(None, ge=1)
 
 
@@ -115,11 +123,48 @@ def lr_verdict(probes: dict[str, dict] | None) -> str | None:
     return None if test is None else test.job_rate_verdict or "unknown"
 
 
+FIT_ACCURACY = 0.95  # the memorization probe's bar (worker/probes/memorization.py)
+
+
+def memorization_verdict(found: dict[str, _Result]) -> str | None:
+    """What the memorization probe can tell apart, from parsed results: "fits", "does_not_fit" (an optimisation or
+    wiring fault), or "inconclusive"; None without a memorization probe.
+
+    A shortfall is a fault only when the evidence shows it: the 95 % Wilson interval of the subset's accuracy
+    (k of n images) lies wholly below the bar (on 32 images, 30 right is 0.80–0.98: not below 0.95), and below
+    what the labels let any model reach where another probe measured it. Wrong labels are slower to memorize
+    than right ones, so a model that fits at least the share of labels the label check finds right (1 − its
+    noise rate), or fits its subset at least as well as a linear classifier of the base's features predicts
+    held-out labels (the linear probe's accuracy, at the low end of its interval), has no optimisation fault to
+    show; a fault leaves the subset near chance. A probe whose budget ran out before it fitted is inconclusive.
+    """
+    probe = found.get("memorization")
+    if probe is None:
+        return None
+    if probe.fitted:
+        return "fits"
+    if probe.truncated:
+        return "inconclusive"
+    if probe.train_accuracy is None or probe.images is None:
+        return "does_not_fit"  # no accuracy to weigh: the worker's verdict stands
+    _, high = wilson(probe.train_accuracy * probe.images, probe.images)
+    reachable = [FIT_ACCURACY]
+    check, linear = found.get("label_check"), found.get("linear_probe")
+    if check is not None:
+        reachable.append(1 - check.noise_rate)
+    if linear is not None:
+        reachable.append(
+            wilson(linear.accuracy * linear.images, linear.images)[0] if linear.images else linear.accuracy
+        )
+    return "does_not_fit" if high < min(reachable) else "inconclusive"
+
+
 def optimisation_fault(probes: dict[str, dict] | None) -> bool | None:
     """True when the model could not fit a small subset with regularization off (an optimisation or wiring
-    fault, not a generalisation one); None without a memorization probe, or one whose budget ran out first."""
-    probe = parse(probes).get("memorization")
-    return None if probe is None or probe.truncated and not probe.fitted else not probe.fitted
+    fault, not a generalisation one); None without a memorization probe, or when its result cannot tell
+    (`memorization_verdict`)."""
+    verdict = memorization_verdict(parse(probes))
+    return None if verdict in (None, "inconclusive") else verdict == "does_not_fit"
 
 
 def suggested_rate(probes: dict[str, dict] | None) -> float | None:

@@ -196,6 +196,13 @@ def test_memorization_fits_with_a_normal_rate_and_not_with_1e_9():
     assert stuck["steps"] == 100
 
 
+def test_memorization_claims_a_fault_only_when_the_interval_is_below_the_bar():
+    near = memorization.summarize(30 / 32, 0.35, images=32, n_classes=4, steps=100, truncated=False)
+    assert not near["fitted"] and "optimisation" not in near["statement"] and "sampling noise" in near["statement"]
+    far = memorization.summarize(18 / 32, 1.2, images=32, n_classes=4, steps=100, truncated=False)
+    assert not far["fitted"] and "optimisation or wiring fault" in far["statement"]
+
+
 def test_memorization_budget_truncates():
     x, y = blobs(8, 2)
     result = memorization.run(

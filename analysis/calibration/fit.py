@@ -4,9 +4,11 @@
 
 Pairs (cause, evidence score, right?) come from every finding of a cause on the manifested runs of the
 development families (held-out families are never used); a finding is right when it names the planted cause or
-an accepted alternative. A pooled logistic fit on logit(score) is the prior; each cause's fit is pulled towards it
-by an L2 penalty, so a cause with few findings stays near the pooled curve (Platt scaling; scikit-learn's guide
-prefers it to isotonic regression below ~1,000 samples).
+an accepted alternative. A run recorded with probes gives both its views (`evaluate.with_probes`): curves only,
+and with the probes' results, so the findings that rest on probe results are fitted too. A pooled logistic fit
+on logit(score) is the prior; each cause's fit is pulled towards it by an L2 penalty, so a cause with few
+findings stays near the pooled curve (Platt scaling; scikit-learn's guide prefers it to isotonic regression
+below ~1,000 samples).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def pairs(fixtures: list[dict]) -> list[tuple[str, float, bool]]:
     saved = dict(calibration.PARAMS)
     calibration.PARAMS.clear()  # raw scores
     try:
-        runs = [evaluate.run_summary(fx, first=False) for fx in fixtures if not fx.get("held_out")]
+        development = [fx for fx in fixtures if not fx.get("held_out")]
+        runs = [evaluate.run_summary(fx, first=False) for fx in development + evaluate.probed(development)]
     finally:
         calibration.PARAMS.update(saved)
     return [

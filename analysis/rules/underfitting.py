@@ -200,7 +200,11 @@ class Underfitting(Rule):
 
     def _base_unsuitable(self, view: View, p: UnderfittingParams, c: Curves) -> Finding | None:
         """A linear probe of the frozen base's features within binomial noise of chance: the features do not
-        separate these classes, so a head alone cannot learn them."""
+        separate these classes, so a head alone cannot learn them.
+
+        The probe is scored against the training labels: with a fraction η of them wrong (the label check's noise
+        rate) even perfect features score about 1 − η. When that ceiling is itself within noise of chance, a
+        probe near chance says nothing about the features, and no finding is made."""
         probe, spec = view.probes.get("linear_probe"), view.spec
         k = view.num_classes
         chance = probe.chance if probe is not None and probe.chance is not None else (1 / k if k else None)
@@ -208,6 +212,9 @@ class Underfitting(Rule):
             return None
         if significantly_above(probe.accuracy, chance, probe.images, floor=p.min_gain):
             return None
+        check = view.probes.get("label_check")
+        if check is not None and not significantly_above(1 - check.noise_rate, chance, probe.images, floor=p.min_gain):
+            return None  # the labels leave the probe no room above chance: it cannot judge the features
         return self._finding(
             "base_too_frozen",
             0.9,

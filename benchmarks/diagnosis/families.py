@@ -1,4 +1,4 @@
-"""Generated image families for the diagnosis benchmark: two target families that differ in kind, and the
+"""Generated image families for the diagnosis benchmark: target families that differ in kind, and the
 generic source task the base is pre-trained on.
 
 - "shapes" (development): one filled or outlined shape on noise (samples/shapes.py's generator).
@@ -10,10 +10,13 @@ generic source task the base is pre-trained on.
   grey distractor stroke, on noise.
 - "glyphs" (held out): a letter (A, F, T, Z) in a random size, colour, place and tilt on noise. Never looked at
   while choosing recipes, manifestation checks, rules or thresholds.
-- "scenes" (held out): a landscape layout per class, a horizon at a random height and tilt with random colours:
-  sea (a horizon over horizontal wave lines), forest (vertical trunks standing on the ground), night (a dark
-  sky with a moon and scattered stars), mountains (a jagged ridge silhouette against the sky). The class is
-  the arrangement of the whole image, not one object. Never looked at while choosing recipes, manifestation
+- "scenes" (development since its first scoring; it was held out until then): a landscape layout per class, a
+  horizon at a random height and tilt with random colours: sea (a horizon over horizontal wave lines), forest
+  (vertical trunks standing on the ground), night (a dark sky with a moon and scattered stars), mountains (a
+  jagged ridge silhouette against the sky). The class is the arrangement of the whole image, not one object.
+- "counts" (held out): how many objects the image holds, one to four small filled shapes (circle, square,
+  triangle or diamond, each of a random kind, colour, size, place and turn, none overlapping another) on noise.
+  The class is a number, not what any object looks like. Never looked at while choosing recipes, manifestation
   checks, rules, thresholds or calibrations.
 - source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
   hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
@@ -217,6 +220,45 @@ def draw_scene(name: str, size: int, rng: random.Random) -> Image.Image:
     return out
 
 
+COUNTS = ("one", "two", "three", "four")
+COUNT_KINDS = ("circle", "square", "triangle", "diamond")
+
+
+def draw_count(name: str, size: int, rng: random.Random) -> Image.Image:
+    """As many small filled shapes as the class says (radius 6-12 % of the image), each of a random kind, colour,
+    place and turn, none overlapping another (placed by rejection, at least 2 px apart), on noise."""
+    img = Image.fromarray(_noise(size, rng).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    placed: list[tuple[float, float, float]] = []
+    while len(placed) < COUNTS.index(name) + 1:
+        r = rng.uniform(0.06, 0.12) * size
+        cx, cy = rng.uniform(r + 1, size - r - 1), rng.uniform(r + 1, size - r - 1)
+        if any(np.hypot(cx - x, cy - y) < r + q + 2 for x, y, q in placed):
+            continue
+        placed.append((cx, cy, r))
+        kind, colour, t0 = (
+            rng.choice(COUNT_KINDS),
+            tuple(rng.randrange(140, 256) for _ in range(3)),
+            rng.uniform(0, 2 * np.pi),
+        )
+        if kind == "circle":
+            d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+            continue
+        n = {"square": 4, "triangle": 3, "diamond": 4}[kind]
+        radii = (r, r * 0.6) if kind == "diamond" else (r,)  # a diamond: a rhombus, one diagonal shorter
+        d.polygon(
+            [
+                (
+                    cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
+                    cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n),
+                )
+                for i in range(n)
+            ],
+            fill=colour,
+        )
+    return img
+
+
 @dataclass(frozen=True)
 class Family:
     classes: tuple[str, ...]
@@ -230,7 +272,8 @@ FAMILIES = {
     "textures": Family(("grating", "checker", "dotfield", "blobs"), draw_texture, 22, held_out=False),
     "colours": Family(tuple(HUES), draw_colour, 33, held_out=False),
     "glyphs": Family(GLYPHS, draw_glyph, 44, held_out=True),
-    "scenes": Family(SCENES, draw_scene, 55, held_out=True),
+    "scenes": Family(SCENES, draw_scene, 55, held_out=False),
+    "counts": Family(COUNTS, draw_count, 66, held_out=True),
 }
 
 SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")

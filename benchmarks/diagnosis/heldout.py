@@ -1,6 +1,6 @@
 """Score a held-out family recorded with probes (`run.py --probes`) against the targets, with and without probes.
 
-    .venv/bin/python -m benchmarks.diagnosis.heldout --family scenes
+    .venv/bin/python -m benchmarks.diagnosis.heldout --family counts
 
 Reads tests/analysis/heldout/<family>/ (kept out of the development corpus, so the corpus gate, the fitted
 calibration and the baseline never see it), judges manifestation as run.py does, and scores the same runs
@@ -14,7 +14,6 @@ benchmarks/results/diagnosis-heldout-<family>.json and prints the targets table.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -30,13 +29,12 @@ PROBES = ("lr_range", "memorization", "linear_probe", "label_check")
 
 
 def with_probes(fx: dict, accepted_now: bool = True) -> dict:
-    """The fixture as the analysis endpoint would see it once the probes had run: their results in the context.
+    """The fixture as the analysis endpoint would see it once the probes had run (`evaluate.with_probes`).
 
     `accepted_now`: score against the case table's accepted causes of today (which include the confirmed
     `label_noise`), not those stored in the fixture when it was recorded.
     """
-    out = copy.deepcopy(fx)
-    out["context"]["probes"] = fx.get("probes") or {}
+    out = evaluate.with_probes(fx)
     if accepted_now:
         out["accepted"] = CASES[fx["case"]].accepted
     return out
@@ -201,7 +199,7 @@ def targets(result: dict) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="scenes")
+    parser.add_argument("--family", default="counts")
     parser.add_argument("--corpus", type=Path, default=HELDOUT)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -12,6 +12,15 @@ def test_committed_parameters_are_the_fit_of_the_development_corpus():
     assert fit.fit(data) == calibration.load()
 
 
+def test_runs_recorded_with_probes_are_fitted_in_both_views():
+    development = [fx for fx in evaluate.load_corpus() if not fx.get("held_out")]
+    curves_only = [{**fx, "probes": {}} for fx in development]
+    probed = [fx for fx in development if fx.get("probes")]
+    assert probed and len(fit.pairs(development)) > len(fit.pairs(curves_only))
+    # the probes view of a run adds the findings that rest on its probe results (the confirmed `label_noise`)
+    assert "label_noise" in {c for c, _, _ in fit.pairs(probed)} - {c for c, _, _ in fit.pairs(curves_only)}
+
+
 def test_held_out_runs_are_never_fitted():
     held = [fx for fx in evaluate.load_corpus() if fx.get("held_out")]
     assert held and fit.pairs(held) == []

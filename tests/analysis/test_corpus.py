@@ -7,6 +7,7 @@ rule change that improves them). The corpus is recorded by `python -m benchmarks
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -123,3 +124,33 @@ def test_corpus_is_no_worse_than_the_recorded_baseline():
             assert got["false_alarm_rate"] <= was["false_alarm_rate"] + EPS, (
                 f"{family}: false alarms {got['false_alarm_rate']} > {was['false_alarm_rate']}"
             )
+
+
+def test_runs_recorded_with_probes_are_scored_in_both_views():
+    fixtures = evaluate.load_corpus()
+    probed = [fx for fx in fixtures if fx.get("probes")]
+    assert len(probed) >= 30 and all("lr_range" not in fx["probes"] for fx in probed)  # stale range tests dropped
+    assert all(not fx["context"].get("probes") for fx in fixtures)  # curves only: the context as the job ended
+    result = evaluate.score(fixtures)
+    assert {r["view"] for r in result["runs"]} == {"curves"}
+    assert {r["view"] for r in result["probe_runs"]} == {"probes"} and len(result["probe_runs"]) == len(probed)
+    dev = result["with_probes"]["development"]
+    assert dev["runs"] == sum(not fx.get("held_out") for fx in probed)
+    assert dev["calibration"]["findings"] > 0 and dev["calibration"]["ece"] is not None
+    assert dev["healthy_runs"] >= 6  # scenes' healthy runs, with their memorization, linear probe and label check
+    assert "first_correct" not in dev  # the probes ran after the last epoch: no first-correct figure in this view
+
+
+def test_the_gate_holds_the_probes_view_to_its_own_bounds():
+    result = evaluate.score(evaluate.load_corpus())
+    baseline = json.loads(evaluate.BASELINE.read_text())["gate"]
+    assert evaluate.gate(result, baseline) == []
+    off = copy.deepcopy(result)
+    off["with_probes"]["development"]["calibration"]["ece"] = evaluate.MAX_ECE_WITH_PROBES + 0.01
+    assert any("ECE with probes" in f for f in evaluate.gate(off, baseline))
+    alarms = copy.deepcopy(result)
+    alarms["with_probes"]["all"]["false_alarm_rate"] = 1 / 6
+    assert any("false alarms with probes" in f for f in evaluate.gate(alarms, baseline))
+    lost = copy.deepcopy(result)
+    lost["with_probes"]["all"]["per_cause"]["learning_rate_too_low"]["f1"] = 0.5
+    assert any("F1 with probes" in f for f in evaluate.gate(lost, baseline))

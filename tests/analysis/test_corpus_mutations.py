@@ -72,3 +72,11 @@ def test_rules_silent_until_epoch_12_fail_the_gate(monkeypatch):
 
         monkeypatch.setattr(rule, "check", late)
     assert any("first correct finding" in f for f in failures())
+
+
+def test_ignoring_the_probe_results_fails_the_gate(monkeypatch):
+    """The probes view diagnosed as if no probe had run: what the label check confirmed is lost."""
+    from analysis import view
+
+    monkeypatch.setattr(view, "parse_probes", lambda probes: {})
+    assert any("with probes" in f for f in failures())

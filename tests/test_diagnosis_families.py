@@ -1,0 +1,35 @@
+"""The benchmark's image families write what a plant asks for: the requested number of files per class, each
+image of the requested size."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from PIL import Image
+
+from benchmarks.diagnosis.families import FAMILIES, SIZE, write_split
+
+
+@pytest.mark.parametrize("name", ["counts"])
+def test_a_family_writes_the_requested_files_per_class_at_the_requested_size(name, tmp_path):
+    family = FAMILIES[name]
+    asked = {cls: n for cls, n in zip(family.classes, (3, 1, 2, 4), strict=True)}
+    write_split(family, tmp_path, asked, random.Random(0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(family.classes)
+    for cls, n in asked.items():
+        files = sorted((tmp_path / cls).glob("*.png"))
+        assert len(files) == n
+        for f in files:
+            with Image.open(f) as img:
+                assert (img.size, img.mode) == ((SIZE, SIZE), "RGB")
+    write_split(family, tmp_path / "small", {family.classes[0]: 2}, random.Random(1), size=40)
+    for f in (tmp_path / "small" / family.classes[0]).glob("*.png"):
+        with Image.open(f) as img:
+            assert img.size == (40, 40)
+
+
+def test_counts_is_held_out_with_four_classes():
+    family = FAMILIES["counts"]
+    assert family.held_out and family.classes == ("one", "two", "three", "four")
+    assert not FAMILIES["scenes"].held_out  # development since its first scoring
