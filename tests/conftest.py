@@ -112,27 +112,52 @@ _ROOT = Path(__file__).resolve().parent.parent
 def _module_fixtures(item: pytest.Item) -> bool:
     """Whether the test uses a fixture its own module declares to outlive one test (a service, a trained model)."""
     info = getattr(item, "_fixtureinfo", None)
-    for defs in (info.name2fixturedefs.values() if info else ()):
+    for defs in info.name2fixturedefs.values() if info else ():
         if defs and defs[-1].scope != "function" and defs[-1].baseid == item.nodeid.split("::")[0]:
             return True
     return False
 
 
+# The modules that train, and start, kill and restart processes, longest first (measured by `--durations`): under
+# `-n`, a long test started last would run alone at the end while the other worker idles.
+LONG_FIRST = (
+    "tests/test_faults_embedded.py",
+    "tests/test_faults.py",
+    "tests/test_flow_postgres.py",
+    "tests/test_embedded_recovery.py",
+    "tests/test_paused_worker.py",
+    "tests/test_soak.py",
+    "tests/test_autopilot_flow.py",
+    "tests/test_batchnorm.py",
+    "tests/test_artifacts_disk.py",
+    "tests/test_probes_flow.py",
+    "tests/test_warm_start.py",
+    "tests/test_model_options.py",
+    "tests/test_training_checks.py",
+    "tests/test_autopilot_bench_probe_only.py",
+    "tests/test_worker_paths.py",
+    "tests/test_schemathesis.py",
+    "tests/test_dashboard.py",
+    "tests/test_client_install.py",
+    "tests/test_flow_embedded.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    slow_modules = set()
     for item in items:
         module = item.path.relative_to(_ROOT).as_posix()
         if module.startswith(FAST):
             item.add_marker(pytest.mark.fast)
-        if item.get_closest_marker("slow"):
-            slow_modules.add(module)
-        # scripts/test.sh runs the suite on several xdist workers (`--dist loadgroup`): a module whose fixtures
+        # scripts/test.sh runs the suite on two xdist workers (`--dist loadgroup`): a module whose fixtures
         # outlive one test runs on one worker, so its service or trained model is built once
         if _module_fixtures(item):
             item.add_marker(pytest.mark.xdist_group(module))
-    # the modules that train and restart processes first, the quick ones after: a long test started last would
-    # run alone at the end while the other workers idle (stable: each module's tests stay together, in order)
-    items.sort(key=lambda item: item.path.relative_to(_ROOT).as_posix() not in slow_modules)
+
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(_ROOT).as_posix()
+        return LONG_FIRST.index(module) if module in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests stay together, in their order
 
 
 @pytest.fixture(scope="session")
