@@ -8,8 +8,9 @@ source). A probe of the job reads them instead of building Inception-V3 and runn
 still holds; otherwise it computes them as before.
 
 The base is frozen and runs in inference mode, so its features are the same whichever head the job has: the
-weights the job started with and its latest ones share them. Stored as float16 (half the size; the probes'
-results do not change beyond their own noise), float32 when a value does not fit float16.
+weights the job started with and its latest ones share them. Stored as float16 divided by the largest value (each
+within 2^-11 of that value: half the size of float32, and the probes' results do not change beyond their own
+noise), float32 when a value is not finite.
 
 numpy and the standard library only: the probes read this without TensorFlow's cost when they need nothing else.
 """
@@ -74,13 +75,18 @@ def save(
     identity: dict,
 ) -> int:
     """Writes the artifact whole or not at all; returns its size in bytes."""
-    half = features.astype("float16")
-    stored = half if np.all(np.isfinite(half)) else features.astype("float32")
+    # float16 relative to the largest value: a random base's features are all far below float16's normal range
+    peak = float(np.max(np.abs(features))) if features.size else 0.0
+    if np.isfinite(peak) and peak > 0:
+        stored, scale = (features / peak).astype("float16"), peak
+    else:
+        stored, scale = features.astype("float32"), 1.0
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path) as tmp, open(tmp, "wb") as f:  # closed before the rename
         np.savez(
             f,
             features=stored,
+            scale=np.asarray(scale, dtype="float64"),
             paths=np.asarray(paths, dtype=str),
             labels=np.asarray(labels, dtype="int32"),
             classes=np.asarray(classes, dtype=str),
@@ -112,7 +118,7 @@ def load(path: Path, *, paths: list[str], labels: list[int], classes: list[str],
                 return Found(None, "stored features have other labels")
             if not np.array_equal(z["stamps"], file_stamps(paths)):
                 return Found(None, "training images changed since their features were stored")
-            features = z["features"].astype("float32")
+            features = (z["features"].astype("float64") * float(z["scale"])).astype("float32")
     except (OSError, ValueError, KeyError) as exc:  # unreadable or from an older format: compute them again
         return Found(None, f"stored features unreadable ({type(exc).__name__})")
     if features.shape[0] != len(paths):
