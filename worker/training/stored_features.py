@@ -8,9 +8,9 @@ source). A probe of the job reads them instead of building Inception-V3 and runn
 still holds; otherwise it computes them as before.
 
 The base is frozen and runs in inference mode, so its features are the same whichever head the job has: the
-weights the job started with and its latest ones share them. Stored as float16 divided by the largest value (each
-within 2^-11 of that value: half the size of float32, and the probes' results do not change beyond their own
-noise), float32 when a value is not finite.
+weights the job started with and its latest ones share them. Stored in 16 bits a value over each feature's
+own range (each within 1/131070 of that range: half the size of float32, and the probes' results do not change),
+as float32 when a value is not finite.
 
 numpy and the standard library only: the probes read this without TensorFlow's cost when they need nothing else.
 """
@@ -75,18 +75,22 @@ def save(
     identity: dict,
 ) -> int:
     """Writes the artifact whole or not at all; returns its size in bytes."""
-    # float16 relative to the largest value: a random base's features are all far below float16's normal range
-    peak = float(np.max(np.abs(features))) if features.size else 0.0
-    if np.isfinite(peak) and peak > 0:
-        stored, scale = (features / peak).astype("float16"), peak
-    else:
-        stored, scale = features.astype("float32"), 1.0
+    # 16 bits a value, over each feature's own range: within 1/131070 of that range, what a standardising reader
+    # (the linear probe's scaler) needs even for the near-constant features of a random base
+    features = np.asarray(features, dtype="float32")
+    if features.size and np.all(np.isfinite(features)):
+        low, high = features.min(axis=0), features.max(axis=0)
+        step = np.where(high > low, (high - low) / 65535, 1.0).astype("float32")
+        stored = np.clip(np.round((features - low) / step), 0, 65535).astype("uint16")
+    else:  # nothing to quantise, or a non-finite value: as it is
+        stored, low, step = features, np.zeros(features.shape[1:], "float32"), np.ones(features.shape[1:], "float32")
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path) as tmp, open(tmp, "wb") as f:  # closed before the rename
         np.savez(
             f,
             features=stored,
-            scale=np.asarray(scale, dtype="float64"),
+            low=low,
+            step=step,
             paths=np.asarray(paths, dtype=str),
             labels=np.asarray(labels, dtype="int32"),
             classes=np.asarray(classes, dtype=str),
@@ -118,7 +122,7 @@ def load(path: Path, *, paths: list[str], labels: list[int], classes: list[str],
                 return Found(None, "stored features have other labels")
             if not np.array_equal(z["stamps"], file_stamps(paths)):
                 return Found(None, "training images changed since their features were stored")
-            features = (z["features"].astype("float64") * float(z["scale"])).astype("float32")
+            features = (z["low"] + z["features"].astype("float32") * z["step"]).astype("float32")
     except (OSError, ValueError, KeyError) as exc:  # unreadable or from an older format: compute them again
         return Found(None, f"stored features unreadable ({type(exc).__name__})")
     if features.shape[0] != len(paths):
