@@ -90,14 +90,19 @@ def test_training_stores_the_features_of_its_training_images_and_the_listing_lea
 
 
 def test_probes_read_the_stored_features_without_building_the_model_and_agree_with_computed_ones(job, monkeypatch):
-    from worker.probes import context
+    from worker.probes import context, linear
 
     context._features_cache.clear()
     builds = Builds(monkeypatch)
+    fits = []
+    out_of_fold = linear.out_of_fold
+    monkeypatch.setattr(linear, "out_of_fold", lambda *a, **kw: fits.append(1) or out_of_fold(*a, **kw))
     stored = run_all(target(job, stored=True))
     assert (builds.models, builds.bases) == (0, 0)
+    assert len(fits) == 1  # the label check reads the linear probe's out-of-fold probabilities
     computed = run_all(target(job, stored=False))
     assert builds.models == 1 and builds.bases == 1  # the old path, once: the later probes share its features
+    assert len(fits) == 2  # other features (by at most a 16-bit step): fitted again
     context._features_cache.clear()
 
     for name in ("linear_probe", "label_check"):

@@ -4,6 +4,7 @@ Plain functions; the Celery task only calls `run_probe`."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -175,12 +176,22 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
     return memorization.run(trained, x, y, steps=steps, budget=budget, batch_size=plain.batch_size)
 
 
+# One entry: the linear probe and the label check of a job on one worker read the same out-of-fold probabilities.
+_probabilities_cache: dict[tuple, np.ndarray | None] = {}
+
+
 def _probabilities(target: Target, budget: Budget):
     feats = target.features(budget.stop)
     if budget.stop.is_set():  # cancelled after the features: the fit across folds is not interruptible
         raise Stopped()
-    probs, _ = linear.out_of_fold(feats, target.data.labels, len(target.data.classes), seed=target.seed)
-    return feats, probs
+    labels = target.data.labels
+    k = len(target.data.classes)
+    key = (hashlib.sha256(feats.tobytes()).hexdigest(), hashlib.sha256(labels.tobytes()).hexdigest(), k, target.seed)
+    if key not in _probabilities_cache:
+        probs, _ = linear.out_of_fold(feats, labels, k, seed=target.seed)
+        _probabilities_cache.clear()
+        _probabilities_cache[key] = probs
+    return feats, _probabilities_cache[key]
 
 
 def probe_linear(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
