@@ -1,7 +1,9 @@
 """What a probe works on: the job's own training images and a fresh copy of its latest weights.
 
 The latest weights are the finished model, else the newest checkpoint, else the job's initial weights (its base
-as the spec asks, the head as Keras initialises it under the job's seed). Everything is read; nothing of the job
+as the spec asks, the head as Keras initialises it under the job's seed). A head-only job's probes read the pooled
+features its training stored, and the head's weights straight from its file, when they still fit
+(`stored_features`, `stored_head_weights`): nothing builds the base then. Everything is read; nothing of the job
 is written, so its training and files stay as they are."""
 
 from __future__ import annotations
