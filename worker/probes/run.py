@@ -66,7 +66,10 @@ class Target:
         """The features the job's head-only training stored, when they are of these images through this base."""
         if not self.head_only or self.workdir is None:
             return None
-        found = context.stored_features(self.workdir, self.data, data_root=self.data_root)
+        try:
+            found = context.stored_features(self.workdir, self.data, data_root=self.data_root)
+        except OSError as exc:  # the weights file unreadable meanwhile: compute them as without stored ones
+            found = context.stored.Found(None, f"the base's weights unreadable ({exc})")
         log.info("probe features", source=found.reason if found.features is not None else f"computed: {found.reason}")
         return found.features
 
