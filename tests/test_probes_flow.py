@@ -46,7 +46,8 @@ def test_every_probe_runs_on_a_trained_job_can_be_cancelled_respects_its_budget_
     r = api.post(f"/jobs/{done['id']}/probes", json={})
     assert r.status_code == 202, r.text
     ids = {p["name"]: p["id"] for p in r.json()["items"]}
-    # the first probe builds the model and computes the features (seconds): cancel it while it runs
+    # the first probe compiles a head and sweeps 100 steps on the stored features (a second or more): cancel it
+    # while it runs
     first = f"/jobs/{done['id']}/probes/{ids['lr_range']}"
     wait_for(lambda: api.get(first).json()["status"] != "queued", 120, worker.tail, interval=0.2)
     assert api.post(f"{first}/cancel").status_code == 202
@@ -72,6 +73,9 @@ def test_every_probe_runs_on_a_trained_job_can_be_cancelled_respects_its_budget_
     assert labels["method"] == ("cleanlab" if cleanlab_available() else "plateau") and labels["images"] == 24
     page = api.get(f"/jobs/{done['id']}/label-issues", params={"limit": 100}).json()
     assert page["probe_id"] == items["label_check"]["id"] and page["total"] == len(labels["issues"])
+    # a head-only job on cached features: its training kept them, and its probes read them instead of the base's pass
+    assert (model.parent / "train_features.npz").is_file()
+    assert '"source": "stored features"' in worker.tail(1_000_000), worker.tail()
     # the job's own model was read, never written
     assert (model.stat().st_mtime_ns, model.stat().st_size) == before
     assert api.get(f"/jobs/{done['id']}").json()["status"] == "succeeded"

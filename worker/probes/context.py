@@ -1,14 +1,20 @@
 """What a probe works on: the job's own training images and a fresh copy of its latest weights.
 
 The latest weights are the finished model, else the newest checkpoint, else the job's initial weights (its base
-as the spec asks, the head as Keras initialises it under the job's seed). Everything is read; nothing of the job
+as the spec asks, the head as Keras initialises it under the job's seed). A head-only job's probes read the pooled
+features its training stored, and the head's weights straight from its file, when they still fit
+(`stored_features`, `stored_head_weights`): nothing builds the base then. Everything is read; nothing of the job
 is written, so its training and files stay as they are."""
 
 from __future__ import annotations
 
+import io
+import re
+import struct
 import tempfile
 import threading
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from contract.spec import JobSpec
+from models.checkpoints import TRAIN_FEATURES
 from models.paths import resolve_under
+from worker.training import stored_features as stored
 from worker.training.errors import DataError, ModelError
 from worker.training.scan import ImageSet, scan, split
 
@@ -171,6 +179,123 @@ def features(
     _features_cache.clear()
     _features_cache[key] = (out[0], head_weights(model))
     return _features_cache[key]
+
+
+def stored_features(workdir: Path, data: JobData, *, data_root: Path) -> stored.Found:
+    """The pooled features the job's training stored (a head-only job on cached features), if they are of these
+    images through this base (`worker.training.stored_features`)."""
+    spec = data.spec
+    weights_file = (
+        resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
+    )
+    if weights_file is not None and not weights_file.is_file():
+        return stored.Found(None, "the job's weights file is gone")
+    return stored.load(
+        workdir / TRAIN_FEATURES,
+        paths=data.train_set.paths,
+        labels=data.train_set.labels,
+        classes=data.classes,
+        identity=stored.base_identity(spec, weights_file),
+    )
+
+
+def _snake(name: str) -> str:
+    """Keras' own class-name rule (`keras.src.utils.naming.to_snake_case`)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _saved_paths(layers) -> list[str]:
+    """Where Keras keeps each of a model's layers in a weights file: its class name in snake case, numbered from
+    the second of a class on (`layers/dense`, `layers/dense_1`), never its own name."""
+    used: dict[str, int] = {}
+    out = []
+    for layer in layers:
+        name = _snake(type(layer).__name__)
+        used[name] = used.get(name, -1) + 1
+        out.append(f"layers/{name}_{used[name]}" if used[name] else f"layers/{name}")
+    return out
+
+
+class _Slice(io.RawIOBase):
+    """A read-only window on a file: a member stored uncompressed in a zip archive, read where it lies (h5py seeks
+    back and forth, which a zip member stream pays for by reading from its start again)."""
+
+    def __init__(self, f, start: int, size: int):
+        self._f, self._start, self._size, self._pos = f, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence] + offset
+        return self._pos
+
+    def readinto(self, b) -> int:
+        n = max(0, min(len(b), self._size - self._pos))
+        self._f.seek(self._start + self._pos)
+        data = self._f.read(n)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+@contextmanager
+def _weights_h5(path: Path):
+    """The weights file of a .keras archive, or `path` itself, open with h5py."""
+    import h5py
+
+    if path.suffix != ".keras":
+        with h5py.File(path, "r") as f:
+            yield f
+        return
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(info) as src, h5py.File(src, "r") as f:
+                yield f
+            return
+    with open(path, "rb") as raw:
+        raw.seek(info.header_offset)
+        header = raw.read(30)  # the local file header: its name and extra field lengths are at 26 and 28
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        window = _Slice(raw, info.header_offset + 30 + name_len + extra_len, info.file_size)
+        with h5py.File(window, "r") as f:
+            yield f
+
+
+def stored_head_weights(weights: Weights, spec: JobSpec, n_classes: int, width: int) -> dict[str, list[np.ndarray]]:
+    """The head's weights by layer name, read from the job's weights file without building the base: a saved .keras
+    model, or a weights file of the whole classifier or of its head alone. Keras keeps each layer's variables
+    under its class's name in the model's layer order; before the head the whole classifier has only an input, the
+    base and the pooling, none of the head's classes, so the head's layers lie under the same names in both.
+    ModelError if what is there does not fit the head."""
+    from worker.training.model import HEAD_LAYERS
+
+    shell = head_model(spec, n_classes, width, {})
+    try:
+        out = {}
+        with _weights_h5(weights.path) as f:
+            for layer, where in zip(shell.layers, _saved_paths(shell.layers), strict=True):
+                if layer.name not in HEAD_LAYERS:
+                    continue
+                group = f.get(f"{where}/vars")
+                values = [np.asarray(group[str(i)]) for i in range(len(group))] if group is not None else []
+                if [v.shape for v in values] != [tuple(w.shape) for w in layer.weights]:
+                    raise ValueError(f"{where} does not fit the head's layer {layer.name!r}")
+                out[layer.name] = values
+        return out
+    except Exception as exc:  # noqa: BLE001 - rewritten meanwhile, or laid out otherwise: the caller builds the model
+        raise ModelError(
+            f"could not read the head from the job's {weights.source} ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def images(data: JobData, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:

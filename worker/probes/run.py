@@ -4,12 +4,14 @@ Plain functions; the Celery task only calls `run_probe`."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 import traceback
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ class Target:
     data: context.JobData
     weights: context.Weights
     data_root: Path
+    workdir: Path | None = None  # the job's folder: where a head-only job keeps its training features
 
     @property
     def seed(self) -> int:
@@ -58,15 +61,48 @@ class Target:
             raise Stopped()
         return found
 
+    @cached_property
+    def stored(self) -> np.ndarray | None:
+        """The features the job's head-only training stored, when they are of these images through this base."""
+        if not self.head_only or self.workdir is None:
+            return None
+        try:
+            found = context.stored_features(self.workdir, self.data, data_root=self.data_root)
+        except OSError as exc:  # the weights file unreadable meanwhile: compute them as without stored ones
+            found = context.stored.Found(None, f"the base's weights unreadable ({exc})")
+        log.info("probe features", source=found.reason if found.features is not None else f"computed: {found.reason}")
+        return found.features
+
     def features(self, stop: threading.Event) -> np.ndarray:
-        """The base's pooled features of the training images. Consecutive probes of a job on one worker share
-        them and the model build: the base and its weights are the same whatever the head's regularization."""
+        """The base's pooled features of the training images: those the job's training stored, else computed.
+        Consecutive probes of a job on one worker share them and the model build: the base and its weights are the
+        same whatever the head's regularization."""
+        if self.stored is not None:
+            return self.stored
         return self._prepared(stop)[0]
 
     def head(self, stop: threading.Event, spec: JobSpec | None = None):
-        """A copy of the job's head with its latest weights, built as `spec` (default: the job's) asks."""
+        """A copy of the job's head with its latest weights, built as `spec` (default: the job's) asks. With stored
+        features, the weights are read from the job's file without building the base."""
+        k = len(self.data.classes)
+        if self.stored is not None:
+            try:
+                return context.head_model(spec or self.spec, k, self.stored.shape[1], self._stored_head_weights())
+            except (ModelError, ValueError) as exc:
+                log.warning("head weights not readable on their own; building the model", error=str(exc))
         feats, weights = self._prepared(stop)
-        return context.head_model(spec or self.spec, len(self.data.classes), feats.shape[1], weights)
+        return context.head_model(spec or self.spec, k, feats.shape[1], weights)
+
+    def _stored_head_weights(self) -> dict[str, list[np.ndarray]]:
+        if self.weights.path is not None:
+            return context.stored_head_weights(self.weights, self.spec, len(self.data.classes), self.stored.shape[1])
+        # the job's initial head, as Keras initialises it under the job's seed (a draw of its own: the whole
+        # model's build draws the base's weights first)
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        fresh = context.head_model(self.spec, len(self.data.classes), self.stored.shape[1], {})
+        return context.head_weights(fresh)
 
 
 class Stopped(Exception):
@@ -143,12 +179,22 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
     return memorization.run(trained, x, y, steps=steps, budget=budget, batch_size=plain.batch_size)
 
 
+# One entry: the linear probe and the label check of a job on one worker read the same out-of-fold probabilities.
+_probabilities_cache: dict[tuple, np.ndarray | None] = {}
+
+
 def _probabilities(target: Target, budget: Budget):
     feats = target.features(budget.stop)
     if budget.stop.is_set():  # cancelled after the features: the fit across folds is not interruptible
         raise Stopped()
-    probs, _ = linear.out_of_fold(feats, target.data.labels, len(target.data.classes), seed=target.seed)
-    return feats, probs
+    labels = target.data.labels
+    k = len(target.data.classes)
+    key = (hashlib.sha256(feats.tobytes()).hexdigest(), hashlib.sha256(labels.tobytes()).hexdigest(), k, target.seed)
+    if key not in _probabilities_cache:
+        probs, _ = linear.out_of_fold(feats, labels, k, seed=target.seed)
+        _probabilities_cache.clear()
+        _probabilities_cache[key] = probs
+    return feats, _probabilities_cache[key]
 
 
 def probe_linear(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +287,7 @@ def _run_probe(probe_id: uuid.UUID) -> str:
         spec = JobSpec.model_validate(spec_raw)
         data = context.load_data(spec, data_root=settings.data_root, verify=not verified)
         weights = context.latest_weights(model_path=model_path, workdir=workdir)
-        target = Target(job_id, spec, data, weights, settings.data_root)
+        target = Target(job_id, spec, data, weights, settings.data_root, workdir)
         result = PROBES[name](target, budget, inputs)
         result = {**_finite(result), "weights": weights.source, "seconds": time.perf_counter() - t0}
     except Stopped:

@@ -14,7 +14,7 @@ from typing import Any
 from contract.resolved import train_eval_indices
 from contract.spec import JobSpec
 from models.artifacts import remove_partials, written_atomically
-from models.checkpoints import BEST_WEIGHTS, LAST_MODEL, checkpoint_file
+from models.checkpoints import BEST_WEIGHTS, LAST_MODEL, TRAIN_FEATURES, checkpoint_file
 from models.paths import resolve_under
 from worker.training.errors import DataError
 from worker.training.sink import Sink
@@ -163,6 +163,7 @@ def make_datasets(
     spec: JobSpec, data: Prepared, built: Built, *, workdir: Path, sink: Sink, seed: int | None, stop: threading.Event
 ) -> Datasets | None:
     """tf.data pipelines of images, or of the frozen base's features computed once; None if stopped meanwhile."""
+    from worker.training import stored_features
     from worker.training.features import extract, feature_dataset, pin_base
     from worker.training.model import batchnorm_mode
     from worker.training.pipeline import make_dataset
@@ -183,6 +184,8 @@ def make_datasets(
         sink.event("performance", perf.describe(), {**asdict(perf), "batchnorm": batchnorm_mode(spec)})
         return Datasets(train_ds, val_ds, subset_ds, backup_dir)
     base_dir, backup_dir = backup_dir, backup_dir / "head"  # the head's checkpoints; a full-model one would not fit it
+    # an earlier attempt's features may be of another base (a re-pinned one): none until this attempt's are stored
+    (workdir / TRAIN_FEATURES).unlink(missing_ok=True)
     if spec.model.weights is None:
         warning = pin_base(built.model.get_layer("inception_v3"), base_dir / "frozen_base.weights.h5")
         if warning is not None:
@@ -198,6 +201,14 @@ def make_datasets(
         return None
     features = dict(zip(("train", "val"), extracted))
     seconds = time.perf_counter() - t0
+    stored_features.save(  # for the job's probes: the same features, without building the base again
+        workdir / TRAIN_FEATURES,
+        features=features["train"],
+        paths=train_set.paths,
+        labels=train_set.labels,
+        classes=train_set.classes,
+        identity=stored_features.base_identity(spec, data.weights_file),
+    )
     k = len(train_set.classes)
     train_ds = feature_dataset(features["train"], train_set.labels, k, batch_size=bs, training=True, seed=seed)
     val_ds = feature_dataset(features["val"], val_set.labels, k, batch_size=bs, training=False, seed=seed)
