@@ -123,6 +123,17 @@ def test_range_summary_reads_a_known_curve():
     assert lr_range.summarize(lrs, raw, job_rate=1e-7, part="head", truncated=False)["job_rate_verdict"] == "too_low"
 
 
+def test_the_settling_steps_noise_is_not_where_the_range_starts():
+    lrs = lr_range.rates(1e-7, 10, 100)
+    # a recorded shape: the first smoothed value happens to sit low, the loss is flat until ~4e-4, falls to its
+    # lowest near 4e-3, then rises again
+    smoothed = [1.46] + [1.49] * 43 + [1.49 - 0.01 * i for i in range(1, 15)] + [1.35] * 6 + [1.45] * 36
+    result = lr_range.read(lrs, smoothed, job_rate=1e-6, part="head", truncated=False)
+    lo, hi = result["usable_range"]
+    assert 1e-4 < lo < 1e-3 and 1e-3 < hi < 1e-1, result["usable_range"]
+    assert result["job_rate_verdict"] == "too_low"
+
+
 def test_a_loss_that_never_falls_suggests_no_rate():
     lrs = lr_range.rates(1e-7, 10, 100)
     # a random-init head whose loss wanders without falling: its steepest point is noise

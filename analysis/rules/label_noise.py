@@ -11,6 +11,7 @@ from analysis.compare import ge, gt, le, lt, tol
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series, max_gain
+from analysis.stats import wilson
 from analysis.view import View
 
 
@@ -107,7 +108,9 @@ class LabelNoise(Rule):
             )
         check = view.probes.get("label_check")
         if check is not None:
-            return self._checked(view, check, p)
+            found = self._checked(view, check, val_acc, p)
+            if found is not None:
+                return found  # confirmed or cleared; otherwise the check was inconclusive: read the curves
         bar = view.chance_bar(p.learned)
         if bar is not None and (view.near_chance(p.learned, p.val_above_epochs) or not gt(val_acc.last, bar)):
             return []  # nothing learned: disagreeing with the training labels says nothing about them
@@ -174,10 +177,19 @@ class LabelNoise(Rule):
             )
         ]
 
-    def _checked(self, view: View, check, p: LabelNoiseParams) -> list[Finding]:
-        """Confident learning measured the noise: confirmed above `confirmed_noise_rate`, cleared below it."""
+    def _checked(self, view: View, check, val_acc: Series, p: LabelNoiseParams) -> list[Finding] | None:
+        """Confident learning measured the noise: cleared below `confirmed_noise_rate`; confirmed above it only when
+        the job's own model agrees with the validation labels clearly more than the check's classifier could agree
+        with the training labels (1 − noise rate). Confident learning calls every confident disagreement a wrong
+        label, so features too weak to separate the classes read as noise as well; a job that does better on held-out
+        images than the labels would allow says the features were not the limit. None: inconclusive."""
         if not ge(check.noise_rate, p.confirmed_noise_rate):
             return []
+        n_val, n_train = view.sample_size("val_accuracy"), check.images or view.sample_size("accuracy")
+        val = wilson(val_acc.last * n_val, n_val) if n_val else None
+        agree = wilson((1 - check.noise_rate) * n_train, n_train) if n_train else None
+        if val is None or agree is None or not gt(val[0], agree[1]):
+            return None
         spec = view.spec
         return [
             Finding(
@@ -185,9 +197,19 @@ class LabelNoise(Rule):
                 cause="label_noise",
                 confidence=clamp(0.9),
                 summary=f"Label noise confirmed: confident learning estimates {check.noise_rate:.0%} of the training "
-                f"labels wrong" + (f" ({check.suspects} suspect images)" if check.suspects is not None else "") + ".",
+                f"labels wrong"
+                + (f" ({check.suspects} suspect images)" if check.suspects is not None else "")
+                + ", and the "
+                f"model agrees with the validation labels ({val_acc.last:.2f}) more than a classifier could agree with "
+                f"the training labels ({1 - check.noise_rate:.2f}).",
                 thresholds=p.model_dump(),
-                observed={"label_check": check.model_dump(), "signals": ["label_check"]},
+                observed={
+                    "label_check": check.model_dump(),
+                    "signals": ["label_check"],
+                    "val_accuracy": round(val_acc.last, 4),
+                    "val_accuracy_interval": [round(v, 4) for v in val],
+                    "train_label_agreement_interval": [round(v, 4) for v in agree],
+                },
                 epochs=[],
                 remedies=R.ranked(R.add_label_smoothing(spec), R.add_early_stopping(spec)),
             )

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from analysis import remedies as R
-from analysis.compare import ge, le, lt
+from analysis.compare import ge, gt, le, lt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series, max_gain
-from analysis.stats import significantly_above
+from analysis.stats import significantly_above, wilson
 from analysis.view import View
 
 
@@ -212,9 +212,22 @@ class Underfitting(Rule):
             return None
         if significantly_above(probe.accuracy, chance, probe.images, floor=p.min_gain):
             return None
+        if k and chance > 1 / k + p.min_gain:
+            # imbalanced training labels: always answering the largest class already scores `chance`, so an
+            # accuracy near it cannot tell uninformative features from a linear model that follows the counts
+            return None
         check = view.probes.get("label_check")
         if check is not None and not significantly_above(1 - check.noise_rate, chance, probe.images, floor=p.min_gain):
             return None  # the labels leave the probe no room above chance: it cannot judge the features
+        # The job's own head learns on these same frozen features: where it beats the probe's whole interval, on
+        # the training subset or on held-out images, the features do separate the classes (the probe's score is the
+        # labels' or the linear model's limit, not theirs)
+        interval = wilson(probe.accuracy * probe.images, probe.images) if probe.images else None
+        for name, best in ((c.train.name, c.best_train), (c.val.name, c.best_val)):
+            n = view.sample_size(name)
+            own = wilson(best * n, n) if n and best is not None else None
+            if interval is not None and own is not None and gt(own[0], interval[1]):
+                return None
         return self._finding(
             "base_too_frozen",
             0.9,

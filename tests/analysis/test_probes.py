@@ -40,12 +40,26 @@ def test_a_range_test_states_the_measured_rate_when_the_rate_is_too_low():
 
 
 def test_a_label_check_confirms_or_clears_label_noise():
-    h = history(**healthy(8))
-    confirmed = diagnose(h, ctx(class_counts_train=THREE, probes={"label_check": {"noise_rate": 0.2, "suspects": 60}}))
+    h = history(**healthy(8))  # val_accuracy ends at 0.77 on 150 images
+    sizes = {"class_counts_train": THREE, "class_counts_val": counts(3, 50)}
+    confirmed = diagnose(h, ctx(**sizes, probes={"label_check": {"noise_rate": 0.4, "suspects": 120}}))
     f = next(f for f in confirmed.findings if f.rule == "label_noise")
-    assert f.cause == "label_noise" and "20%" in f.summary and "60 suspect" in f.summary
-    clean = diagnose(h, ctx(class_counts_train=THREE, probes={"label_check": {"noise_rate": 0.01}}))
+    assert f.cause == "label_noise" and "40%" in f.summary and "120 suspect" in f.summary
+    assert f.observed["val_accuracy_interval"][0] > f.observed["train_label_agreement_interval"][1]
+    clean = diagnose(h, ctx(**sizes, probes={"label_check": {"noise_rate": 0.01}}))
     assert not causes(clean) & {"label_noise", "label_noise_suspected"}
+
+
+def test_a_noise_rate_that_weak_features_explain_is_not_confirmed():
+    """Confident learning calls every confident disagreement a wrong label: with features that separate the classes
+    only so far, its noise rate is about the classifier's own error. A job that does no better on held-out images
+    than 1 − that rate gives no sign that the labels, not the features, are the limit."""
+    h = history(**healthy(8))
+    sizes = {"class_counts_train": THREE, "class_counts_val": counts(3, 50)}
+    weak = diagnose(h, ctx(**sizes, probes={"label_check": {"noise_rate": 0.3, "suspects": 90}}))
+    assert not causes(weak) & {"label_noise", "label_noise_suspected"}
+    unknown_val_size = diagnose(h, ctx(class_counts_train=THREE, probes={"label_check": {"noise_rate": 0.4}}))
+    assert "label_noise" not in causes(unknown_val_size)
 
 
 def test_a_failed_memorization_ranks_optimisation_causes_first():
@@ -115,13 +129,31 @@ def test_a_near_miss_of_the_memorization_bar_keeps_the_generalisation_cause_firs
 
 def test_a_linear_probe_at_chance_names_the_base_unsuitable():
     n = 8
-    h = history(train_eval_accuracy=ramp(0.4, 0.03, n), val_accuracy=ramp(0.38, 0.03, n))
+    h = history(train_eval_accuracy=flat(0.36, n), val_accuracy=flat(0.35, n))
     probe = {"linear_probe": {"accuracy": 0.35, "images": 300}}
     d = diagnose(h, ctx(class_counts_train=THREE, probes=probe))
-    f = next(f for f in d.findings if f.cause == "base_too_frozen")
-    assert "linear probe" in f.summary and f.observed["linear_probe"]["accuracy"] == 0.35
+    f = next(f for f in d.findings if f.cause == "base_too_frozen" and "linear probe" in f.summary)
+    assert f.observed["linear_probe"]["accuracy"] == 0.35
     informative = diagnose(h, ctx(class_counts_train=THREE, probes={"linear_probe": {"accuracy": 0.8, "images": 300}}))
-    assert "base_too_frozen" not in causes(informative)
+    assert not any("linear probe" in f.summary for f in informative.findings)
+
+
+def test_a_head_that_beats_the_linear_probe_shows_the_features_separate_the_classes():
+    """The job's own head learns on the same frozen features: a head at 0.61 on 256 images is beyond a probe's
+    0.35 ± 0.05, so the probe's score is the linear model's or the labels' limit, not the features'."""
+    n = 8
+    h = history(train_eval_accuracy=ramp(0.4, 0.03, n), val_accuracy=ramp(0.38, 0.03, n))
+    d = diagnose(h, ctx(class_counts_train=THREE, probes={"linear_probe": {"accuracy": 0.35, "images": 300}}))
+    assert not any("linear probe" in f.summary for f in d.findings)
+
+
+def test_a_probe_near_the_largest_class_share_of_imbalanced_labels_does_not_judge_the_features():
+    n = 8
+    h = history(train_eval_accuracy=flat(0.62, n), val_accuracy=flat(0.3, n))
+    imbalanced = {"a": 32, "b": 7, "c": 7, "d": 7}
+    probe = {"linear_probe": {"accuracy": 0.64, "chance": 0.60, "images": 53}}
+    d = diagnose(h, ctx(class_counts_train=imbalanced, probes=probe))
+    assert not any("linear probe" in f.summary for f in d.findings)
 
 
 def test_a_range_test_tells_fine_from_could_be_better():
@@ -150,11 +182,10 @@ def test_a_linear_probe_scored_against_mostly_wrong_labels_does_not_judge_the_fe
     """With 61 % of the labels wrong even perfect features score about 0.39 against them, within noise of chance
     (0.29 on 128 images): a probe at 0.39 then says nothing about the base."""
     n = 8
-    h = history(train_eval_accuracy=ramp(0.4, 0.03, n), val_accuracy=ramp(0.38, 0.03, n))
+    h = history(train_eval_accuracy=flat(0.36, n), val_accuracy=flat(0.35, n))
     spec = {"model": {"trainable": "head"}}
-    probe = {"linear_probe": {"accuracy": 0.39, "chance": 0.29, "images": 128}}
+    probe = {"linear_probe": {"accuracy": 0.39, "chance": 0.33, "images": 128}}
     noisy = diagnose(h, ctx(spec, class_counts_train=THREE, probes={**probe, "label_check": {"noise_rate": 0.61}}))
-    assert "base_too_frozen" not in causes(noisy)
-    assert "label_noise" in causes(noisy)
+    assert not any("linear probe" in f.summary for f in noisy.findings)
     clean = diagnose(h, ctx(spec, class_counts_train=THREE, probes={**probe, "label_check": {"noise_rate": 0.0}}))
-    assert "base_too_frozen" in causes(clean)
+    assert any("linear probe" in f.summary for f in clean.findings)

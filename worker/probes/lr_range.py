@@ -82,8 +82,13 @@ def summarize(lrs: list[float], raw: list[float], *, job_rate: float, part: str,
     """The result from the rates tried and their raw losses (pure: tested on known curves)."""
     cut = next((i for i, loss in enumerate(raw) if not math.isfinite(loss)), len(raw))
     diverged = cut < len(raw)
-    lrs, raw = lrs[:cut], raw[:cut]
-    smoothed = smooth(raw)
+    return read(lrs[:cut], smooth(raw[:cut]), job_rate=job_rate, part=part, truncated=truncated, diverged=diverged)
+
+
+def read(
+    lrs: list[float], smoothed: list[float], *, job_rate: float, part: str, truncated: bool, diverged: bool = False
+) -> dict[str, Any]:
+    """The result from the rates tried and their smoothed losses: also how a recorded sweep is read again."""
     steep = steepest(lrs, smoothed)
     vall = valley(smoothed)
     usable = None
@@ -92,9 +97,13 @@ def summarize(lrs: list[float], raw: list[float], *, job_rate: float, part: str,
         diverged = diverged or smoothed[-1] > DIVERGE * smoothed[best]
         ref = smoothed[min(SKIP_BEGIN, len(smoothed) - 1)]  # the average has settled by then
         fall = ref - smoothed[best]
-        if fall > MIN_FALL * abs(ref):
-            # Smith: from where the loss starts to fall (here: a tenth of its whole fall) to where it is lowest
-            start = next(i for i, v in enumerate(smoothed) if v <= ref - 0.1 * fall)
+        settled = best > SKIP_BEGIN or len(smoothed) <= SKIP_BEGIN + 3  # a lowest loss among the first steps is noise
+        if fall > MIN_FALL * abs(ref) and settled:
+            # Smith: from where the loss starts to fall (here: the start of the descent that stays a tenth of its
+            # whole fall below where it began) to where it is lowest; the settling first steps' noise is no fall
+            start = best
+            while start > SKIP_BEGIN and smoothed[start - 1] <= ref - 0.1 * fall:
+                start -= 1
             usable = [lrs[start], lrs[best]]
     # the steepest point of a loss that never fell is noise, not a measured rate: no range, no suggestion
     suggested = lrs[steep] if steep is not None and usable else None
