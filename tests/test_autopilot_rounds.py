@@ -237,9 +237,9 @@ def test_a_learning_rate_remedy_takes_the_range_tests_suggested_rate(tmp_path):
         chosen = uuid.uuid4()
         with session_scope() as s:
             for pid, status, result, year in (
-                (uuid.uuid4(), "succeeded", {"suggested_rate": 1e-2}, 2020),
+                (uuid.uuid4(), "succeeded", {"suggested_rate": 1e-2, "usable_range": [1e-4, 1e-1]}, 2020),
                 (uuid.uuid4(), "failed", None, 2030),
-                (chosen, "succeeded", {"suggested_rate": 3e-4}, 2025),
+                (chosen, "succeeded", {"suggested_rate": 3e-4, "usable_range": [1e-5, 1e-3]}, 2025),
             ):
                 when = utcnow().replace(year=year)
                 s.add(Probe(id=pid, job_id=jid, name="lr_range", status=status, result=result, finished_at=when))

@@ -122,10 +122,11 @@ def test_killed_worker_is_restarted_and_its_expired_job_requeued_meanwhile(tmp_p
     service.start()
     try:
         with service.client() as api:
-            jid = api.post("/jobs", json=running_spec(epochs=3)).json()["id"]
-            wait_epochs(api, jid, 1, 300, service.logs)
+            jid = api.post("/jobs", json=running_spec(epochs=4)).json()["id"]
+            wait_epochs(api, jid, 2, 300, service.logs)
             first = service.worker_pid()
             os.kill(first, signal.SIGKILL)
+            killed_at = len(api.get(f"/jobs/{jid}/metrics").json()["items"])
             r = wait_for(lambda: (r := api.get("/readyz")).status_code == 503 and r, 10)
             assert list(r.json()["failing"]) == ["worker"], r.json()
             # no worker alive, yet the lease lapses and the job goes back to the queue
@@ -136,10 +137,16 @@ def test_killed_worker_is_restarted_and_its_expired_job_requeued_meanwhile(tmp_p
             assert restarts(api) == 1
             done = wait_status(api, jid, TERMINAL, 400, service.logs)
             assert done["status"] == "succeeded" and done["attempts"] == 2, done
-            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 3)
+            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 4)
             assert any("lease expired" in (e["reason"] or "") for e in done["events"]), done["events"]
+            resumed = [e for e in done["events"] if e["kind"] == "state" and e["to_status"] == "running"]
+            assert [e["data"]["attempt"] for e in resumed] == [1, 2]
+            assert resumed[1]["reason"].startswith("resumed from the last checkpoint"), resumed
         logs = service.logs(10_000_000)
         assert '"embedded child exited"' in logs and '"embedded child restarting"' in logs
+        # resumed, not restarted: both workers together trained each epoch once (the one the kill interrupted may
+        # be trained twice); a restart from scratch would log killed_at + 4
+        assert logs.count("epoch recorded") <= 4 + 1 < killed_at + 4, (killed_at, logs.count("epoch recorded"))
     finally:
         service.stop()
     assert not service.leftovers()

@@ -274,7 +274,7 @@ MIRRORED = textwrap.dedent("""
     from worker.training.sink import MemorySink
 
     out = {}
-    for mode in ("off", "auto"):
+    for mode in ("auto",):
         spec = JobSpec.model_validate(json.loads(sys.argv[1]) | {"performance": {"cache_features": mode}})
         sink = MemorySink()
         result = train(spec, data_root=Path(sys.argv[2]), workdir=Path(sys.argv[3]) / mode, sink=sink,
@@ -299,9 +299,11 @@ def test_mirrored_training_on_two_logical_cpus(shapes, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.split("RESULT ", 1)[1])
-    for mode in ("off", "auto"):
-        assert out[mode]["status"] == "succeeded"
-        perf = out[mode]["performance"]
-        assert perf["replicas"] == 2 and perf["global_batch_size"] == 8  # batch_size is per replica
-        assert all(np.isfinite(r["loss"]) and r["grad_norm"] is not None for r in out[mode]["rows"])
-    assert_same_rows(out["off"]["rows"], out["auto"]["rows"])
+    # the head on cached features, replicated; the whole network replicated is tests/test_batchnorm.py's mirrored
+    # run, and cached against uncached is test_cached_head_trains_the_same_model_as_the_full_network
+    auto = out["auto"]
+    assert auto["status"] == "succeeded"
+    perf = auto["performance"]
+    assert perf["replicas"] == 2 and perf["global_batch_size"] == 8  # batch_size is per replica
+    assert perf["cache_features"] is True, perf
+    assert all(np.isfinite(r["loss"]) and r["grad_norm"] is not None for r in auto["rows"])
