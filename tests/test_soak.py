@@ -17,8 +17,8 @@ from tests.specs import small_spec
 
 pytestmark = pytest.mark.slow
 
-JOBS = 8
-KILLS = 3
+JOBS = 6
+KILLS = 2
 DRAIN_SECONDS = 240  # after the last kill; ~5 s a job once the worker is warm, so this is slack, not the plan
 
 
