@@ -109,15 +109,6 @@ FAST = (
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def _module_fixtures(item: pytest.Item) -> bool:
-    """Whether the test uses a fixture its own module declares to outlive one test (a service, a trained model)."""
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in info.name2fixturedefs.values() if info else ():
-        if defs and defs[-1].scope != "function" and defs[-1].baseid == item.nodeid.split("::")[0]:
-            return True
-    return False
-
-
 # The modules that train, and start, kill and restart processes, longest first (measured by `--durations`): under
 # `-n`, a long test started last would run alone at the end while the other worker idles.
 LONG_FIRST = (
@@ -143,17 +134,12 @@ LONG_FIRST = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        module = item.path.relative_to(_ROOT).as_posix()
-        if module.startswith(FAST):
-            item.add_marker(pytest.mark.fast)
-        # scripts/test.sh runs the suite on two xdist workers (`--dist loadgroup`): a module whose fixtures
-        # outlive one test runs on one worker, so its service or trained model is built once
-        if _module_fixtures(item):
-            item.add_marker(pytest.mark.xdist_group(module))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if item.path.relative_to(_ROOT).as_posix().startswith(FAST):
+        item.add_marker(pytest.mark.fast)
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         module = item.path.relative_to(_ROOT).as_posix()
         return LONG_FIRST.index(module) if module in LONG_FIRST else len(LONG_FIRST)
