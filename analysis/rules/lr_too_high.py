@@ -138,8 +138,12 @@ class LrTooHigh(Rule):
 
     @staticmethod
     def _above_range(lr: float, probe, p: LrTooHighParams) -> bool:
-        """The job's rate lies above the range test's usable range, or `range_factor` × its suggestion or more."""
-        return (probe.max_lr is not None and gt(lr, probe.max_lr)) or ge(lr, p.range_factor * probe.suggested_lr)
+        """The job's rate lies above the range test's usable range; for a record without one, `range_factor` × its
+        suggestion or more. A rate inside the measured range is usable however far it is from the steepest point:
+        the range test's own verdict, not a factor, decides."""
+        if probe.max_lr is not None:
+            return gt(lr, probe.max_lr)
+        return ge(lr, p.range_factor * probe.suggested_lr)
 
     @staticmethod
     def _poor(view: View) -> bool:

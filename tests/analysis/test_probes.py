@@ -28,6 +28,14 @@ def test_a_range_test_states_the_measured_rate_when_the_rate_is_too_high():
     # a range test that finds this rate usable clears the learning rate
     fine = diagnose(h, ctx(spec, class_counts_train=THREE, probes={"lr_range": {"suggested_lr": 0.1}}))
     assert "learning_rate_too_high" not in causes(fine)
+    # within the measured range, however far above the steepest point: the range test's verdict decides
+    inside = {"suggested_rate": 2e-4, "usable_range": [1e-4, 0.3], "job_rate_verdict": "within_range"}
+    usable = diagnose(h, ctx(spec, class_counts_train=THREE, probes={"lr_range": inside}))
+    assert "learning_rate_too_high" not in causes(usable)
+    above = {"suggested_rate": 2e-4, "usable_range": [1e-4, 0.03], "job_rate_verdict": "too_high"}
+    assert "learning_rate_too_high" in causes(
+        diagnose(h, ctx(spec, class_counts_train=THREE, probes={"lr_range": above}))
+    )
 
 
 def test_a_range_test_states_the_measured_rate_when_the_rate_is_too_low():
