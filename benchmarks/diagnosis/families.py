@@ -38,6 +38,17 @@ from samples.shapes import draw as draw_shape
 SIZE = 75
 
 
+def _vertices(cx: float, cy: float, radii: tuple[float, ...], t0: float, n: int) -> list[tuple[float, float]]:
+    """n points around (cx, cy) from angle t0, their distances cycling through `radii` (a star: two radii)."""
+    return [
+        (
+            cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
+            cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n),
+        )
+        for i in range(n)
+    ]
+
+
 def _noise(size: int, rng: random.Random) -> np.ndarray:
     return np.random.default_rng(rng.randrange(2**32)).integers(0, 90, (size, size, 3)).astype(np.float32)
 
@@ -110,16 +121,7 @@ def draw_polygon(kind: str, size: int, rng: random.Random) -> Image.Image:
         d.ellipse((cx - r, cy - r * rng.uniform(0.35, 0.6), cx + r, cy + r * rng.uniform(0.35, 0.6)), fill=colour)
         return img
     n, radii = {"pentagon": (5, (r,)), "hexagon": (6, (r,)), "star": (10, (r, r * 0.45))}[kind]
-    d.polygon(
-        [
-            (
-                cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
-                cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n),
-            )
-            for i in range(n)
-        ],
-        fill=colour,
-    )
+    d.polygon(_vertices(cx, cy, radii, t0, n), fill=colour)
     return img
 
 
@@ -246,16 +248,7 @@ def draw_count(name: str, size: int, rng: random.Random) -> Image.Image:
             continue
         n = {"square": 4, "triangle": 3, "diamond": 4}[kind]
         radii = (r, r * 0.6) if kind == "diamond" else (r,)  # a diamond: a rhombus, one diagonal shorter
-        d.polygon(
-            [
-                (
-                    cx + radii[i % len(radii)] * np.cos(t0 + 2 * np.pi * i / n),
-                    cy + radii[i % len(radii)] * np.sin(t0 + 2 * np.pi * i / n),
-                )
-                for i in range(n)
-            ],
-            fill=colour,
-        )
+        d.polygon(_vertices(cx, cy, radii, t0, n), fill=colour)
     return img
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from analysis import Diagnosis, followup
+from analysis.probes import suggested_rate
 from contract.autopilot import AutopilotSpec
 from models import probes
 from models.analysis import service as analysis_service
@@ -58,11 +59,10 @@ def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, 
     probe = probes.latest(session, job_id, "lr_range")
     if probe is None:
         return None
-    result = probe.result or {}
-    rate = result.get("suggested_rate")
-    if not result.get("usable_range") or not isinstance(rate, (int, float)) or rate <= 0:
+    rate = suggested_rate({"lr_range": probe.result or {}})  # the rules' reading: no usable range, no rate
+    if rate is None:
         return None
-    return float(rate), {"probe": "lr_range", "probe_job_id": str(job_id), "probe_id": str(probe.id)}
+    return rate, {"probe": "lr_range", "probe_job_id": str(job_id), "probe_id": str(probe.id)}
 
 
 def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Settings) -> Measured:
