@@ -11,7 +11,7 @@ from PIL import Image
 from benchmarks.diagnosis.families import FAMILIES, SIZE, write_split
 
 
-@pytest.mark.parametrize("name", ["counts"])
+@pytest.mark.parametrize("name", ["counts", "quality"])
 def test_a_family_writes_the_requested_files_per_class_at_the_requested_size(name, tmp_path):
     family = FAMILIES[name]
     asked = {cls: n for cls, n in zip(family.classes, (3, 1, 2, 4), strict=True)}
@@ -29,7 +29,7 @@ def test_a_family_writes_the_requested_files_per_class_at_the_requested_size(nam
             assert img.size == (40, 40)
 
 
-def test_counts_is_held_out_with_four_classes():
-    family = FAMILIES["counts"]
-    assert family.held_out and family.classes == ("one", "two", "three", "four")
-    assert not FAMILIES["scenes"].held_out  # development since its first scoring
+def test_quality_is_held_out_with_four_classes():
+    family = FAMILIES["quality"]
+    assert family.held_out and family.classes == ("sharp", "blurred", "pixelated", "speckled")
+    assert not FAMILIES["scenes"].held_out and not FAMILIES["counts"].held_out  # development since their scoring

@@ -1,7 +1,8 @@
 """Overfitting: generalisation is getting worse, or a large train/validation gap keeps growing.
 
 A ratio alone never fires it: SageMaker's Overfit ratio of 0.1 holds for nearly every fine-tune, healthy or not.
-A run whose validation still improves is not overfitting, however large its gap.
+A run whose validation still improves is not overfitting, however large its gap. Nor is a head on a frozen base
+that generalises as well as a linear probe of the same features does: its gap is the features' limit.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from analysis import remedies as R
-from analysis.compare import ge, le
+from analysis.compare import ge, le, lt
 from analysis.findings import Abstention, Finding, clamp
 from analysis.rule import Params, Rule
 from analysis.series import Series
+from analysis.stats import wilson
 from analysis.view import View
 
 KERAS_BIAS = (
@@ -110,7 +112,7 @@ class Overfitting(Rule):
             fired.append("gap_widening")
             observed.update(gap_at_best_val_accuracy=round(gaps[best], 4), best_val_accuracy_epoch=ep[best])
             epochs.update(ep[best:])
-        if not fired:
+        if not fired or self._at_features_ceiling(view, max(va)):
             return []
         if train_loss and val_loss:
             _, tl, vl = view.paired(train_loss, val_loss)
@@ -141,6 +143,18 @@ class Overfitting(Rule):
                 ),
             )
         ]
+
+    @staticmethod
+    def _at_features_ceiling(view: View, best_val: float) -> bool:
+        """A head on a frozen base whose best validation accuracy is not below a linear probe of the same features
+        (k-fold, out of sample) beyond binomial noise: it already generalises as far as those features allow, so
+        regularising the head cannot close its train/validation gap, and the gap is not a stall's cause."""
+        probe = view.probes.get("linear_probe")
+        if probe is None or not view.spec.base_frozen:
+            return False
+        n = view.sample_size("val_accuracy")
+        own = wilson(best_val * n, n) if n else None
+        return own is not None and not lt(own[1], probe.accuracy)
 
     @staticmethod
     def _improving(val_loss: Series, val_acc: Series, p: OverfittingParams) -> bool:

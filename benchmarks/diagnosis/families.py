@@ -14,10 +14,12 @@ generic source task the base is pre-trained on.
   horizon at a random height and tilt with random colours: sea (a horizon over horizontal wave lines), forest
   (vertical trunks standing on the ground), night (a dark sky with a moon and scattered stars), mountains (a
   jagged ridge silhouette against the sky). The class is the arrangement of the whole image, not one object.
-- "counts" (held out): how many objects the image holds, one to four small filled shapes (circle, square,
+- "counts" (development since its first scoring; it was held out until then): how many objects the image holds, one to four small filled shapes (circle, square,
   triangle or diamond, each of a random kind, colour, size, place and turn, none overlapping another) on noise.
-  The class is a number, not what any object looks like. Never looked at while choosing recipes, manifestation
-  checks, rules, thresholds or calibrations.
+  The class is a number, not what any object looks like.
+- "quality" (held out): how the image was degraded, not what it shows: a few random filled shapes over a smooth
+  two-colour gradient, then kept sharp, blurred, pixelated or speckled, each with a random strength. Never
+  looked at while choosing recipes, manifestation checks, rules, thresholds or calibrations.
 - source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
   hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
   so both targets are transfer tasks.
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from samples.shapes import draw as draw_shape
 
@@ -252,6 +254,49 @@ def draw_count(name: str, size: int, rng: random.Random) -> Image.Image:
     return img
 
 
+QUALITIES = ("sharp", "blurred", "pixelated", "speckled")
+
+
+def _content(size: int, rng: random.Random) -> Image.Image:
+    """Two to five filled ellipses and polygons of random colours, sizes, places and turns over a smooth gradient
+    between two random colours in a random direction, with faint noise: the same kind of picture for every class."""
+    a, b = _colours(rng)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    angle = rng.uniform(0, 2 * np.pi)
+    t = ((x - 0.5) * np.cos(angle) + (y - 0.5) * np.sin(angle) + 0.75) / 1.5
+    img = a * (1 - t[..., None]) + b * t[..., None] + _noise(size, rng) * 0.15
+    out = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(out)
+    for _ in range(rng.randint(2, 5)):
+        r = rng.uniform(0.08, 0.25) * size
+        cx, cy = rng.uniform(0, size), rng.uniform(0, size)
+        colour = tuple(rng.randrange(0, 256) for _ in range(3))
+        if rng.random() < 0.4:
+            d.ellipse((cx - r, cy - r * rng.uniform(0.5, 1), cx + r, cy + r * rng.uniform(0.5, 1)), fill=colour)
+        else:
+            d.polygon(_vertices(cx, cy, (r,), rng.uniform(0, 2 * np.pi), rng.randint(3, 6)), fill=colour)
+    return out
+
+
+def draw_quality(name: str, size: int, rng: random.Random) -> Image.Image:
+    """The class is the degradation: none (sharp), a Gaussian blur of radius 1-2.5 % of the image, pixelation into
+    blocks of 5-12 % of the image (downscaled, then enlarged again without smoothing), or 4-12 % of the pixels
+    replaced by black or white specks."""
+    img = _content(size, rng)
+    if name == "blurred":
+        return img.filter(ImageFilter.GaussianBlur(rng.uniform(0.01, 0.025) * size))
+    if name == "pixelated":
+        blocks = max(2, round(size / (rng.uniform(0.05, 0.12) * size)))
+        return img.resize((blocks, blocks), Image.Resampling.BOX).resize((size, size), Image.Resampling.NEAREST)
+    if name == "speckled":
+        arr = np.asarray(img).copy()
+        g = np.random.default_rng(rng.randrange(2**32))
+        hit = g.random((size, size)) < rng.uniform(0.04, 0.12)
+        arr[hit] = np.where(g.random((int(hit.sum()), 1)) < 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr)
+    return img
+
+
 @dataclass(frozen=True)
 class Family:
     classes: tuple[str, ...]
@@ -266,7 +311,8 @@ FAMILIES = {
     "colours": Family(tuple(HUES), draw_colour, 33, held_out=False),
     "glyphs": Family(GLYPHS, draw_glyph, 44, held_out=True),
     "scenes": Family(SCENES, draw_scene, 55, held_out=False),
-    "counts": Family(COUNTS, draw_count, 66, held_out=True),
+    "counts": Family(COUNTS, draw_count, 66, held_out=False),
+    "quality": Family(QUALITIES, draw_quality, 77, held_out=True),
 }
 
 SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")

@@ -1,6 +1,6 @@
 """Score a held-out family recorded with probes (`run.py --probes`) against the targets, with and without probes.
 
-    .venv/bin/python -m benchmarks.diagnosis.heldout --family counts
+    .venv/bin/python -m benchmarks.diagnosis.heldout --family quality
 
 Reads tests/analysis/heldout/<family>/ (kept out of the development corpus, so the corpus gate, the fitted
 calibration and the baseline never see it), judges manifestation as run.py does, and scores the same runs
@@ -199,7 +199,7 @@ def targets(result: dict) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="counts")
+    parser.add_argument("--family", default="quality")
     parser.add_argument("--corpus", type=Path, default=HELDOUT)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
