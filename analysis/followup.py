@@ -1,5 +1,5 @@
-"""What to do after a remedy that helped: loosen the other brakes its finding named, carry it further, or train
-longer.
+"""What to do after a remedy the lineage goes on from (it helped, or its gain was within noise but not below
+zero): loosen the other brakes its finding named, carry it further, or train longer.
 
 A healthy verdict says nothing held the run back; it does not say the run was finished. A run made by loosening a
 brake on fitting (a learning rate raised, a penalty or dropout lowered) that is still climbing at its last epoch

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="When set, GET /metrics needs `Authorization: Bearer <token>`; open otherwise."
     )
+    imagenet_available: bool = Field(
+        True,
+        description="Workers can load the ImageNet weights (download or Keras cache); when false the autopilot "
+        "skips remedies that switch a job to them.",
+    )
     webhook_secret: SecretStr | None = Field(
         None, description="Key of the HMAC-SHA256 signature on webhook deliveries (X-Plateau-Signature)."
     )

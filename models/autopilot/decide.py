@@ -53,11 +53,13 @@ class Fork:
 
 @dataclass(frozen=True)
 class LastRound:
-    """The lineage's last round, measured: which remedy, on which cause, and whether its child beat its parent."""
+    """A round of the lineage, measured: which remedy, on which cause, whether its child beat its parent beyond
+    noise, and by how much on the point estimates."""
 
     cause: str | None
     remedies: tuple[str, ...]
     direction: str | None  # better | worse | unclear (analysis.significance); None while not comparable
+    gain: float | None = None  # child's best minus parent's, signed so that above 0 is better; None: not comparable
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,9 @@ class Facts:
 
     rounds_done: int
     current: Diagnosis  # of the job that just ended (the last child, or the root)
-    base: Diagnosis  # of the job the next fork would start from: the last child when it helped, else its parent
+    base: Diagnosis  # of the job the next fork would start from: the last child when go_on_from_child, else its parent
     last: LastRound | None = None
+    previous: LastRound | None = None  # the round before the last one
     tried: frozenset[str] = frozenset()
     worse: frozenset[str] = frozenset()  # remedies whose round made things worse: never carried further
     follow_up: tuple[Remedy, dict] | None = None
@@ -79,11 +82,57 @@ class Facts:
     base_epochs: int = 0
     base_best_epoch: int | None = None
     base_warm: bool = False  # the base job itself started from another job's weights
+    imagenet_available: bool = True  # workers can load the ImageNet weights (Settings.imagenet_available)
+
+
+IMAGENET_UNAVAILABLE = "the workers cannot load the ImageNet weights (PLATEAU_IMAGENET_AVAILABLE=false)"
 
 
 def helped(last: LastRound | None) -> bool:
-    """Whether the last round's fork is a better place to go on from than its parent (no fork yet: yes)."""
+    """Whether the last round's child beat its parent beyond noise (no fork yet: yes). What a lineage reports as
+    a fix; where the lineage goes on from is `go_on_from_child`."""
     return last is None or last.direction == "better"
+
+
+def go_on_from_child(last: LastRound | None) -> bool:
+    """Whether the next round starts from the last round's child rather than its parent: when the child is better
+    beyond noise, or when the test cannot tell and the child's point estimate is at least its parent's (on a
+    tie the child, which a warm start has trained for longer). A worse child, an unclear one that scored lower,
+    or one not compared (failed before an epoch, other validation images) hands the lineage back to its parent."""
+    if helped(last):
+        return True
+    return last.direction == "unclear" and last.gain is not None and last.gain >= 0
+
+
+def _no_point_gain(round_: LastRound | None) -> bool:
+    return round_ is not None and round_.direction == "unclear" and (round_.gain is None or round_.gain <= 0)
+
+
+def plateaued(last: LastRound | None, previous: LastRound | None) -> bool:
+    """Two rounds in a row that the test could not tell from their parents and that did not raise the point
+    estimate either: the remedies stopped moving the metric, whatever is left to try."""
+    return _no_point_gain(last) and _no_point_gain(previous)
+
+
+def needs_imagenet(remedy: Remedy) -> bool:
+    return (remedy.patch.get("model") or {}).get("weights") == "imagenet"
+
+
+def without_imagenet(diagnosis: Diagnosis) -> Diagnosis:
+    """The diagnosis without the remedies that load the ImageNet weights."""
+    findings = [
+        f.model_copy(update={"remedies": [r for r in f.remedies if not needs_imagenet(r)]}) for f in diagnosis.findings
+    ]
+    return diagnosis.model_copy(update={"findings": findings})
+
+
+def with_skipped(step: End | Fork, skipped: str) -> End | Fork:
+    """The step taken instead of `skipped`, a remedy that could not run, with the reason recorded: in the fork's
+    evidence, or in the detail of the end."""
+    if isinstance(step, End):
+        return End(step.reason, f"{step.detail}; skipped {skipped}: {IMAGENET_UNAVAILABLE}")
+    evidence = {**step.evidence, "skipped": {skipped: IMAGENET_UNAVAILABLE}}
+    return Fork(step.cause, step.confidence, step.remedy, step.follow_up, evidence, step.start)
 
 
 def target_reached(target: dict[str, float] | None, bests: dict[str, float | None]) -> str | None:
@@ -146,7 +195,13 @@ def with_start(step: Fork, facts: Facts) -> Fork:
 
 def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
     """In order: a target reached ends the lineage; the last round allowed is judged on its own child before the
-    lineage ends on max_rounds (fixed in its last round is `healthy`); otherwise `next_step`."""
+    lineage ends on max_rounds (fixed in its last round, i.e. better beyond noise and healthy, is `healthy`);
+    otherwise `next_step`, from the job `go_on_from_child` picks (`facts.base`).
+
+    A round the test cannot tell from its parent ("unclear") does not end the lineage: it goes on from the child
+    when the child's point estimate did not drop, and the follow-up in the same direction stays open; a round
+    that made things worse is never carried further in its direction. Without the ImageNet weights, remedies
+    that switch to them are skipped and the round (or the end) records them."""
     reached = target_reached(config.target, facts.current_bests)
     if reached:
         return End("target_reached", reached)
@@ -158,15 +213,18 @@ def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
     follow = facts.follow_up
     if follow is not None and follow[0].id in facts.worse:
         follow = None  # a direction that made things worse is never taken again
-    step = next_step(
-        config,
-        rounds_done=facts.rounds_done,
-        last_helped=last_helped,
-        diagnosis=facts.base,
-        tried=set(facts.tried) | set(facts.worse),
-        follow_up=follow,
-        last_cause=facts.last.cause if facts.last else None,
-    )
+    choose = {
+        "rounds_done": facts.rounds_done,
+        "last_helped": last_helped,
+        "from_child": go_on_from_child(facts.last),
+        "plateau": plateaued(facts.last, facts.previous),
+        "tried": set(facts.tried) | set(facts.worse),
+        "follow_up": follow,
+        "last_cause": facts.last.cause if facts.last else None,
+    }
+    step = next_step(config, diagnosis=facts.base, **choose)
+    if not facts.imagenet_available and isinstance(step, Fork) and needs_imagenet(step.remedy):
+        step = with_skipped(next_step(config, diagnosis=without_imagenet(facts.base), **choose), step.remedy.id)
     return with_start(with_measured_rate(step, facts), facts) if isinstance(step, Fork) else step
 
 
@@ -175,32 +233,41 @@ def next_step(
     *,
     rounds_done: int,
     last_helped: bool,
+    from_child: bool,
     diagnosis: Diagnosis,
     tried: set[str],
     follow_up: tuple[Remedy, dict] | None = None,
     last_cause: str | None = None,
+    plateau: bool = False,
 ) -> End | Fork:
-    """`diagnosis` is of the job the next fork would start from: the last child when it helped, else its parent.
+    """`diagnosis` is of the job the next fork would start from: the last child when `from_child`
+    (`go_on_from_child`: better beyond noise, or unclear without a lower point estimate), else its parent.
 
-    Candidates are the remedies of findings at or above min_confidence, most confident finding first and each
-    finding's remedies in their (evidence-ranked) order, skipping remedies already tried on this lineage and
-    advice with no spec change. When none is left and the last fork helped, `follow_up` (analysis.followup: another
-    brake of the same finding, the same brake further, or more epochs) goes on with the same cause."""
+    `plateau` (`plateaued`: the last two rounds unclear, neither with a point gain) ends the lineage `no_gain`.
+    Otherwise the candidates are the remedies of findings at or above min_confidence, most confident finding
+    first and each finding's remedies in their (evidence-ranked) order, skipping remedies already tried on this
+    lineage and advice with no spec change; the exploration is skipped when the last round helped and left a
+    healthy job. When none is left and the lineage goes on from the last child, `follow_up` (analysis.followup:
+    another brake of the same finding, the same brake further, or more epochs) goes on with the same cause.
+    With nothing left: `healthy` when the last round helped and left a healthy job; `no_gain` when the lineage
+    went back to the parent (the last round was worse, lower, or not measured); else `no_confident_cause`."""
     if rounds_done >= config.max_rounds:
         return End("max_rounds", f"{rounds_done} of {config.max_rounds} rounds done")
+    if plateau:
+        return End("no_gain", "two rounds in a row were within noise of their parents with no gain in their best")
     confident = [f for f in diagnosis.findings if f.confidence >= config.min_confidence]
     if not (last_helped and diagnosis.verdict == "healthy"):
         for finding in confident:
             for remedy in finding.remedies:
                 if remedy.patch and remedy.id not in tried:
                     return Fork(finding.cause, finding.confidence, remedy)
-    if last_helped and follow_up is not None:
+    if from_child and follow_up is not None:
         remedy, evidence = follow_up
         return Fork(last_cause, None, remedy, evidence)
     if last_helped and diagnosis.verdict == "healthy":
         return End("healthy", diagnosis.summary)
-    if not last_helped:
-        return End("no_gain", "the last remedy did not beat its parent beyond noise and no untried remedy is left")
+    if not from_child:
+        return End("no_gain", "the last remedy did not gain over its parent and no untried remedy is left")
     if not confident:
         best = max((f.confidence for f in diagnosis.findings), default=None)
         return End(

@@ -16,7 +16,7 @@ from contract.autopilot import AutopilotSpec
 from models import probes
 from models.analysis import service as analysis_service
 from models.autopilot import outcomes
-from models.autopilot.decide import Facts, LastRound, helped
+from models.autopilot.decide import Facts, LastRound, go_on_from_child
 from models.checkpoints import checkpoint_file
 from models.settings import Settings
 from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job
@@ -65,21 +65,26 @@ def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, 
     return rate, {"probe": "lr_range", "probe_job_id": str(job_id), "probe_id": str(probe.id)}
 
 
+def measured_round(session: Session, row: AutopilotRound, config: AutopilotSpec) -> LastRound:
+    """A round with its outcome, measured now if its child just ended: the direction and the point gain."""
+    outcome = outcome_of(session, row.child_id)
+    if outcome is not None:
+        outcome = outcomes.measure(session, outcome, min_gain=config.min_gain)
+    direction = (outcome.comparison or {}).get("direction") if outcome else None
+    gain = outcome.gain if outcome is not None and direction is not None else None
+    return LastRound(cause=row.cause, remedies=(row.remedy,), direction=direction, gain=gain)
+
+
 def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Settings) -> Measured:
-    """The current job's diagnosis and bests, the last round's outcome (measured now if its child just ended), the
-    job the next fork would start from and its diagnosis, the remedies tried and those that made things worse,
-    the follow-up the records support, and a measured learning rate."""
+    """The current job's diagnosis and bests, the last two rounds' outcomes (measured now if a child just ended),
+    the job the next fork would start from (`go_on_from_child`) and its diagnosis, the remedies tried and those
+    that made things worse, the follow-up the records support, and a measured learning rate."""
     current = session.get(Job, ap.current_job_id)
     done = rounds(session, ap.id)
     last_round = done[-1] if done and done[-1].round == ap.rounds_done else None
-    last_outcome = outcome_of(session, last_round.child_id) if last_round else None
-    if last_outcome is not None:
-        last_outcome = outcomes.measure(session, last_outcome, min_gain=config.min_gain)
-    last = None
-    if last_round is not None:
-        direction = (last_outcome.comparison or {}).get("direction") if last_outcome else None
-        last = LastRound(cause=last_round.cause, remedies=(last_round.remedy,), direction=direction)
-    base = current if helped(last) or last_round is None else session.get(Job, last_round.parent_id)
+    last = measured_round(session, last_round, config) if last_round is not None else None
+    previous = measured_round(session, done[-2], config) if last_round is not None and len(done) >= 2 else None
+    base = current if go_on_from_child(last) else session.get(Job, last_round.parent_id)
     current_diagnosis = diagnosis(session, current, config.metric, settings)
     base_diagnosis = diagnosis(session, base, config.metric, settings, explore=True)  # the remedy to try next
     tried = frozenset(r.remedy for r in done)
@@ -89,7 +94,7 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         if (o := outcome_of(session, r.child_id)) is not None and (o.comparison or {}).get("direction") == "worse"
     )
     follow = None
-    if last_round is not None and helped(last):  # the last child is the base: should its remedy go further?
+    if last_round is not None and go_on_from_child(last):  # the last child is the base: should its remedy go further?
         history = analysis_service.history(session, base, max_cached_epochs=settings.analysis_history_cache_epochs)
         parent = session.get(Job, last_round.parent_id)
         named = next(
@@ -122,6 +127,7 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         current=current_diagnosis,
         base=base_diagnosis,
         last=last,
+        previous=previous,
         tried=tried,
         worse=worse,
         follow_up=follow,
@@ -133,5 +139,6 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         base_epochs=outcomes.best(session, base.id, config.metric)[1],
         base_best_epoch=(outcomes.val_predictions(session, base.id) or {}).get("epoch"),
         base_warm=bool((base.spec.get("model") or {}).get("init_from")),
+        imagenet_available=settings.imagenet_available,
     )
     return Measured(facts=facts, current=current, base=base)

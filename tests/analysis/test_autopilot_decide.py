@@ -8,7 +8,18 @@ from analysis import Diagnosis, Finding, Remedy
 from analysis.significance import by_min_gain, mcnemar, newcombe, wilson
 from contract import predictions
 from contract.autopilot import AutopilotSpec
-from models.autopilot.decide import End, Facts, Fork, LastRound, decide, helped, target_reached
+from models.autopilot.decide import (
+    IMAGENET_UNAVAILABLE,
+    End,
+    Facts,
+    Fork,
+    LastRound,
+    decide,
+    go_on_from_child,
+    helped,
+    plateaued,
+    target_reached,
+)
 
 HEALTHY = Diagnosis(verdict="healthy", summary="fine")
 
@@ -19,7 +30,30 @@ def lr_too_low(*remedies: Remedy) -> Diagnosis:
 
 
 RAISE = Remedy(id="increase_learning_rate", text="×100", patch={"optimizer": {"learning_rate": 1e-4}})
+RAISE_AGAIN = Remedy(id="increase_learning_rate", text="×4", patch={"optimizer": {"learning_rate": 4e-4}})
 LONGER = Remedy(id="train_longer", text="more", patch={"epochs": 14})
+IMAGENET = Remedy(id="use_imagenet_weights", text="pre-trained", patch={"model": {"weights": "imagenet"}})
+UNFREEZE = Remedy(id="unfreeze_top_blocks", text="unfreeze", patch={"model": {"trainable": "mixed8"}})
+LOW = "learning_rate_too_low"
+
+
+def round_(direction: str | None, gain: float | None, remedy: str = "increase_learning_rate") -> LastRound:
+    return LastRound(LOW, (remedy,), direction, gain)
+
+
+def after(last: LastRound, **facts) -> Facts:
+    """Facts after round 2 of 3 whose remedy (a raised rate) is tried, with `base` as measure would pick it."""
+    return Facts(
+        **{
+            "rounds_done": 2,
+            "current": lr_too_low(RAISE),
+            "base": lr_too_low(RAISE),
+            "last": last,
+            "previous": round_("better", 0.25),
+            "tried": frozenset({"increase_learning_rate"}),
+            **facts,
+        }
+    )
 
 
 def test_exact_mcnemar_counts_only_the_images_the_two_runs_disagree_on():
@@ -55,6 +89,81 @@ def test_only_a_round_better_beyond_noise_helped():
     assert helped(None)
     assert helped(LastRound("c", ("r",), "better"))
     assert not helped(LastRound("c", ("r",), "unclear")) and not helped(LastRound("c", ("r",), None))
+
+
+def test_an_unclear_round_goes_on_from_the_better_point_estimate():
+    assert go_on_from_child(None) and go_on_from_child(round_("better", 0.25))
+    assert go_on_from_child(round_("unclear", 0.042))
+    assert go_on_from_child(round_("unclear", 0.0))  # a tie: the child, which trained for longer
+    assert not go_on_from_child(round_("unclear", -0.021))
+    assert not go_on_from_child(round_("worse", -0.2)) and not go_on_from_child(round_(None, None))
+    assert not helped(round_("unclear", 0.042))  # what a lineage reports as a fix stays "better" only
+
+
+def test_an_unclear_round_with_no_drop_is_followed_up_in_its_direction():
+    config = AutopilotSpec(max_rounds=3)
+    further = (RAISE_AGAIN, {"update_ratio": 4e-4})
+    step = decide(config, after(round_("unclear", 0.042), follow_up=further))
+    assert isinstance(step, Fork) and (step.remedy, step.cause, step.confidence) == (RAISE_AGAIN, LOW, None)
+    assert step.follow_up == {"update_ratio": 4e-4}
+    step = decide(config, after(round_("unclear", 0.0), follow_up=(LONGER, {"best_epoch": 8})))
+    assert isinstance(step, Fork) and step.remedy == LONGER
+    # nothing left after it: the lineage did not go back, so it is not `no_gain`, and it was no proven fix either
+    ended = decide(config, after(round_("unclear", 0.0), current=HEALTHY, base=HEALTHY))
+    assert isinstance(ended, End) and ended.reason == "no_confident_cause"
+
+
+def test_an_unclear_round_that_scored_lower_is_not_followed_up():
+    config = AutopilotSpec(max_rounds=3)
+    step = decide(config, after(round_("unclear", -0.021), follow_up=(RAISE_AGAIN, {"update_ratio": 4e-4})))
+    assert isinstance(step, End) and step.reason == "no_gain"
+    other = decide(config, after(round_("unclear", -0.021), base=lr_too_low(RAISE, LONGER)))
+    assert isinstance(other, Fork) and other.remedy == LONGER and other.confidence == 0.9
+
+
+def test_two_unclear_rounds_without_a_point_gain_end_no_gain():
+    config = AutopilotSpec(max_rounds=5)
+    untried = {"base": lr_too_low(RAISE, LONGER)}
+    flat = after(round_("unclear", 0.0, "train_longer"), previous=round_("unclear", -0.021), **untried)
+    assert plateaued(flat.last, flat.previous)
+    step = decide(config, flat)
+    assert isinstance(step, End) and step.reason == "no_gain" and "two rounds in a row" in step.detail
+    # a point gain in either round is not a plateau: small gains that 48 images cannot confirm go on
+    rising = after(round_("unclear", 0.0, "train_longer"), previous=round_("unclear", 0.042), **untried)
+    assert not plateaued(rising.last, rising.previous)
+    assert isinstance(decide(config, rising), Fork)
+    assert not plateaued(round_("unclear", 0.0), round_("better", 0.25))
+    assert not plateaued(round_("unclear", 0.0), None)
+
+
+def test_a_worse_round_is_never_followed_up_and_ends_no_gain_when_nothing_is_left():
+    config = AutopilotSpec(max_rounds=3)
+    worse = round_("worse", -0.2)
+    facts = after(worse, worse=frozenset({"increase_learning_rate"}), follow_up=(LONGER, {"best_epoch": 8}))
+    step = decide(config, facts)
+    assert isinstance(step, End) and step.reason == "no_gain"
+    # an untried remedy of the parent's diagnosis is still taken
+    step = decide(config, Facts(**{**facts.__dict__, "base": lr_too_low(RAISE, LONGER)}))
+    assert isinstance(step, Fork) and step.remedy == LONGER and step.follow_up is None
+
+
+def test_without_imagenet_weights_the_remedy_that_needs_them_is_skipped_with_its_reason():
+    frozen = Finding(rule="r", cause="base_too_frozen", confidence=0.9, summary="", remedies=[IMAGENET, UNFREEZE])
+    diagnosis = Diagnosis(verdict="stagnating", findings=[frozen], summary="")
+    config = AutopilotSpec()
+    online = Facts(rounds_done=0, current=diagnosis, base=diagnosis)
+    assert decide(config, online).remedy == IMAGENET
+    offline = Facts(rounds_done=0, current=diagnosis, base=diagnosis, imagenet_available=False)
+    step = decide(config, offline)
+    assert isinstance(step, Fork) and step.remedy == UNFREEZE
+    assert step.evidence["skipped"] == {"use_imagenet_weights": IMAGENET_UNAVAILABLE}
+    # nothing else left: the end says which remedy could not run and why
+    ended = decide(config, Facts(**{**offline.__dict__, "tried": frozenset({"unfreeze_top_blocks"})}))
+    assert isinstance(ended, End) and "use_imagenet_weights" in ended.detail and "IMAGENET_AVAILABLE" in ended.detail
+    # an untried offline remedy ranked first is chosen as before, with nothing recorded as skipped
+    first = diagnosis.model_copy(update={"findings": [frozen.model_copy(update={"remedies": [UNFREEZE, IMAGENET]})]})
+    step = decide(config, Facts(rounds_done=0, current=first, base=first, imagenet_available=False))
+    assert step.remedy == UNFREEZE and "skipped" not in step.evidence
 
 
 def test_a_target_reached_ends_the_lineage():
