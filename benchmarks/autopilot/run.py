@@ -290,7 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     pretrain(data / "base.weights.h5", WORK / "source")
     # each strategy works in a tenant of its own: the random remedy's outcomes must not feed the autopilot's
     # ranking (it learns from its tenant's measured forks); a resumed run goes on in the same tenants
-    service, url = start_embedded_service(WORK, args.port, PLATEAU_RECONCILE_INTERVAL="5", PLATEAU_AUTH_ENABLED="true")
+    service, url = start_embedded_service(
+        WORK,
+        args.port,
+        PLATEAU_RECONCILE_INTERVAL="5",
+        PLATEAU_AUTH_ENABLED="true",
+        PLATEAU_IMAGENET_AVAILABLE="false",  # no download here: the autopilot picks the remedies that can run
+    )
     t0, wall_before = time.perf_counter(), result["wall_seconds"]
     tenants = {name: client(url, result["tenants"][name]) for name in strategies}
     try:
