@@ -102,7 +102,7 @@ def test_sqlite_locked_for_a_while_delays_epochs_but_loses_none(tmp_path):
     service.start()
     try:
         with service.client() as api:
-            jid = api.post("/jobs", json=running_spec(epochs=12)).json()["id"]
+            jid = api.post("/jobs", json=running_spec(epochs=6)).json()["id"]
             wait_epochs(api, jid, 1, 300, service.logs)
             db = sqlite3.connect(service.home / "plateau.db", timeout=30, isolation_level=None)
             db.execute("BEGIN EXCLUSIVE")  # every other writer waits (busy_timeout)
@@ -115,6 +115,6 @@ def test_sqlite_locked_for_a_while_delays_epochs_but_loses_none(tmp_path):
                 db.close()
             done = wait_status(api, jid, TERMINAL, 300, service.logs)
             assert done["status"] == "succeeded" and done["attempts"] == 1, done
-            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 12)
+            assert_epoch_rows(api.get(f"/jobs/{jid}/metrics").json()["items"], 6)
     finally:
         service.stop()
