@@ -6,13 +6,19 @@ memorization, linear_probe and label_check in that order, in a fresh process eac
 and "stored" (they read the job's train_features.npz). Keras is imported before the probes and timed apart (a
 worker that trained the job has it loaded). Prints each probe's seconds and the medians.
 
-    .venv/bin/python -m scripts.probe_cost [--repeats 3] [--train 44] [--epochs 10]
+With `--baseline DIR` the probes of another checkout (e.g. `git worktree add /tmp/before HEAD~1`) run too, on the
+same job, alternating with this one's in the same run: on a machine shared with other work, only medians measured
+side by side compare.
+
+    .venv/bin/python -m scripts.probe_cost [--repeats 3] [--train 44] [--epochs 10] [--modes computed stored]
+        [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -86,6 +92,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train", type=int, default=44, help="training images per class (3 classes)")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--modes", nargs="+", choices=("computed", "stored"), default=["computed", "stored"])
+    parser.add_argument("--baseline", type=Path, help="another checkout whose probes run alongside, on the same job")
     parser.add_argument("--child", nargs=3, metavar=("JOB_JSON", "ROOT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -98,23 +106,28 @@ def main() -> None:
         job_file = root / "job.json"
         job_file.write_text(json.dumps(job))
         print(f"training: {job['seconds']:.2f} s ({3 * args.train} training images, {args.epochs} epochs)")
-        times: dict[str, list[dict[str, float]]] = {"computed": [], "stored": []}
+        here = Path(__file__).resolve().parents[1]
+        trees = {"": here, " (baseline)": args.baseline.resolve()} if args.baseline else {"": here}
+        times: dict[str, list[dict[str, float]]] = {f"{m}{t}": [] for m in args.modes for t in trees}
         for i in range(args.repeats):
-            for mode in ("computed", "stored"):
-                done = subprocess.run(
-                    [sys.executable, "-m", "scripts.probe_cost", "--child", str(job_file), str(root), mode],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                times[mode].append(row)
-                print(f"{mode:8} #{i + 1}: " + ", ".join(f"{n} {s:.2f}" for n, s in row.items()))
-        for mode, rows in times.items():
+            for mode in args.modes:
+                for tag, tree in trees.items():
+                    done = subprocess.run(
+                        [sys.executable, "-m", "scripts.probe_cost", "--child", str(job_file), str(root), mode],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        cwd=tree,
+                        env={**os.environ, "PYTHONPATH": str(tree)},
+                    )
+                    row = json.loads(done.stdout.strip().splitlines()[-1])
+                    times[f"{mode}{tag}"].append(row)
+                    print(f"{mode + tag:19} #{i + 1}: " + ", ".join(f"{n} {s:.2f}" for n, s in row.items()))
+        for label, rows in times.items():
             med = {n: statistics.median(r[n] for r in rows) for n in ("import", *ORDER)}
             total = statistics.median(sum(r[n] for n in ORDER) for r in rows)
             print(
-                f"median {mode:8}: "
+                f"median {label:19}: "
                 + ", ".join(f"{n} {s:.2f}" for n, s in med.items())
                 + f"; the four probes {total:.2f} s = {total / job['seconds']:.2f}x training"
             )

@@ -158,22 +158,45 @@ def test_range_summary_stops_at_a_non_finite_loss():
 
 def test_sweep_respects_its_budget():
     budget = Budget(0.0)
-    lrs, losses = lr_range.sweep(lambda lr, x, y: 1.0, iter(lambda: (0, 0), None), budget=budget)
+    lrs, losses = lr_range.sweep(lambda rates, _: [1.0] * len(rates), iter(lambda: (0, 0), None), budget=budget)
     assert lrs == [] and budget.truncated
     result = lr_range.summarize(lrs, losses, job_rate=0.01, part="head", truncated=True)
     assert result["job_rate_verdict"] == "unknown" and "budget ran out after 0 steps" in result["statement"]
 
 
+def test_a_sweep_run_many_steps_a_call_keeps_what_one_step_a_call_keeps():
+    def losses(rates, _):  # falls, then diverges near 0.1 (in the middle of a call of 7 or 25 steps)
+        return [1.0 - 0.1 * math.log10(lr / 1e-7) if lr < 0.1 else 50.0 for lr in rates]
+
+    def batches():
+        while True:
+            yield None, None
+
+    one = lr_range.sweep(losses, batches(), budget=Budget(60), per_call=1)
+    assert 70 < len(one[0]) < 100 and one[1][-1] == 50.0  # stopped on divergence
+    for per_call in (7, 25, 100):
+        assert lr_range.sweep(losses, batches(), budget=Budget(60), per_call=per_call) == one, per_call
+    nan = lr_range.sweep(lambda rates, _: [float("nan")] * len(rates), batches(), budget=Budget(60), per_call=25)
+    assert len(nan[0]) == 1  # a non-finite loss ends the sweep at that step
+
+
 # --- with Keras: a softmax head on synthetic features ----------------------------------------------------------
 
 
-def head(k: int, dim: int, lr: float, seed: int = 0):
-    """The shape of the job's head on pooled features: Dense(relu) then a softmax, trained with Adam."""
+def head(k: int, dim: int, lr: float, seed: int = 0, dropout: float = 0.0, l2: float = 0.0):
+    """The shape of the job's head on pooled features: Dense(relu) then a softmax, trained with Adam (with dropout
+    before and an l2 penalty on the Dense kernel when asked)."""
     import keras
 
     keras.utils.set_random_seed(seed)
+    penalty = keras.regularizers.L2(l2) if l2 else None
     model = keras.Sequential(
-        [keras.Input((dim,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(k, activation="softmax")]
+        [keras.Input((dim,))]
+        + ([keras.layers.Dropout(dropout)] if dropout else [])
+        + [
+            keras.layers.Dense(32, activation="relu", kernel_regularizer=penalty),
+            keras.layers.Dense(k, activation="softmax"),
+        ]
     )
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy")
     return model
@@ -185,6 +208,30 @@ def batches(x, y, k, size=16, seed=0):
     while True:
         idx = rng.choice(len(x), size, replace=False)
         yield x[idx], onehot[idx]
+
+
+def test_compiled_steps_are_train_on_batch_step_for_step():
+    from worker.probes.steps import Steps
+
+    x, y = blobs(20, 3, spread=1.0)
+    onehot = np.eye(3, dtype="float32")[y]
+    rng = np.random.default_rng(0)
+    # batches of 8 and a smaller one, as an epoch's last batch may be
+    batches = [(x[idx], onehot[idx]) for idx in (rng.choice(60, 8 if i % 5 else 3, replace=False) for i in range(40))]
+    rates = np.geomspace(1e-4, 0.3, 40).tolist()
+    alone = head(3, 16, 1e-3, dropout=0.3, l2=1e-3)
+    expected = []
+    for rate, (bx, by) in zip(rates, batches, strict=True):
+        alone.optimizer.learning_rate.assign(rate)
+        expected.append(float(alone.train_on_batch(bx, by)))
+    together = head(3, 16, 1e-3, dropout=0.3, l2=1e-3)
+    steps = Steps(together)
+    got = steps(rates[:25], batches[:25]) + steps(rates[25:], batches[25:])  # the state carries across calls
+    # the same losses (with the penalty, under the same dropout draws) and the same weights at the end
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert expected[-1] != expected[0]
+    for a, b in zip(alone.get_weights(), together.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_lr_range_on_a_head_finds_a_sane_rate_and_flags_3_as_too_high():

@@ -85,10 +85,13 @@ def test_every_probe_runs_on_a_trained_job_can_be_cancelled_respects_its_budget_
     assert lr["part"] == "head" and lr["job_rate"] == 1e-3 and len(lr["rates"]) < 100
     assert lr["start"] == "initial weights"  # the sweep starts where the job started, not from its latest weights
     assert "budget ran out" in lr["statement"]
-    # cancelled while it runs: that job kept no features, so the probe builds Inception-V3 and runs the base over
-    # its images first (seconds), which is when the cancel lands
-    r = api.post(f"/jobs/{other['id']}/probes", json={"probes": ["memorization"], "budget_seconds": 120})
-    running = f"/jobs/{other['id']}/probes/{r.json()['items'][0]['id']}"
+    # cancelled while it runs: a third job kept no features, and the worker holds none of it (it holds those of the
+    # job above, whose hundred head steps take a fraction of a second), so the probe builds Inception-V3 and runs
+    # the base over its images first (seconds), which is when the cancel lands
+    third = api.post("/jobs", json=small_spec(epochs=50, name="probe-cancelled")).json()
+    assert api.post(f"/jobs/{third['id']}/cancel").status_code == 202
+    r = api.post(f"/jobs/{third['id']}/probes", json={"probes": ["memorization"], "budget_seconds": 120})
+    running = f"/jobs/{third['id']}/probes/{r.json()['items'][0]['id']}"
     wait_for(lambda: api.get(running).json()["status"] != "queued", 120, worker.tail, interval=0.1)
     assert api.post(f"{running}/cancel").status_code == 202
     cancelled = wait_for(lambda: (p := api.get(running).json())["status"] in ENDED and p, 60, worker.tail, interval=0.5)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from worker.probes import steps
 from worker.probes.budget import Budget
 
 START_LR, END_LR, NUM_IT = 1e-7, 10.0, 100
@@ -141,46 +142,49 @@ def read(
 
 
 def sweep(
-    train_step: Callable[[float, Any, Any], float],
+    train_steps: Callable[[list[float], list[tuple[Any, Any]]], list[float]],
     batches: Iterator[tuple[Any, Any]],
     *,
     budget: Budget,
     start: float = START_LR,
     end: float = END_LR,
     num_it: int = NUM_IT,
+    per_call: int = 1,
 ) -> tuple[list[float], list[float]]:
-    """One step per rate; stops at the end, on divergence, or when the budget runs out. Returns (rates, losses)."""
+    """One step per rate, `per_call` steps at a time (`train_steps(rates, batches)` returns their losses); stops at
+    the end, on divergence, or when the budget runs out (checked between calls). Returns (rates, losses). Steps a
+    call ran past a stop are dropped: they changed only the weights after it, so what is kept is as if each step
+    had been run on its own."""
     tried, losses, avg, low = [], [], 0.0, math.inf
-    for i, lr in enumerate(rates(start, end, num_it), start=1):
-        if budget.over():
-            break
-        x, y = next(batches)
-        loss = float(train_step(lr, x, y))
-        tried.append(lr)
-        losses.append(loss)
-        if not math.isfinite(loss):
-            break
-        avg = BETA * avg + (1 - BETA) * loss
-        smoothed = avg / (1 - BETA**i)
-        low = min(low, smoothed)
-        if i > 5 and smoothed > DIVERGE * low:
-            break
+    todo = rates(start, end, num_it)
+    while todo and not budget.over():
+        chunk, todo = todo[: max(1, per_call)], todo[max(1, per_call) :]
+        for lr, loss in zip(chunk, train_steps(chunk, [next(batches) for _ in chunk]), strict=True):
+            loss = float(loss)
+            tried.append(lr)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                return tried, losses
+            i = len(tried)
+            avg = BETA * avg + (1 - BETA) * loss
+            smoothed = avg / (1 - BETA**i)
+            low = min(low, smoothed)
+            if i > 5 and smoothed > DIVERGE * low:
+                return tried, losses
     return tried, losses
 
 
-def keras_step(model) -> Callable[[float, Any, Any], float]:
-    """A train step of a compiled Keras model (a copy) at a given rate."""
-
-    def step(lr: float, x, y) -> float:
-        model.optimizer.learning_rate.assign(lr)
-        return float(model.train_on_batch(x, y))
-
-    return step
-
-
 def run(
-    model, batches: Iterator, *, job_rate: float, part: str, budget: Budget, num_it: int = NUM_IT
+    model,
+    batches: Iterator,
+    *,
+    job_rate: float,
+    part: str,
+    budget: Budget,
+    num_it: int = NUM_IT,
+    per_call: int = steps.PER_CALL,
 ) -> dict[str, Any]:
-    """The range test on `model`, a compiled copy the caller owns: its weights change, the job's do not."""
-    lrs, losses = sweep(keras_step(model), batches, budget=budget, num_it=num_it)
+    """The range test on `model`, a compiled copy the caller owns: its weights change, the job's do not. `per_call`
+    steps run in one call of a compiled loop (`steps.Steps`): many on a small head, one on a whole model."""
+    lrs, losses = sweep(steps.Steps(model), batches, budget=budget, num_it=num_it, per_call=per_call)
     return summarize(lrs, losses, job_rate=job_rate, part=part, truncated=budget.truncated)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from analysis.stats import wilson
+from worker.probes import steps as train_steps
 from worker.probes.budget import Budget
 
 PER_CLASS = 8
@@ -33,23 +34,35 @@ def fitted(accuracy: float, loss: float, n_classes: int) -> bool:
     return accuracy >= FIT_ACCURACY or loss <= FIT_LOSS_SHARE * math.log(n_classes)
 
 
-def run(model, x: np.ndarray, y: np.ndarray, *, steps: int = STEPS, budget: Budget, batch_size: int) -> dict[str, Any]:
+def run(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    steps: int = STEPS,
+    budget: Budget,
+    batch_size: int,
+    per_call: int = train_steps.PER_CALL,
+) -> dict[str, Any]:
     """Train `model` (a compiled copy, regularization off) on (x, y) for `steps` steps, then measure it in inference
-    mode. x: inputs, y: one-hot labels."""
+    mode. x: inputs, y: one-hot labels. Shuffled epochs of `batch_size`, `per_call` steps in one call of a compiled
+    loop (`steps.Steps`): many on a small head, one on a whole model; the budget is checked between calls."""
     import keras
 
     n, k = len(x), int(y.shape[1])
-    done = 0
-    order = np.arange(n)
-    rng = np.random.default_rng(0)
-    while done < steps and not budget.over():
+    order, rng = np.arange(n), np.random.default_rng(0)
+    batches: list[np.ndarray] = []  # each step's indices, epoch after epoch
+    while n and len(batches) < steps:
         rng.shuffle(order)
-        for start in range(0, n, batch_size):
-            if done >= steps or budget.over():
-                break
-            idx = order[start : start + batch_size]
-            model.train_on_batch(x[idx], y[idx])
-            done += 1
+        batches += [order[start : start + batch_size].copy() for start in range(0, n, batch_size)]
+    batches = batches[:steps]
+    run_steps = train_steps.Steps(model)
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # the job's rate throughout
+    done = 0
+    while done < len(batches) and not budget.over():
+        chunk = batches[done : done + max(1, per_call)]
+        run_steps([rate] * len(chunk), [(x[idx], y[idx]) for idx in chunk])
+        done += len(chunk)
     probs = np.concatenate(
         [np.asarray(model(x[i : i + batch_size], training=False), "float32") for i in range(0, n, batch_size)]
     )

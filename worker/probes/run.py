@@ -24,7 +24,7 @@ from models.db import session_scope
 from models.settings import get_settings
 from models.tables import Job, JobStatus
 from worker.db_sink import db_retry
-from worker.probes import context, linear, lr_range, memorization
+from worker.probes import context, linear, lr_range, memorization, steps
 from worker.probes.budget import Budget
 from worker.training.errors import DataError, ModelError
 
@@ -137,14 +137,17 @@ def probe_lr_range(target: Target, budget: Budget, inputs: dict[str, Any]) -> di
         batches = context.feature_batches(
             feats, target.data.labels, len(target.data.classes), spec.batch_size, target.seed
         )
-        part = "head"
+        part, per_call = "head", steps.PER_CALL
     else:
         initial = context.Weights("initial")
         trained = context.build(spec, len(target.data.classes), initial, data_root=target.data_root)
         batches = context.image_batches(target.data, spec.batch_size, target.seed)
-        part = "model"
+        # a whole model's step takes long enough on its own: one a call, so the budget is checked after each
+        part, per_call = "model", 1
     _compile(trained, spec, label_smoothing=spec.regularization.label_smoothing)
-    result = lr_range.run(trained, batches, job_rate=job_rate, part=part, budget=budget, num_it=num_it)
+    result = lr_range.run(
+        trained, batches, job_rate=job_rate, part=part, budget=budget, num_it=num_it, per_call=per_call
+    )
     return {**result, "start": "initial weights"}
 
 
@@ -171,12 +174,21 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
     if target.head_only:
         trained, x = target.head(budget.stop, plain), target.features(budget.stop)[idx]
         y = np.eye(k, dtype="float32")[target.data.labels[idx]]
+        per_call = steps.PER_CALL
     else:
         trained = target.model(plain)
         x, y = context.images(target.data, idx)
+        per_call = 1
     _compile(trained, plain, label_smoothing=0.0)
-    steps = int(inputs.get("steps", memorization.STEPS))
-    return memorization.run(trained, x, y, steps=steps, budget=budget, batch_size=plain.batch_size)
+    return memorization.run(
+        trained,
+        x,
+        y,
+        steps=int(inputs.get("steps", memorization.STEPS)),
+        budget=budget,
+        batch_size=plain.batch_size,
+        per_call=per_call,
+    )
 
 
 # One entry: the linear probe and the label check of a job on one worker read the same out-of-fold probabilities.
