@@ -125,6 +125,11 @@ class LinearProbeResult(_Result):
     interval: list[float] | None = Field(description="95 % Wilson interval of that accuracy.")
     chance: float = Field(description="max(1/K, the largest class's share).")
     informative: bool | None = Field(description="The interval's lower bound is above chance.")
+    C: float | None = Field(
+        None,
+        description="The logistic regression's inverse L2 strength, 1 / the mean squared norm of the training "
+        "folds' standardised features (a prior giving each logit unit variance), averaged over the folds.",
+    )
 
 
 class LabelIssue(BaseModel):
@@ -141,6 +146,11 @@ class LabelCheckResult(_Result):
     noise_rate: float | None = Field(
         description="Estimated share of images whose given label is wrong; null when the features do not separate "
         "the classes better than chance (then no image is suspected)."
+    )
+    p_value: float | None = Field(
+        None,
+        description="One-sided p-value that the out-of-fold probabilities favour the given labels no more than the "
+        "class shares would; 0.025 or more: the features are taken as not separating the classes (noise_rate null).",
     )
     pair_noise: list[dict[str, Any]] = Field(description="{given, true, rate}: the off-diagonal confident joint.")
     issues: list[LabelIssue] = Field(description="Suspects, most suspect first.")

@@ -90,7 +90,7 @@ def test_training_stores_the_features_of_its_training_images_and_the_listing_lea
 
 
 def test_probes_read_the_stored_features_without_building_the_model_and_agree_with_computed_ones(job, monkeypatch):
-    from worker.probes import context, linear
+    from worker.probes import context, linear, run
 
     context._features_cache.clear()
     builds = Builds(monkeypatch)
@@ -98,19 +98,32 @@ def test_probes_read_the_stored_features_without_building_the_model_and_agree_wi
     out_of_fold = linear.out_of_fold
     monkeypatch.setattr(linear, "out_of_fold", lambda *a, **kw: fits.append(1) or out_of_fold(*a, **kw))
     stored = run_all(target(job, stored=True))
+    stored_fit = list(run._probabilities_cache.values())
     assert (builds.models, builds.bases) == (0, 0)
     assert len(fits) == 1  # the label check reads the linear probe's out-of-fold probabilities
     computed = run_all(target(job, stored=False))
+    computed_fit = list(run._probabilities_cache.values())
     assert builds.models == 1 and builds.bases == 1  # the old path, once: the later probes share its features
     assert len(fits) == 2  # other features (by at most a 16-bit step): fitted again
     context._features_cache.clear()
 
-    for name in ("linear_probe", "label_check"):
-        s, c = stored[name], computed[name]
-        assert s.get("accuracy") == c.get("accuracy") and s["statement"] == c["statement"], name
-    assert [i["file"] for i in stored["label_check"]["issues"]] == [
-        i["file"] for i in computed["label_check"]["issues"]
-    ]
+    # 16 bits a value move the out-of-fold probabilities by a few thousandths (0.002 here): only an image whose two
+    # likeliest classes are that close may go the other way
+    (s_fit,), (c_fit,) = stored_fit, computed_fit
+    np.testing.assert_allclose(s_fit.probs, c_fit.probs, atol=0.005)
+    top2 = np.sort(c_fit.probs, axis=1)[:, -2:]
+    near_tie = top2[:, 1] - top2[:, 0] < 0.005
+    flipped = s_fit.probs.argmax(1) != c_fit.probs.argmax(1)
+    assert not np.any(flipped & ~near_tie)
+    s, c = stored["linear_probe"], computed["linear_probe"]
+    assert abs(s["accuracy"] - c["accuracy"]) * s["images"] <= flipped.sum() and s["C"] == pytest.approx(c["C"])
+    s, c = stored["label_check"], computed["label_check"]
+    assert s["p_value"] == pytest.approx(c["p_value"], abs=0.01) and (s["noise_rate"] is None) == (
+        c["noise_rate"] is None
+    )
+    files = target(job, stored=True).data.files
+    differ = {i["file"] for i in s["issues"]} ^ {i["file"] for i in c["issues"]}
+    assert differ <= {files[i] for i in np.flatnonzero(near_tie)}
     mem_s, mem_c = stored["memorization"], computed["memorization"]
     assert mem_s["accuracy"] == mem_c["accuracy"] and mem_s["loss"] == pytest.approx(mem_c["loss"], rel=0.02, abs=1e-3)
     lr_s, lr_c = stored["lr_range"], computed["lr_range"]

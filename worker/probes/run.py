@@ -192,10 +192,10 @@ def probe_memorization(target: Target, budget: Budget, inputs: dict[str, Any]) -
 
 
 # One entry: the linear probe and the label check of a job on one worker read the same out-of-fold probabilities.
-_probabilities_cache: dict[tuple, np.ndarray | None] = {}
+_probabilities_cache: dict[tuple, linear.OutOfFold] = {}
 
 
-def _probabilities(target: Target, budget: Budget):
+def _probabilities(target: Target, budget: Budget) -> tuple[np.ndarray, linear.OutOfFold]:
     feats = target.features(budget.stop)
     if budget.stop.is_set():  # cancelled after the features: the fit across folds is not interruptible
         raise Stopped()
@@ -203,21 +203,21 @@ def _probabilities(target: Target, budget: Budget):
     k = len(target.data.classes)
     key = (hashlib.sha256(feats.tobytes()).hexdigest(), hashlib.sha256(labels.tobytes()).hexdigest(), k, target.seed)
     if key not in _probabilities_cache:
-        probs, _ = linear.out_of_fold(feats, labels, k, seed=target.seed)
+        fitted = linear.out_of_fold(feats, labels, k, seed=target.seed)
         _probabilities_cache.clear()
-        _probabilities_cache[key] = probs
+        _probabilities_cache[key] = fitted
     return feats, _probabilities_cache[key]
 
 
 def probe_linear(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
-    feats, probs = _probabilities(target, budget)
-    return linear.linear_probe(feats, target.data.labels, target.data.classes, seed=target.seed, probs=probs)
+    feats, fitted = _probabilities(target, budget)
+    return linear.linear_probe(feats, target.data.labels, target.data.classes, seed=target.seed, fitted=fitted)
 
 
 def probe_labels(target: Target, budget: Budget, inputs: dict[str, Any]) -> dict[str, Any]:
-    feats, probs = _probabilities(target, budget)
+    feats, fitted = _probabilities(target, budget)
     return linear.label_check(
-        feats, target.data.labels, target.data.classes, target.data.files, seed=target.seed, probs=probs
+        feats, target.data.labels, target.data.classes, target.data.files, seed=target.seed, fitted=fitted
     )
 
 

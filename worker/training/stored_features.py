@@ -9,7 +9,9 @@ still holds; otherwise it computes them as before.
 
 The base is frozen and runs in inference mode, so its features are the same whichever head the job has: the
 weights the job started with and its latest ones share them. Stored in 16 bits a value over each feature's
-own range (each within 1/131070 of that range: half the size of float32, and the probes' results do not change),
+own range (each within 1/131070 of that range: half the size of float32; the linear probe's out-of-fold
+probabilities move by 0.002 at most on the job of tests/test_probe_features.py, so only an image at a near tie
+between two classes may change),
 as float32 when a value is not finite.
 
 numpy and the standard library only: the probes read this without TensorFlow's cost when they need nothing else.
@@ -100,6 +102,17 @@ def save(
     return path.stat().st_size
 
 
+def _decoded(z) -> np.ndarray:
+    return (z["low"] + z["features"].astype("float32") * z["step"]).astype("float32")
+
+
+def read(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """(features, paths, labels, classes) as stored, with no check against the images: for reading a job's features
+    offline (`benchmarks/diagnosis/label_check_eval.py`), never for a probe (`load` checks what they are of)."""
+    with np.load(path, allow_pickle=False) as z:
+        return _decoded(z), z["paths"].tolist(), z["labels"].astype("int64"), z["classes"].tolist()
+
+
 @dataclass(frozen=True)
 class Found:
     features: np.ndarray | None  # float32, one row per training image in the job's order; None: not usable
@@ -122,7 +135,7 @@ def load(path: Path, *, paths: list[str], labels: list[int], classes: list[str],
                 return Found(None, "stored features have other labels")
             if not np.array_equal(z["stamps"], file_stamps(paths)):
                 return Found(None, "training images changed since their features were stored")
-            features = (z["low"] + z["features"].astype("float32") * z["step"]).astype("float32")
+            features = _decoded(z)
     except (OSError, ValueError, KeyError) as exc:  # unreadable or from an older format: compute them again
         return Found(None, f"stored features unreadable ({type(exc).__name__})")
     if features.shape[0] != len(paths):
