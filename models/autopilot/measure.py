@@ -65,9 +65,10 @@ def measured_learning_rate(session: Session, job_id: uuid.UUID) -> tuple[float, 
     return rate, {"probe": "lr_range", "probe_job_id": str(job_id), "probe_id": str(probe.id)}
 
 
-def measured_round(session: Session, row: AutopilotRound, config: AutopilotSpec) -> LastRound:
+def measured_round(
+    session: Session, row: AutopilotRound, outcome: ForkOutcome | None, config: AutopilotSpec
+) -> LastRound:
     """A round with its outcome, measured now if its child just ended: the direction and the point gain."""
-    outcome = outcome_of(session, row.child_id)
     if outcome is not None:
         outcome = outcomes.measure(session, outcome, min_gain=config.min_gain)
     direction = (outcome.comparison or {}).get("direction") if outcome else None
@@ -82,16 +83,19 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
     current = session.get(Job, ap.current_job_id)
     done = rounds(session, ap.id)
     last_round = done[-1] if done and done[-1].round == ap.rounds_done else None
-    last = measured_round(session, last_round, config) if last_round is not None else None
-    previous = measured_round(session, done[-2], config) if last_round is not None and len(done) >= 2 else None
+    outs = [outcome_of(session, r.child_id) for r in done]  # each round's outcome, read once
+    last = measured_round(session, last_round, outs[-1], config) if last_round is not None else None
+    previous = (
+        measured_round(session, done[-2], outs[-2], config) if last_round is not None and len(done) >= 2 else None
+    )
     base = current if go_on_from_child(last) else session.get(Job, last_round.parent_id)
     current_diagnosis = diagnosis(session, current, config.metric, settings)
     base_diagnosis = diagnosis(session, base, config.metric, settings, explore=True)  # the remedy to try next
     tried = frozenset(r.remedy for r in done)
     worse = frozenset(
         r.remedy
-        for r in done
-        if (o := outcome_of(session, r.child_id)) is not None and (o.comparison or {}).get("direction") == "worse"
+        for r, o in zip(done, outs, strict=True)
+        if o is not None and (o.comparison or {}).get("direction") == "worse"
     )
     follow = None
     if last_round is not None and go_on_from_child(last):  # the last child is the base: should its remedy go further?
