@@ -11,7 +11,7 @@ from PIL import Image
 from benchmarks.diagnosis.families import FAMILIES, SIZE, write_split
 
 
-@pytest.mark.parametrize("name", ["counts", "quality"])
+@pytest.mark.parametrize("name", ["counts", "quality", "layouts"])
 def test_a_family_writes_the_requested_files_per_class_at_the_requested_size(name, tmp_path):
     family = FAMILIES[name]
     asked = {cls: n for cls, n in zip(family.classes, (3, 1, 2, 4), strict=True)}
@@ -33,3 +33,14 @@ def test_quality_is_held_out_with_four_classes():
     family = FAMILIES["quality"]
     assert family.held_out and family.classes == ("sharp", "blurred", "pixelated", "speckled")
     assert not FAMILIES["scenes"].held_out and not FAMILIES["counts"].held_out  # development since their scoring
+
+
+def test_layouts_is_held_out_and_its_classes_differ_in_arrangement_only():
+    family = FAMILIES["layouts"]
+    assert family.held_out and family.classes == ("row", "column", "diagonal", "ring")
+    # every class draws on the same noise and palette: the mean brightness cannot tell the classes apart
+    means = {}
+    for cls in family.classes:
+        rng = random.Random(3)
+        means[cls] = sum(sum(family.draw(cls, SIZE, rng).convert("L").getdata()) / SIZE**2 for _ in range(20)) / 20
+    assert max(means.values()) - min(means.values()) < 12

@@ -20,6 +20,10 @@ generic source task the base is pre-trained on.
 - "quality" (held out): how the image was degraded, not what it shows: a few random filled shapes over a smooth
   two-colour gradient, then kept sharp, blurred, pixelated or speckled, each with a random strength. Never
   looked at while choosing recipes, manifestation checks, rules, thresholds or calibrations.
+- "layouts" (held out): how four to six small objects are arranged, not what they are or how many: along a row,
+  along a column, along a diagonal, or around a ring, each object of a random kind, colour and size, the whole
+  arrangement at a random place, scale and tilt (±12°) with a little jitter per object, on noise. Never looked at
+  while choosing recipes, manifestation checks, rules, thresholds, calibrations or autopilot policy.
 - source: a mix of other shapes and other periodic patterns (rings, bars, diamonds, dot clusters, pentagons,
   hexagons, stars, ellipses, concentric rings, spokes, zigzags, grids), neither target family's classes,
   so both targets are transfer tasks.
@@ -297,6 +301,56 @@ def draw_quality(name: str, size: int, rng: random.Random) -> Image.Image:
     return img
 
 
+LAYOUTS = ("row", "column", "diagonal", "ring")
+
+
+def _layout_points(name: str, n: int, size: int, rng: random.Random) -> list[tuple[float, float]]:
+    """n centres of the arrangement, before its tilt: evenly spread along a line through the middle, or round a
+    circle from a random start angle."""
+    span = rng.uniform(0.5, 0.75) * size
+    if name == "ring":
+        t0 = rng.uniform(0, 2 * np.pi)
+        return [
+            (span / 2 * np.cos(t0 + 2 * np.pi * i / n), span / 2 * np.sin(t0 + 2 * np.pi * i / n)) for i in range(n)
+        ]
+    steps = [span * (i / (n - 1) - 0.5) for i in range(n)]
+    if name == "row":
+        return [(s, 0.0) for s in steps]
+    if name == "column":
+        return [(0.0, s) for s in steps]
+    return [(s * 0.75, s * 0.75) for s in steps] if rng.random() < 0.5 else [(s * 0.75, -s * 0.75) for s in steps]
+
+
+def draw_layout(name: str, size: int, rng: random.Random) -> Image.Image:
+    """Four to six small filled shapes (radius 5-8 % of the image, each of a random kind and colour) placed as the
+    class says, tilted ±12° as a whole, each moved by up to 2 % of the image, centred at a random place that keeps
+    the arrangement inside the image, on noise."""
+    img = Image.fromarray(_noise(size, rng).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    points = _layout_points(name, rng.randint(4, 6), size, rng)
+    tilt = np.radians(rng.uniform(-12, 12))
+    cos, sin = np.cos(tilt), np.sin(tilt)
+    turned = [(x * cos - y * sin, x * sin + y * cos) for x, y in points]
+    r_max = 0.08 * size
+    lo_x, hi_x = min(x for x, _ in turned), max(x for x, _ in turned)
+    lo_y, hi_y = min(y for _, y in turned), max(y for _, y in turned)
+    margin = r_max + 0.02 * size + 1
+    cx = rng.uniform(margin - lo_x, max(margin - lo_x, size - margin - hi_x))
+    cy = rng.uniform(margin - lo_y, max(margin - lo_y, size - margin - hi_y))
+    for x, y in turned:
+        r = rng.uniform(0.05, 0.08) * size
+        px, py = cx + x + rng.uniform(-0.02, 0.02) * size, cy + y + rng.uniform(-0.02, 0.02) * size
+        colour = tuple(rng.randrange(140, 256) for _ in range(3))
+        kind = rng.choice(COUNT_KINDS)
+        if kind == "circle":
+            d.ellipse((px - r, py - r, px + r, py + r), fill=colour)
+        else:
+            n = {"square": 4, "triangle": 3, "diamond": 4}[kind]
+            radii = (r, r * 0.6) if kind == "diamond" else (r,)
+            d.polygon(_vertices(px, py, radii, rng.uniform(0, 2 * np.pi), n), fill=colour)
+    return img
+
+
 @dataclass(frozen=True)
 class Family:
     classes: tuple[str, ...]
@@ -313,6 +367,7 @@ FAMILIES = {
     "scenes": Family(SCENES, draw_scene, 55, held_out=False),
     "counts": Family(COUNTS, draw_count, 66, held_out=False),
     "quality": Family(QUALITIES, draw_quality, 77, held_out=True),
+    "layouts": Family(LAYOUTS, draw_layout, 88, held_out=True),
 }
 
 SOURCE_SHAPES = ("ring", "bar", "diamond", "dots")
