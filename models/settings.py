@@ -81,8 +81,19 @@ class Settings(BaseSettings):
     imagenet_available: bool = Field(
         True,
         description="Workers can load the ImageNet weights (download or Keras cache); when false the autopilot "
-        "skips remedies that switch a job to them.",
+        "skips remedies that switch a job to them, unless imagenet_weights_file is set.",
     )
+    imagenet_weights_file: Path | None = Field(
+        None,
+        description="A local copy of Inception-V3's ImageNet weights without its top (Keras's \"notop\" file, or a "
+        'base saved with save_weights): workers load it for weights "imagenet" instead of downloading.',
+    )
+
+    @property
+    def imagenet_loadable(self) -> bool:
+        """Whether a job asking for weights "imagenet" can get them: from the local copy, or a download."""
+        return self.imagenet_weights_file is not None or self.imagenet_available
+
     webhook_secret: SecretStr | None = Field(
         None, description="Key of the HMAC-SHA256 signature on webhook deliveries (X-Plateau-Signature)."
     )

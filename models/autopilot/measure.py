@@ -143,6 +143,6 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         base_epochs=outcomes.best(session, base.id, config.metric)[1],
         base_best_epoch=(outcomes.val_predictions(session, base.id) or {}).get("epoch"),
         base_warm=bool((base.spec.get("model") or {}).get("init_from")),
-        imagenet_available=settings.imagenet_available,
+        imagenet_available=settings.imagenet_loadable,
     )
     return Measured(facts=facts, current=current, base=base)

@@ -27,6 +27,7 @@ from models.paths import resolve_under
 from worker.training import stored_features as stored
 from worker.training.errors import DataError, ModelError
 from worker.training.scan import ImageSet, scan, split
+from worker.training.weights_file import missing_reason, weights_file_for
 
 FEATURE_BATCH = 32
 # One entry: consecutive probes of a job on one worker share the forward pass and the model build.
@@ -98,11 +99,9 @@ def build(spec: JobSpec, n_classes: int, weights: Weights, *, data_root: Path):
 
     if spec.seed is not None or spec.dataset.seed is not None:  # the job's own initial weights
         keras.utils.set_random_seed(spec.seed if spec.seed is not None else spec.dataset.seed)
-    weights_file = (
-        resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
-    )
+    weights_file = weights_file_for(spec, data_root=data_root)
     if weights_file is not None and not weights_file.is_file():
-        raise DataError(f"weights file {spec.model.weights!r} does not exist under the data root")
+        raise DataError(missing_reason(spec, weights_file))
     model = build_model(spec, n_classes, weights_file)
     try:
         if weights.head_only:
@@ -185,9 +184,7 @@ def stored_features(workdir: Path, data: JobData, *, data_root: Path) -> stored.
     """The pooled features the job's training stored (a head-only job on cached features), if they are of these
     images through this base (`worker.training.stored_features`)."""
     spec = data.spec
-    weights_file = (
-        resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
-    )
+    weights_file = weights_file_for(spec, data_root=data_root)
     if weights_file is not None and not weights_file.is_file():
         return stored.Found(None, "the job's weights file is gone")
     return stored.load(

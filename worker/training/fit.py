@@ -18,6 +18,7 @@ from models.checkpoints import BEST_WEIGHTS, LAST_MODEL, TRAIN_FEATURES, checkpo
 from models.paths import resolve_under
 from worker.training.errors import DataError
 from worker.training.sink import Sink
+from worker.training.weights_file import missing_reason, weights_file_for
 
 
 @dataclass
@@ -105,11 +106,9 @@ def prepare_data(spec: JobSpec, *, data_root: Path, sink: Sink) -> Prepared:
     counts = {"train": train_set.counts(), "val": val_set.counts()}
     sink.class_counts(counts)
     check_before_training(spec, counts, sink)
-    weights_file = (
-        resolve_under(data_root, spec.model.weights) if spec.model.weights not in (None, "imagenet") else None
-    )
+    weights_file = weights_file_for(spec, data_root=data_root)
     if weights_file is not None and not weights_file.is_file():
-        raise DataError(f"weights file {spec.model.weights!r} does not exist under the data root")
+        raise DataError(missing_reason(spec, weights_file))
     return Prepared(train_set, val_set, counts, weights_file)
 
 

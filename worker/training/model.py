@@ -14,11 +14,9 @@ from worker.training.errors import ModelError
 
 
 def _weights_arg(spec: JobSpec, weights_file: Path | None) -> str | None:
-    if spec.model.weights == "imagenet":
-        return "imagenet"
     if weights_file is not None:
-        return None  # loaded below, after the base is built
-    return None
+        return None  # loaded below, after the base is built (for "imagenet": the operator's local copy)
+    return "imagenet" if spec.model.weights == "imagenet" else None
 
 
 def build_base(spec: JobSpec, weights_file: Path | None) -> keras.Model:
