@@ -169,3 +169,26 @@ def test_the_worker_loads_the_parents_weights_before_training(shapes, tmp_path):
     reference.load_weights(tmp_path / str(parent_id) / BEST_WEIGHTS)
     for a, b in zip(started.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_fork_against_a_rate_too_high_starts_cold_from_the_spec_weights():
+    """The parent's weights are the damage a rate too high did: lowering the rate on them would start from a
+    wrecked head, so the child starts cold and its evidence says why; more epochs after a lowered rate go on warm."""
+    from analysis import Diagnosis, Finding
+
+    lower = Remedy(id="lower_learning_rate", text="÷64", patch={"optimizer": {"learning_rate": 1.5e-3}})
+    finding = Finding(rule="r", cause="learning_rate_too_high", confidence=0.9, summary="", remedies=[lower])
+    high = Diagnosis(verdict="stagnating", findings=[finding], summary="")
+    on_disk = frozenset({"best", "last"})
+    step = decide(AutopilotSpec(), facts(lower, current=high, base=high, base_checkpoints=on_disk, base_warm=True))
+    assert step.start == "cold" and step.remedy.patch == {
+        "optimizer": {"learning_rate": 1.5e-3},
+        "model": {"init_from": None},
+    }
+    assert "rate too high" in step.evidence["cold_start"] and "warm_start" not in step.evidence
+    # the same remedy against another cause keeps the parent's weights
+    other = Finding(rule="r", cause="plateau", confidence=0.9, summary="", remedies=[lower])
+    plateau = Diagnosis(verdict="stagnating", findings=[other], summary="")
+    assert (
+        decide(AutopilotSpec(), facts(lower, current=plateau, base=plateau, base_checkpoints=on_disk)).start == "warm"
+    )

@@ -34,6 +34,10 @@ WARM_REMEDIES = frozenset(
     }
 )
 
+# Causes whose job's weights are the damage: a rate too high wrecks the head (and, unfrozen, the base) in its first
+# steps, so any fork against them starts cold, from the spec's weights, whatever its remedy.
+DAMAGED_WEIGHTS_CAUSES = frozenset({"learning_rate_too_high", "learning_rate_too_high_after_unfreezing"})
+
 
 @dataclass(frozen=True)
 class End:
@@ -174,9 +178,12 @@ def _with(step: Fork, *, patch: dict, start: str, evidence: dict) -> Fork:
 def with_start(step: Fork, facts: Facts) -> Fork:
     """Warm where the remedy keeps the architecture and the data and the base has the checkpoint: from its best
     epoch, or for more epochs from where it ended, training only the epochs still missing. Cold otherwise, and
-    then without the base's own init_from (a cold child starts from its spec's weights)."""
+    then without the base's own init_from (a cold child starts from its spec's weights); cold as well, with the
+    reason in its evidence, against a cause whose parent's weights are the damage (DAMAGED_WEIGHTS_CAUSES)."""
     patch = step.remedy.patch
-    if step.remedy.id in WARM_REMEDIES and facts.base_job_id is not None:
+    # more epochs after a lowered rate go on from that child's sane weights; every other fork of the cause is cold
+    damaged = step.cause in DAMAGED_WEIGHTS_CAUSES and step.remedy.id != "train_longer"
+    if step.remedy.id in WARM_REMEDIES and facts.base_job_id is not None and not damaged:
         if step.remedy.id == "train_longer" and "last" in facts.base_checkpoints:
             extra = int(patch.get("epochs", 0)) - facts.base_epochs
             if extra >= 1:
@@ -187,10 +194,11 @@ def with_start(step: Fork, facts: Facts) -> Fork:
             warm = {"model": {"init_from": {"job": facts.base_job_id, "checkpoint": "best"}}}
             saved = {"from_job": facts.base_job_id, "checkpoint": "best", "epochs_saved": facts.base_best_epoch or 0}
             return _with(step, patch=apply_patch(patch, warm), start="warm", evidence={"warm_start": saved})
+    why = {"cold_start": f"the parent's weights were trained at a rate too high ({step.cause})"} if damaged else {}
     if facts.base_warm:
         cold = {**patch, "model": {**patch.get("model", {}), "init_from": None}}  # a null deletes it in the spec
-        return _with(step, patch=cold, start="cold", evidence={})
-    return step
+        return _with(step, patch=cold, start="cold", evidence=why)
+    return _with(step, patch=patch, start="cold", evidence=why) if why else step
 
 
 def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
