@@ -201,6 +201,18 @@ def test_render_reports_each_target_measured_and_met_per_group():
     assert "1 of 1" not in held and "0 of 1 = 0.00" in held and "no plant ran both" in held
     assert "Not manifested (not counted): colours/imbalance_mild/s0." in held
     assert "36 epochs of healthy runs" in held and "60 of plant checks" in held
+    assert "Control" not in held  # no healthy rerun recorded
+
+
+def test_render_reports_the_healthy_rerun_control_as_the_ceiling_of_the_target():
+    data = result()
+    data["healthy"] = {
+        "textures/s0": {"goal": 0.85, "rerun": {"best": 0.84, "reached": True}},
+        "textures/s1": {"goal": 0.9, "rerun": {"best": 0.8, "reached": False}},
+        "scenes/s0": {"goal": 0.7},  # an older record without a rerun is left out
+    }
+    text = "\n".join(table.render(data))
+    assert "reached its own goal (within 0.02) in 1 of 2 (family, seed) pairs = 0.50 (95 % 0.09–0.91)" in text
 
 
 def test_lineage_record_keeps_the_steps_evidence_and_best_job():

@@ -341,6 +341,15 @@ def render(data: dict, held_out: list[str] | None = None) -> list[str]:
         lines += render_group(title, runs, names) + [""]
     skipped = [f"{r['family']}/{r['case']}/s{r['seed']}" for r in data["runs"] if not r["manifested"]]
     lines.append(f"Not manifested (not counted): {', '.join(skipped) or 'none'}.")
+    reruns = [h["rerun"] for h in data.get("healthy", {}).values() if h.get("rerun")]
+    if reruns:
+        k, n = sum(r["reached"] for r in reruns), len(reruns)
+        lo, hi = wilson(k, n)
+        lines.append(
+            f"Control: the healthy recipe rerun with another training seed reached its own goal (within "
+            f"{data.get('tolerance', 0.02):g}) in {k} of {n} (family, seed) pairs = {k / n:.2f} (95 % {lo:.2f}–{hi:.2f}): "
+            "the ceiling of the reach target under this rule."
+        )
     overhead = data.get("overhead")
     if overhead:
         lines.append(
