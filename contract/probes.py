@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ProbeName = Literal["lr_range", "memorization", "linear_probe", "label_check"]
 PROBE_NAMES: tuple[str, ...] = ("lr_range", "memorization", "linear_probe", "label_check")
 ProbeStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-ProbeTrigger = Literal["stall", "request"]
+ProbeTrigger = Literal["stall", "request", "autopilot"]
 
 DEFAULT_BUDGET_SECONDS = 120
 MAX_BUDGET_SECONDS = 3600

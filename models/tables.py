@@ -295,7 +295,7 @@ class Probe(SQLModel, table=True):
     job_id: uuid.UUID = Field(foreign_key="jobs.id")
     name: str = Field(max_length=40)
     status: str = Field(default=JobStatus.queued.value, max_length=20)
-    trigger: str = Field(default="request", max_length=20, description="stall | request")
+    trigger: str = Field(default="request", max_length=20, description="stall | request | autopilot")
     inputs: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     result: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = None

@@ -86,7 +86,8 @@ class Facts:
     base_epochs: int = 0
     base_best_epoch: int | None = None
     base_warm: bool = False  # the base job itself started from another job's weights
-    imagenet_available: bool = True  # workers can load the ImageNet weights (Settings.imagenet_available)
+    imagenet_available: bool = True  # workers can load the ImageNet weights (Settings.imagenet_loadable)
+    remedy_evidence: dict[str, dict] = field(default_factory=dict)  # remedies a probe built, with what it measured
 
 
 IMAGENET_UNAVAILABLE = "the workers cannot load the ImageNet weights (PLATEAU_IMAGENET_AVAILABLE=false)"
@@ -233,7 +234,12 @@ def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
     step = next_step(config, diagnosis=facts.base, **choose)
     if not facts.imagenet_available and isinstance(step, Fork) and needs_imagenet(step.remedy):
         step = with_skipped(next_step(config, diagnosis=without_imagenet(facts.base), **choose), step.remedy.id)
-    return with_start(with_measured_rate(step, facts), facts) if isinstance(step, Fork) else step
+    if not isinstance(step, Fork):
+        return step
+    measured = facts.remedy_evidence.get(step.remedy.id)
+    if measured:
+        step = Fork(step.cause, step.confidence, step.remedy, step.follow_up, {**step.evidence, **measured}, step.start)
+    return with_start(with_measured_rate(step, facts), facts)
 
 
 def next_step(

@@ -34,3 +34,9 @@ def sweep_safely() -> dict[str, int]:
     except Exception as exc:  # noqa: BLE001 - never breaks the reconcile pass; next pass tries again
         log.warning("autopilot sweep failed", error=f"{type(exc).__name__}: {exc}")
         return {}
+
+
+def after_probe_end(trigger: str) -> None:
+    """A probe the autopilot requested has ended: the lineage waiting on it decides now, not at the next sweep."""
+    if trigger == "autopilot":
+        sweep_safely()

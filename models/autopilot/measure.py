@@ -15,7 +15,7 @@ from analysis.probes import suggested_rate
 from contract.autopilot import AutopilotSpec
 from models import probes
 from models.analysis import service as analysis_service
-from models.autopilot import outcomes
+from models.autopilot import experiments, outcomes
 from models.autopilot.decide import Facts, LastRound, go_on_from_child
 from models.checkpoints import checkpoint_file
 from models.settings import Settings
@@ -91,6 +91,7 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
     base = current if go_on_from_child(last) else session.get(Job, last_round.parent_id)
     current_diagnosis = diagnosis(session, current, config.metric, settings)
     base_diagnosis = diagnosis(session, base, config.metric, settings, explore=True)  # the remedy to try next
+    base_diagnosis, remedy_evidence = experiments.with_measured_remedies(session, job=base, diagnosis=base_diagnosis)
     tried = frozenset(r.remedy for r in done)
     worse = frozenset(
         r.remedy
@@ -144,5 +145,6 @@ def measure(session: Session, ap: Autopilot, config: AutopilotSpec, settings: Se
         base_best_epoch=(outcomes.val_predictions(session, base.id) or {}).get("epoch"),
         base_warm=bool((base.spec.get("model") or {}).get("init_from")),
         imagenet_available=settings.imagenet_loadable,
+        remedy_evidence=remedy_evidence,
     )
     return Measured(facts=facts, current=current, base=base)

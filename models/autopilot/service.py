@@ -19,13 +19,15 @@ from analysis import Remedy, apply_patch
 from contract.autopilot import AutopilotSpec
 from contract.spec import JobSpec
 from models.analysis import service as analysis_service
-from models.autopilot import measure, outcomes
+from models.autopilot import experiments, measure, outcomes
 from models.autopilot.decide import End, Fork, decide
 from models.errors import Conflict, InvalidField, NotFound
 from models.jobs.service import check_init_from, check_spec_in_context
 from models.lifecycle import record_event, request_cancel
 from models.settings import Settings, get_settings
 from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job, JobStatus, utcnow
+
+FINAL = ("target_reached", "max_rounds")  # ends no measurement could change
 
 log = structlog.get_logger()
 
@@ -112,6 +114,10 @@ def advance(session: Session, autopilot_id: uuid.UUID, *, settings: Settings | N
     config = AutopilotSpec.model_validate(ap.config)
     measured = measure.measure(session, ap, config, settings)
     step = decide(config, measured.facts)
+    if not (isinstance(step, End) and step.reason in FINAL):
+        # a suspicion a probe can measure is measured before acting on it (or on anything else)
+        if experiments.run_before_deciding(session, job=measured.base, diagnosis=measured.facts.base) is not None:
+            return ap  # the probe's end (worker hook) or the sweep advances the lineage again
     if isinstance(step, End):
         return _end(session, ap, step.reason, step.detail)
     invalid = _invalid_fork(session, measured.base, step.remedy.patch, settings)

@@ -20,6 +20,7 @@ import structlog
 
 from contract.spec import JobSpec
 from models import probes as rows
+from models.autopilot.hooks import after_probe_end
 from models.db import session_scope
 from models.settings import get_settings
 from models.tables import Job, JobStatus
@@ -283,7 +284,7 @@ def _run_probe(probe_id: uuid.UUID) -> str:
         if probe is None:
             log.info("probe skipped", reason=why)
             return f"skipped: {why}"
-        name, inputs = probe.name, dict(probe.inputs or {})
+        name, inputs, trigger = probe.name, dict(probe.inputs or {}), probe.trigger
         job = s.get(Job, probe.job_id)
         job_id, spec_raw, model_path = job.id, dict(job.spec), job.model_path
         verified = job.started_at is not None  # its training scanned and decoded every image already
@@ -317,7 +318,9 @@ def _run_probe(probe_id: uuid.UUID) -> str:
         return _hand_back(probe_id, host)
     if watch.cancelled.is_set():
         status, error = JobStatus.cancelled, "cancelled by request"  # what it measured so far stays in `result`
-    return _end(probe_id, host, status, result, error, time.perf_counter() - t0)
+    ended = _end(probe_id, host, status, result, error, time.perf_counter() - t0)
+    after_probe_end(trigger)
+    return ended
 
 
 def _finite(value: Any) -> Any:
