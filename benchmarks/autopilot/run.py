@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,13 @@ def healthy_rerun(api: httpx.Client, data: Path, family: str, seed: int, epochs:
     wait_done(api, job)
     top, trained = best(api, job)
     return {"job_id": job, "best": top, "epochs": trained, "reached": top is not None and top >= goal - TOLERANCE}
+
+
+def drop_artifacts(job_ids: list[str]) -> None:
+    """A finished case's checkpoints and cached features are never read again (its records live in the database);
+    kept, a run of three seeds fills tens of gigabytes."""
+    for job_id in job_ids:
+        shutil.rmtree(WORK / "artifacts" / job_id, ignore_errors=True)
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -375,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                             run["strategies"][name] = run_strategy(tenants[name], name, spec, run["goal"], seed)
                             result["wall_seconds"] = wall_before + round(time.perf_counter() - t0)
                             save(args.out, result)
+                        drop_artifacts(
+                            [run["plant_check_job_id"], *(j for x in run["strategies"].values() for j in x["jobs"])]
+                        )
                         print(json.dumps({k: v for k, v in run.items() if k != "strategies"}), flush=True)
     finally:
         for api_of_strategy in tenants.values():
