@@ -318,3 +318,33 @@ def test_probe_only_takes_the_range_tests_suggested_rate_or_says_why_not():
     assert rate is None and "no rate" in why
     rate, why = measured_rate(probe("failed", None, "out of memory"))
     assert rate is None and why == "the range test failed: out of memory"
+
+
+def test_a_round_line_names_the_label_check_and_the_cold_start_and_counts_excluded_files():
+    excluded = {
+        "round": 1,
+        "remedies": ["exclude_label_issues"],
+        "cause": "label_noise",
+        "patch": {"dataset": {"exclude": [f"c0/{i}.png" for i in range(12)]}},
+        "parent_patch_values": {},
+        "evidence": {"label_check": {"suspects": 12, "noise_rate": 0.4}},
+        "start": "cold",
+        "direction": "better",
+        "gain": 0.06,
+    }
+    line = table.step_text(excluded)
+    assert "dataset.exclude [12 files]" in line and "c0/3.png" not in line
+    assert "[label check: 12 suspects, noise 0.40]" in line and line.endswith("better, +0.060")
+    lowered = {
+        "round": 1,
+        "remedies": ["lower_learning_rate"],
+        "cause": "learning_rate_too_high",
+        "patch": {"optimizer": {"learning_rate": 0.0015}},
+        "parent_patch_values": {"optimizer": {"learning_rate": 0.1}},
+        "evidence": {"cold_start": "the parent's weights were trained at a rate too high"},
+        "start": "cold",
+        "direction": "better",
+        "gain": 0.2,
+    }
+    line = table.step_text(lowered)
+    assert "optimizer.learning_rate 0.1 → 0.0015" in line and "[cold: rate too high]" in line

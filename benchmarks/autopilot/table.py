@@ -153,11 +153,16 @@ def flat(patch: dict, prefix: str = "") -> dict:
     return out
 
 
+def value_text(value) -> str:
+    """A patched value as the lineage line shows it: a list of files by its length."""
+    return f"[{len(value)} files]" if isinstance(value, list) and len(value) > 3 else repr(value)
+
+
 def step_text(step: dict) -> str:
     """One autopilot round: remedy, the values it changed, the evidence that chose them, and its measured effect."""
     before = flat(step.get("parent_patch_values") or {})
     changes = [
-        f"{k} {before.get(k)!r} → {v!r}" if k in before else f"{k} {v!r}"
+        f"{k} {value_text(before.get(k))} → {value_text(v)}" if k in before else f"{k} {value_text(v)}"
         for k, v in flat(step.get("patch") or {}).items()
         if not k.startswith("model.init_from")
     ]
@@ -167,6 +172,14 @@ def step_text(step: dict) -> str:
         why.append(f"range test {ev.get('suggested_lr'):.3g}")
     elif ev.get("measured_lr_ignored"):
         why.append("rule (range test's rate moved the other way)")
+    if ev.get("label_check"):
+        check = ev["label_check"]
+        noise = check.get("noise_rate")
+        why.append(
+            f"label check: {check.get('suspects')} suspects" + (f", noise {noise:.2f}" if noise is not None else "")
+        )
+    if ev.get("cold_start"):
+        why.append("cold: rate too high")
     if ev.get("follow_up"):
         why.append("follow-up")
     if step.get("start") == "warm":
@@ -217,6 +230,8 @@ def per_cause(runs: list[dict], name: str = "autopilot") -> dict[str, dict]:
             c["evidence"]["range test"] += ev.get("learning_rate_from") == "range_test"
             c["evidence"]["rule over range test"] += bool(ev.get("measured_lr_ignored"))
             c["evidence"]["follow-up"] += bool(ev.get("follow_up"))
+            c["evidence"]["label check"] += bool(ev.get("label_check"))
+            c["evidence"]["cold after a rate too high"] += bool(ev.get("cold_start"))
             c["evidence"]["warm start"] += s.get("start") == "warm"
         best_job = (lineage.get("best_job_id") or "—")[:8]
         best = "—" if lineage.get("best") is None else f"{lineage['best']:.3f}"
