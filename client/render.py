@@ -103,6 +103,8 @@ def round_header(step: LineageStep) -> str:
 def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, list) and len(value) > 3:
+        return f"{len(value)} files" if all(isinstance(v, str) for v in value) else f"{len(value)} items"
     return "—" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
@@ -187,6 +189,12 @@ def print_lineage(console: Console, lineage: LineageRead) -> None:
         where = "the root" if keep.round == 0 else f"round {keep.round}" if keep.round else "a manual fork"
         console.print(
             f"keep job {lineage.best_job_id}: {where}, {lineage.metric} {lineage.best:.4f}",
+            markup=False,
+            highlight=False,
+        )
+    for wait in lineage.waiting_on:
+        console.print(
+            f"waiting on {wait.probe} ({wait.status}), job {wait.job_id}",  # fits 80 columns
             markup=False,
             highlight=False,
         )

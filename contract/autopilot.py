@@ -115,6 +115,13 @@ class LineageStep(BaseModel):
     )
 
 
+class ProbeWait(BaseModel):
+    probe: str
+    probe_id: uuid.UUID
+    job_id: uuid.UUID
+    status: str
+
+
 class LineageRead(BaseModel):
     job_id: uuid.UUID
     root_id: uuid.UUID
@@ -126,6 +133,11 @@ class LineageRead(BaseModel):
     )
     best: float | None = None
     epochs_saved: int = Field(0, description="Over all rounds: epochs that warm starts did not train again")
+    waiting_on: list[ProbeWait] = Field(
+        default_factory=list,
+        description="Probes the autopilot asked for and waits on before its next decision (e.g. a label check "
+        "that measures a label-noise suspicion)",
+    )
 
 
 class OutcomeStat(BaseModel):

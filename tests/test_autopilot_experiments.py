@@ -104,11 +104,14 @@ def test_a_confirmed_label_check_leaves_its_suspects_out_in_a_cold_round(client,
     assert body["autopilot"]["state"] == "active" and body["autopilot"]["rounds_done"] == 0  # waits on the check
     (probe,) = autopilot_probes(root)
     assert probe.name == "label_check" and probe.status == "queued"
+    assert body["waiting_on"] == [
+        {"probe": "label_check", "probe_id": str(probe.id), "job_id": root, "status": "queued"}
+    ]
     after_job_end(uuid.UUID(root))  # a second advance while the check runs: no second probe, no round
     assert len(autopilot_probes(root)) == 1 and lineage(client, root)["autopilot"]["rounds_done"] == 0
     finish_label_check(probe.id, noise_rate=0.4, issues=suspects)
     body = lineage(client, root)
-    assert body["autopilot"]["rounds_done"] == 1
+    assert body["autopilot"]["rounds_done"] == 1 and body["waiting_on"] == []
     step = body["steps"][1]
     assert step["remedies"] == ["exclude_label_issues"] and step["cause"] == "label_noise"
     assert step["start"] == "cold"

@@ -118,3 +118,15 @@ def test_the_cli_target_option_reads_metric_equals_value():
     for bad in ("val_accuracy", "val_accuracy=high"):
         with pytest.raises(typer.BadParameter):
             parse_target(bad)
+
+
+def test_a_lineage_waiting_on_a_probe_says_so_and_an_exclusion_reads_as_a_file_count():
+    data = lineage().model_dump(mode="json")
+    data["autopilot"] = {**data["autopilot"], "state": "active", "end_reason": None, "end_detail": None}
+    data["waiting_on"] = [{"probe": "label_check", "probe_id": str(IDS[3]), "job_id": str(IDS[3]), "status": "running"}]
+    console = Console(width=80, record=True, color_system=None)
+    print_lineage(console, LineageRead.model_validate(data))
+    text = console.export_text()
+    assert f"waiting on label_check (running), job {IDS[3]}" in text.splitlines()
+    files = [f"c0/{i}.png" for i in range(40)]
+    assert patch_changes({"dataset": {"exclude": files}}, {"dataset": {}}) == ["exclude — → 40 files"]

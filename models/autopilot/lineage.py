@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from contract.autopilot import AutopilotRead, DiagnosisSummary, LineageRead, LineageStep, higher_is_better
+from contract.autopilot import (
+    AutopilotRead,
+    DiagnosisSummary,
+    LineageRead,
+    LineageStep,
+    ProbeWait,
+    higher_is_better,
+)
+from models import probes
 from models.analysis import service as analysis_service
 from models.autopilot import measure, outcomes
 from models.autopilot.service import autopilot_of
 from models.jobs import service as jobs
 from models.settings import Settings
-from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job
+from models.tables import Autopilot, AutopilotRound, ForkOutcome, Job, Probe
 
 
 def _summary(session: Session, job: Job, settings: Settings, metric: str) -> DiagnosisSummary:
@@ -80,7 +88,23 @@ def best_step(steps: list[LineageStep], metric: str) -> LineageStep | None:
     return max(done, key=lambda s: (sign * s.best, -steps.index(s)))
 
 
-def _read(job: Job, root: Job, metric: str, ap: Autopilot | None, steps: list[LineageStep]) -> LineageRead:
+def _waiting_on(session: Session, ap: Autopilot | None, steps: list[LineageStep]) -> list[ProbeWait]:
+    """The autopilot's own probes still queued or running on the lineage's jobs: what its next decision waits on."""
+    if ap is None or ap.state != "active":
+        return []
+    rows = session.exec(
+        select(Probe)
+        .where(
+            Probe.job_id.in_([s.job_id for s in steps]), Probe.trigger == "autopilot", Probe.status.in_(probes.ACTIVE)
+        )
+        .order_by(Probe.created_at)
+    ).all()
+    return [ProbeWait(probe=r.name, probe_id=r.id, job_id=r.job_id, status=r.status) for r in rows]
+
+
+def _read(
+    session: Session, job: Job, root: Job, metric: str, ap: Autopilot | None, steps: list[LineageStep]
+) -> LineageRead:
     keep = best_step(steps, metric)
     return LineageRead(
         job_id=job.id,
@@ -91,6 +115,7 @@ def _read(job: Job, root: Job, metric: str, ap: Autopilot | None, steps: list[Li
         best_job_id=keep.job_id if keep else None,
         best=keep.best if keep else None,
         epochs_saved=sum(s.epochs_saved for s in steps),
+        waiting_on=_waiting_on(session, ap, steps),
     )
 
 
@@ -109,7 +134,7 @@ def lineage(*, session: Session, job: Job, settings: Settings) -> LineageRead:
             steps.append(
                 _step(session, session.get(Job, intent.child_id), settings, metric, intent.round, fork, intent)
             )
-        return _read(job, root, metric, ap, steps)
+        return _read(session, job, root, metric, ap, steps)
     chain = [session.get(Job, i) for i in reversed(jobs.ancestors(session=session, job=job))] + [job]
     chain = [j for j in chain if j is not None]
     forks = {
@@ -123,4 +148,4 @@ def lineage(*, session: Session, job: Job, settings: Settings) -> LineageRead:
         if fork is not None:
             fork = outcomes.measure(session, fork)
         steps.append(_step(session, j, settings, metric, 0 if i == 0 else None, fork))
-    return _read(job, chain[0], metric, None, steps)
+    return _read(session, job, chain[0], metric, None, steps)
