@@ -10,6 +10,10 @@ from analysis import Diagnosis, Remedy, apply_patch
 from contract.autopilot import AutopilotSpec, higher_is_better
 
 LEARNING_RATE_REMEDIES = {"increase_learning_rate": 1, "lower_learning_rate": -1}
+# Brakes on fitting that a confident finding on the child may name again, with the child's value: loosened once
+# more (a penalty of 0.5 cut to 0.05 can still be the brake). The learning rate goes further through its
+# follow-up (analysis.followup, from the measured step sizes) instead.
+LOOSENED_AGAIN = frozenset({"reduce_l2", "reduce_dropout"})
 # Remedies that keep the architecture and the data: their child starts from the parent's weights. Changes to the
 # data (augmentation, class weights) or to the pre-trained base start cold, as a different experiment.
 WARM_REMEDIES = frozenset(
@@ -228,6 +232,7 @@ def decide(config: AutopilotSpec, facts: Facts) -> End | Fork:
         "from_child": go_on_from_child(facts.last),
         "plateau": plateaued(facts.last, facts.previous),
         "tried": set(facts.tried) | set(facts.worse),
+        "again": (set(facts.tried) - set(facts.worse)) & LOOSENED_AGAIN if go_on_from_child(facts.last) else set(),
         "follow_up": follow,
         "last_cause": facts.last.cause if facts.last else None,
     }
@@ -253,6 +258,7 @@ def next_step(
     follow_up: tuple[Remedy, dict] | None = None,
     last_cause: str | None = None,
     plateau: bool = False,
+    again: set[str] = frozenset(),
 ) -> End | Fork:
     """`diagnosis` is of the job the next fork would start from: the last child when `from_child`
     (`go_on_from_child`: better beyond noise, or unclear without a lower point estimate), else its parent.
@@ -260,7 +266,9 @@ def next_step(
     `plateau` (`plateaued`: the last two rounds unclear, neither with a point gain) ends the lineage `no_gain`.
     Otherwise the candidates are the remedies of findings at or above min_confidence, most confident finding
     first and each finding's remedies in their (evidence-ranked) order, skipping remedies already tried on this
-    lineage and advice with no spec change; the exploration is skipped when the last round helped and left a
+    lineage and advice with no spec change; then a brake of LOOSENED_AGAIN that a round already loosened
+    (`again`: tried, never worse, and the lineage goes on from its child) and that a confident finding names
+    again with the child's value; the exploration is skipped when the last round helped and left a
     healthy job. When none is left and the lineage goes on from the last child, `follow_up` (analysis.followup:
     another brake of the same finding, the same brake further, or more epochs) goes on with the same cause.
     With nothing left: `healthy` when the last round helped and left a healthy job; `no_gain` when the lineage
@@ -275,6 +283,10 @@ def next_step(
             for remedy in finding.remedies:
                 if remedy.patch and remedy.id not in tried:
                     return Fork(finding.cause, finding.confidence, remedy)
+        for finding in confident:  # then a brake loosened before, which the child's finding names again
+            for remedy in finding.remedies:
+                if remedy.patch and remedy.id in again:
+                    return Fork(finding.cause, finding.confidence, remedy, evidence={"loosened_again": remedy.id})
     if from_child and follow_up is not None:
         remedy, evidence = follow_up
         return Fork(last_cause, None, remedy, evidence)

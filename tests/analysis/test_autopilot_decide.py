@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from analysis import Diagnosis, Finding, Remedy
@@ -224,3 +226,22 @@ def test_a_measured_learning_rate_replaces_the_rule_of_thumb():
     # other remedies ignore it
     other = decide(config, Facts(**{**facts.__dict__, "base": lr_too_low(LONGER), "current": lr_too_low(LONGER)}))
     assert other.remedy == LONGER and other.evidence == {}
+
+
+def test_a_penalty_the_childs_confident_finding_names_again_is_loosened_again():
+    """L2 0.5 cut to 0.05 can still be the brake: when the child's finding names reduce_l2 again with its own value
+    and the round was not worse, the lineage loosens it once more, before ending on 'every remedy tried'."""
+    again = Remedy(id="reduce_l2", text="÷10", patch={"regularization": {"l2": 0.005}})
+    strong = Finding(rule="r", cause="regularization_too_strong", confidence=0.96, summary="", remedies=[again])
+    child = Diagnosis(verdict="stagnating", findings=[strong], summary="")
+    last = LastRound("regularization_too_strong", ("reduce_l2",), "unclear", 0.0)
+    facts = Facts(rounds_done=1, current=child, base=child, last=last, tried=frozenset({"reduce_l2"}))
+    step = decide(AutopilotSpec(), facts)
+    assert step.remedy.patch == {"regularization": {"l2": 0.005}} and step.evidence["loosened_again"] == "reduce_l2"
+    # a round that made things worse is never carried further; a lower point estimate hands back to the parent
+    assert isinstance(decide(AutopilotSpec(), replace(facts, worse=frozenset({"reduce_l2"}))), End)
+    lower = replace(facts, last=LastRound("regularization_too_strong", ("reduce_l2",), "unclear", -0.04))
+    assert isinstance(decide(AutopilotSpec(), lower), End)
+    # the learning rate is not among them: its follow-up reads the measured step sizes instead
+    raised = replace(facts, base=lr_too_low(RAISE), current=lr_too_low(RAISE), tried=frozenset({RAISE.id}))
+    assert isinstance(decide(AutopilotSpec(), raised), End)
