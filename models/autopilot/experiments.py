@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from analysis import Diagnosis
 from models import probes
-from models.tables import Job, Probe
+from models.tables import Job
 
 # cause the curves suspect → the probe that measures it
 CONFIRMED_BY = {"label_noise_suspected": "label_check"}
@@ -42,14 +42,6 @@ def wanted(diagnosis: Diagnosis) -> list[str]:
     )
 
 
-def _probes_of(session: Session, job_id: uuid.UUID, names: list[str]) -> dict[str, list[str]]:
-    rows = session.exec(select(Probe.name, Probe.status).where(Probe.job_id == job_id, Probe.name.in_(names))).all()
-    out: dict[str, list[str]] = {}
-    for name, status in rows:
-        out.setdefault(name, []).append(status)
-    return out
-
-
 def run_before_deciding(session: Session, *, job: Job, diagnosis: Diagnosis) -> Experiment | None:
     """None when nothing needs measuring first: no suspicion a probe can measure, or its probe already ran on this
     job (whatever its outcome: one try per job, a failed probe does not hold the lineage). Otherwise the probes
@@ -58,7 +50,9 @@ def run_before_deciding(session: Session, *, job: Job, diagnosis: Diagnosis) -> 
     names = wanted(diagnosis)
     if not names:
         return None
-    seen = _probes_of(session, job.id, names)
+    seen: dict[str, list[str]] = {}
+    for probe in probes.list_for_job(session, job.id):
+        seen.setdefault(probe.name, []).append(probe.status)
     running = tuple(n for n in names if any(s in probes.ACTIVE for s in seen.get(n, [])))
     if running:
         return Experiment(job.id, running=running)
